@@ -1,0 +1,367 @@
+"""deploy-ran command line: ``python cli.py COMMAND`` or the installed ``deploy-ran COMMAND``.
+
+Argument parsing, progress and tables only; the work happens in the library (``deploy_ran``,
+``exporters``, ``calibration``), which a Python user can call directly.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import sys
+from pathlib import Path
+from typing import Annotated, Any, Optional
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+
+from deploy_ran.errors import DeployRanError
+
+app = typer.Typer(
+    name="deploy-ran",
+    help="Take attention CNNs from PyTorch to ONNX, ONNX Runtime and TensorRT.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_show_locals=False,
+)
+# Piped output (CI logs, `| less`) gets wide tables instead of rich's 80-column fallback.
+console = Console(width=None if sys.stdout.isatty() else 140)
+err_console = Console(stderr=True, width=None if sys.stderr.isatty() else 140)
+
+
+def _print_error(exc: DeployRanError) -> None:
+    err_console.print(f"[bold red]Error:[/] {exc.message}", highlight=False)
+    if exc.hint:
+        err_console.print(f"[yellow]Hint:[/] {exc.hint}", highlight=False)
+
+
+def command(*args: Any, **kwargs: Any):
+    """``app.command`` that turns a :class:`DeployRanError` into a message and an exit code."""
+
+    def decorate(fn):
+        @functools.wraps(fn)
+        def wrapper(*a: Any, **k: Any):
+            try:
+                return fn(*a, **k)
+            except DeployRanError as exc:
+                _print_error(exc)
+                raise typer.Exit(exc.exit_code) from None
+
+        return app.command(*args, **kwargs)(wrapper)
+
+    return decorate
+
+
+def _model_options(
+    attention: str | None,
+    attention_residual: bool | None,
+    mask: str | None,
+    variant: str | None,
+    attention_maps: bool = False,
+) -> dict[str, Any]:
+    """Options given on the command line (unset ones are left to the model's defaults)."""
+    options = {
+        "attention": attention,
+        "attention_residual": attention_residual,
+        "mask": mask,
+        "variant": variant,
+    }
+    options = {k: v for k, v in options.items() if v is not None}
+    if attention_maps:
+        options["return_attention"] = True
+    return options
+
+
+def _fmt_count(value: float | None, unit: float, digits: int = 2) -> str:
+    return "-" if value is None else f"{value / unit:.{digits}f}"
+
+
+# --------------------------------------------------------------------------------------------
+# models
+
+
+@command("models")
+def models_cmd(
+    pattern: Annotated[str, typer.Argument(help="Shell-style filter, e.g. 'ran*_cifar'.")] = "*",
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
+) -> None:
+    """List the model zoo: input size, parameters, multiply-adds, reference."""
+    from deploy_ran.models import get_spec, list_models
+
+    names = list_models(pattern)
+    if not names:
+        raise DeployRanError(
+            f"No model matches {pattern!r}.", hint="Run `python cli.py models` to list every model."
+        )
+    specs = [get_spec(n) for n in names]
+    if as_json:
+        rows = [
+            {
+                "name": s.name,
+                "family": s.family,
+                "input": list(s.input_shape),
+                "num_classes": s.num_classes,
+                "params": s.params,
+                "macs": s.macs,
+                "paper_params_m": s.paper_params,
+                "paper_macs_g": s.paper_macs,
+                "outputs": list(s.outputs),
+                "reference": s.reference,
+                "reference_url": s.reference_url,
+                "description": s.description,
+            }
+            for s in specs
+        ]
+        print(json.dumps(rows, indent=2))
+        return
+    table = Table(title="deploy-ran model zoo", title_justify="left")
+    for col, kw in [
+        ("name", {"style": "bold cyan", "no_wrap": True}),
+        ("family", {"no_wrap": True}),
+        ("input", {"justify": "right", "no_wrap": True}),
+        ("params (M)", {"justify": "right"}),
+        ("paper (M)", {"justify": "right"}),
+        ("MACs (G)", {"justify": "right"}),
+        ("paper (G)", {"justify": "right"}),
+        ("reference", {}),
+    ]:
+        table.add_column(col, **kw)
+    for s in specs:
+        table.add_row(
+            s.name,
+            s.family,
+            f"{s.image_size}²·{s.num_classes}",
+            _fmt_count(s.params, 1e6),
+            "-" if s.paper_params is None else f"{s.paper_params:.1f}",
+            _fmt_count(s.macs, 1e9, 3 if s.macs < 1e9 else 2),
+            "-" if s.paper_macs is None else f"{s.paper_macs:.1f}",
+            s.reference,
+        )
+    console.print(table)
+    console.print(
+        "input = image size² · classes; MACs = multiply-adds of convolutions and the classifier "
+        "at the default size; `models --json` adds descriptions and links."
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# export
+
+
+@command("export")
+def export_cmd(
+    name: Annotated[str, typer.Argument(help="Model name (see `models`).")],
+    checkpoint: Annotated[
+        Optional[Path], typer.Option(help="Weights (.pt/.pth state_dict).")
+    ] = None,
+    image_size: Annotated[
+        Optional[int], typer.Option(help="Input H=W; default from the model spec.")
+    ] = None,
+    num_classes: Annotated[
+        Optional[int], typer.Option(help="Classifier size; default from the checkpoint or spec.")
+    ] = None,
+    batch: Annotated[
+        int, typer.Option(help="Example batch; the fixed batch with --static-batch.")
+    ] = 1,
+    static_batch: Annotated[
+        bool, typer.Option("--static-batch", help="Fixed batch (no Shape ops in the graph).")
+    ] = False,
+    opset: Annotated[int, typer.Option(help="ONNX opset.")] = 18,
+    no_simplify: Annotated[bool, typer.Option("--no-simplify", help="Skip onnxslim.")] = False,
+    output: Annotated[
+        Optional[Path], typer.Option("--output", "-o", help="Output path; default NAME.onnx.")
+    ] = None,
+    attention: Annotated[
+        Optional[str], typer.Option(help="RAN attention: mixed | channel | spatial.")
+    ] = None,
+    attention_residual: Annotated[
+        Optional[bool],
+        typer.Option(
+            "--arl/--nal", help="RAN fusion: (1+M)·T (ARL) or M·T (NAL).", show_default=False
+        ),
+    ] = None,
+    mask: Annotated[
+        Optional[str], typer.Option(help="RAN mask: encoder_decoder | local_conv.")
+    ] = None,
+    variant: Annotated[Optional[str], typer.Option(help="RAN arithmetic: paper | port.")] = None,
+    attention_maps: Annotated[
+        bool, typer.Option("--attention-maps", help="Also output every attention map.")
+    ] = False,
+    skip_parity: Annotated[
+        bool,
+        typer.Option("--skip-parity", help="Do not compare with eager PyTorch (not recommended)."),
+    ] = False,
+) -> None:
+    """Export a model to a checked FP32 ONNX file with static-size bilinear upsampling."""
+    from exporters.onnx import PARITY_REL_L2, export_onnx
+
+    options = _model_options(attention, attention_residual, mask, variant, attention_maps)
+    with console.status(f"Exporting {name}…") as status:
+        result = export_onnx(
+            name,
+            output,
+            checkpoint=checkpoint,
+            image_size=image_size,
+            num_classes=num_classes,
+            batch=batch,
+            static_batch=static_batch,
+            opset=opset,
+            simplify_graph=not no_simplify,
+            check_parity=not skip_parity,
+            progress=lambda msg: status.update(f"Exporting {name}: {msg}…"),
+            **options,
+        )
+    batch_txt = "dynamic batch" if result.dynamic_batch else f"static batch {result.batch}"
+    console.print(
+        f"[green]✓[/] wrote [bold]{result.path}[/] ({result.path.stat().st_size / 1e6:.1f} MB, "
+        f"opset {result.opset}, {batch_txt}, input {result.input_name} "
+        + escape(
+            f"[{'batch' if result.dynamic_batch else result.batch}, 3, {result.image_size}, {result.image_size}]"
+        )
+        + f") in {result.seconds:.1f} s"
+    )
+    resizes = result.graph.resizes
+    sizes = sorted({r.output_hw for r in resizes if r.output_hw})
+    console.print(
+        f"  {len(resizes)} Resize node(s), all bilinear align_corners with constant output sizes "
+        f"{', '.join(f'{h}×{w}' for h, w in sizes) or '-'}; shapes static except the batch"
+    )
+    if result.parity:
+        table = Table(title="ONNX Runtime (CPU) vs eager PyTorch", title_justify="left")
+        for col in ("output", "batch", "max abs", "relative L2", f"limit {PARITY_REL_L2:.0e}"):
+            table.add_column(col, justify="right" if col != "output" else "left")
+        for c in result.parity:
+            table.add_row(
+                c.output,
+                str(c.batch),
+                f"{c.max_abs:.2e}",
+                f"{c.rel_l2:.2e}",
+                "[green]pass[/]" if c.ok else "[red]fail[/]",
+            )
+        console.print(table)
+    else:
+        console.print("[yellow]  parity check skipped (--skip-parity)[/]")
+
+
+# --------------------------------------------------------------------------------------------
+# inspect
+
+
+@command("inspect")
+def inspect_cmd(
+    path: Annotated[Path, typer.Argument(help="An ONNX file.")],
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of tables.")] = False,
+) -> None:
+    """Describe an ONNX file: I/O, opset, op histogram, every Resize, metadata."""
+    from exporters.inspect import inspect_onnx
+
+    desc = inspect_onnx(path)
+    if as_json:
+        print(json.dumps(desc.as_dict(), indent=2, default=str))
+        return
+    console.print(
+        f"[bold]{desc.path}[/]  {desc.size_bytes / 1e6:.1f} MB, IR {desc.ir_version}, opset "
+        + ", ".join(f"{d} {v}" for d, v in desc.opsets.items())
+        + f", {desc.parameters / 1e6:.2f} M weights, producer {desc.producer or '-'}"
+    )
+    io_table = Table(title="Inputs and outputs", title_justify="left")
+    for col in ("kind", "name", "dtype", "shape"):
+        io_table.add_column(col)
+    for kind, items in (("input", desc.inputs), ("output", desc.outputs)):
+        for t in items:
+            io_table.add_row(
+                kind, t.name, t.dtype, escape("[" + ", ".join(map(str, t.shape)) + "]")
+            )
+    console.print(io_table)
+    ops = Table(title="Operators", title_justify="left")
+    ops.add_column("op")
+    ops.add_column("count", justify="right")
+    for op, count in desc.graph.op_histogram.most_common():
+        ops.add_row(op, str(count))
+    console.print(ops)
+    if desc.graph.resizes:
+        rz = Table(title="Resize nodes", title_justify="left")
+        for col in ("name", "mode", "coordinates", "antialias", "output H×W", "size from", "ok"):
+            rz.add_column(col)
+        for r in desc.graph.resizes:
+            rz.add_row(
+                r.name,
+                r.mode,
+                r.coordinate_transformation_mode,
+                str(r.antialias),
+                f"{r.output_hw[0]}×{r.output_hw[1]}" if r.output_hw else "not constant",
+                r.source,
+                "[green]yes[/]" if r.ok else "[red]no[/]",
+            )
+        console.print(rz)
+    if desc.metadata:
+        meta = Table(title="Metadata", title_justify="left")
+        meta.add_column("key")
+        meta.add_column("value", overflow="fold")
+        for k, v in desc.metadata.items():
+            meta.add_row(k, escape(v))
+        console.print(meta)
+    if desc.graph.ok:
+        console.print("[green]✓[/] static-graph checks pass")
+    else:
+        console.print("[red]✗ static-graph checks:[/]")
+        for p in desc.graph.problems:
+            console.print(f"  - {p}", highlight=False)
+
+
+# --------------------------------------------------------------------------------------------
+# demo: the main job on a built-in default
+
+
+@command("demo")
+def demo_cmd(
+    model: Annotated[str, typer.Option(help="Model to run the pipeline on.")] = "ran92",
+    image_size: Annotated[
+        Optional[int], typer.Option(help="Input H=W; default from the model spec.")
+    ] = None,
+    workdir: Annotated[Path, typer.Option(help="Folder for the artifacts and reports.")] = Path(
+        "demo_out"
+    ),
+    runs: Annotated[
+        int, typer.Option(help="Timed runs per backend for the latency comparison.")
+    ] = 10,
+) -> None:
+    """The main job on a built-in default: export, check parity, compare latency (CPU)."""
+    from deploy_ran.pipeline import run_demo
+
+    workdir.mkdir(parents=True, exist_ok=True)
+    run_demo(model, workdir, image_size=image_size, runs=runs, console=console)
+
+
+# --------------------------------------------------------------------------------------------
+# doctor
+
+
+@command("doctor")
+def doctor_cmd(
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
+) -> None:
+    """Versions of the stack, CUDA availability, ONNX Runtime providers, TensorRT import."""
+    from deploy_ran.environment import collect_environment
+
+    env = collect_environment()
+    if as_json:
+        print(json.dumps(env, indent=2))
+        return
+    table = Table(title="deploy-ran doctor", title_justify="left")
+    table.add_column("component")
+    table.add_column("status", overflow="fold")
+    for key, value in env.items():
+        table.add_row(key, value if isinstance(value, str) else json.dumps(value))
+    console.print(table)
+
+
+def main() -> None:
+    """Entry point of the ``deploy-ran`` console script."""
+    app()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

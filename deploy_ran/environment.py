@@ -1,0 +1,78 @@
+"""The software and hardware a result was produced on.
+
+``doctor`` prints it; benchmarks store it next to their numbers so that two results can be compared
+(or not) knowingly. Optional packages are probed, never required: a missing TensorRT is a fact to
+report, not an error.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.metadata
+import os
+import platform
+import re
+from functools import lru_cache
+
+
+def cpu_model() -> str:
+    """Human-readable CPU model name (from /proc/cpuinfo on Linux)."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as fh:
+            for line in fh:
+                if line.lower().startswith("model name"):
+                    return re.sub(r"\s+", " ", line.split(":", 1)[1]).strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def _version(dist: str) -> str:
+    try:
+        return importlib.metadata.version(dist)
+    except importlib.metadata.PackageNotFoundError:
+        return "not installed"
+
+
+def tensorrt_status() -> str:
+    """TensorRT's version when importable, else why not (missing, or native libraries absent)."""
+    try:
+        trt = importlib.import_module("tensorrt")
+    except ImportError as exc:
+        return f"not importable ({exc})"
+    except OSError as exc:  # bindings present but libnvinfer missing
+        return f"bindings present, native libraries missing ({exc})"
+    return getattr(trt, "__version__", "unknown version")
+
+
+@lru_cache(maxsize=1)
+def collect_environment() -> dict[str, object]:
+    """Versions and devices, as a flat dict of strings (and a few lists)."""
+    import numpy
+    import onnx
+    import onnxruntime
+    import torch
+
+    env: dict[str, object] = {
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "cpu": cpu_model(),
+        "cpu_count": str(os.cpu_count()),
+        "torch": torch.__version__,
+        "torch_threads": str(torch.get_num_threads()),
+        "cuda_available": str(torch.cuda.is_available()),
+        "onnx": onnx.__version__,
+        "onnxruntime": onnxruntime.__version__,
+        "onnxruntime_providers": onnxruntime.get_available_providers(),
+        "onnxscript": _version("onnxscript"),
+        "onnxslim": _version("onnxslim"),
+        "numpy": numpy.__version__,
+        "tensorrt": tensorrt_status(),
+        "cuda-python": _version("cuda-python"),
+    }
+    if torch.cuda.is_available():
+        env["cuda"] = str(torch.version.cuda)
+        env["gpus"] = [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())]
+        major, minor = torch.cuda.get_device_capability(0)
+        env["compute_capability"] = f"{major}.{minor}"
+    return env

@@ -1,0 +1,97 @@
+"""Writing files so that a crash or a bad input never leaves half a file behind.
+
+Everything the toolkit writes goes to a temporary name in the destination folder and is renamed
+into place only when complete: ``os.replace`` is atomic on one filesystem, so a reader sees either
+the old file or the new one.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+from deploy_ran.errors import DeployRanError
+
+
+def check_writable(path: str | os.PathLike[str]) -> Path:
+    """Fail early, before any long work, when ``path`` cannot be written."""
+    path = Path(path)
+    parent = path.parent if str(path.parent) else Path(".")
+    if path.is_dir():
+        raise DeployRanError(
+            f"Output path {path} is a directory.",
+            hint="Give a file name, e.g. --output model.onnx.",
+        )
+    if not parent.exists():
+        raise DeployRanError(
+            f"Output folder {parent} does not exist.",
+            hint=f"Create it first (mkdir -p {parent}) or choose another --output.",
+        )
+    if not os.access(parent, os.W_OK):
+        raise DeployRanError(
+            f"Output folder {parent} is not writable.",
+            hint="Choose another --output or fix the folder's permissions.",
+        )
+    if not parent.is_dir():
+        raise DeployRanError(
+            f"Output folder {parent} is not a folder.",
+            hint="Choose an --output inside an existing folder.",
+        )
+    try:  # a real probe: os.access says yes to root even on read-only filesystems
+        with tempfile.TemporaryFile(dir=parent):
+            pass
+    except OSError as exc:
+        raise DeployRanError(
+            f"Output folder {parent} is not writable ({exc.strerror}).",
+            hint="Choose another --output or fix the folder's permissions.",
+        ) from None
+    if path.exists() and not os.access(path, os.W_OK):
+        raise DeployRanError(
+            f"Output file {path} exists and is not writable.",
+            hint="Remove it, fix its permissions, or choose another --output.",
+        )
+    return path
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | os.PathLike[str], suffix: str = "") -> Iterator[Path]:
+    """Yield a temporary path beside ``path``; rename it onto ``path`` if the block succeeds.
+
+    On an exception the temporary file is removed and ``path`` is left as it was.
+    """
+    path = check_writable(path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix + ".tmp", dir=path.parent)
+    os.close(fd)
+    tmp_path = Path(tmp)
+    try:
+        yield tmp_path
+        os.replace(tmp_path, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            tmp_path.unlink()
+        raise
+
+
+def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> Path:
+    """Write ``data`` to ``path`` atomically."""
+    with atomic_path(path) as tmp:
+        tmp.write_bytes(data)
+    return Path(path)
+
+
+def atomic_write_text(path: str | os.PathLike[str], text: str) -> Path:
+    """Write ``text`` (UTF-8) to ``path`` atomically."""
+    return atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def sha256_file(path: str | os.PathLike[str], chunk: int = 1 << 20) -> str:
+    """Hex sha256 of a file, read in chunks so large checkpoints do not fill memory."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(chunk), b""):
+            digest.update(block)
+    return digest.hexdigest()

@@ -1,0 +1,85 @@
+"""Read an ONNX file and describe it: I/O, opset, op histogram, Resize nodes, metadata.
+
+Works on any ONNX file, not only the toolkit's; the static-graph checks run too, so ``inspect``
+tells whether a file keeps the promises ``export`` makes.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnx
+
+from deploy_ran.artifacts import get_metadata, load_onnx
+from exporters.graph_checks import GraphReport, check_graph
+
+_DTYPES = {v: k.lower() for k, v in onnx.TensorProto.DataType.items()}
+
+
+@dataclass
+class TensorDesc:
+    name: str
+    dtype: str
+    shape: list[int | str]
+
+
+@dataclass
+class OnnxDescription:
+    path: str
+    size_bytes: int
+    ir_version: int
+    opsets: dict[str, int]
+    producer: str
+    inputs: list[TensorDesc]
+    outputs: list[TensorDesc]
+    parameters: int
+    graph: GraphReport
+    metadata: dict[str, str]
+    static_batch: bool
+
+    def as_dict(self) -> dict[str, Any]:
+        out = asdict(self)
+        out["graph"] = {
+            "ok": self.graph.ok,
+            "problems": self.graph.problems,
+            "op_histogram": dict(self.graph.op_histogram.most_common()),
+            "resizes": [asdict(r) for r in self.graph.resizes],
+        }
+        return out
+
+
+def _describe(vi: onnx.ValueInfoProto) -> TensorDesc:
+    tt = vi.type.tensor_type
+    shape = [d.dim_value if d.HasField("dim_value") else (d.dim_param or "?") for d in tt.shape.dim]
+    return TensorDesc(vi.name, _DTYPES.get(tt.elem_type, str(tt.elem_type)), shape)
+
+
+def inspect_onnx(path: str | Path) -> OnnxDescription:
+    """Describe the ONNX file at ``path`` (raises OnnxFileError for a missing/corrupt file)."""
+    path = Path(path)
+    model = load_onnx(path)
+    inputs = [_describe(vi) for vi in model.graph.input]
+    static_batch = all(isinstance(t.shape[0], int) for t in inputs if t.shape)
+    try:
+        report = check_graph(model, static_batch=static_batch)
+    except Exception as exc:  # shape inference can reject a malformed graph
+        ops = Counter(n.op_type for n in model.graph.node)
+        report = GraphReport([], [], ops.get("Shape", 0), ops, [f"shape inference failed: {exc}"])
+    params = sum(int(np.prod(init.dims)) for init in model.graph.initializer)
+    return OnnxDescription(
+        path=str(path),
+        size_bytes=path.stat().st_size,
+        ir_version=model.ir_version,
+        opsets={(o.domain or "ai.onnx"): o.version for o in model.opset_import},
+        producer=f"{model.producer_name} {model.producer_version}".strip(),
+        inputs=inputs,
+        outputs=[_describe(vi) for vi in model.graph.output],
+        parameters=params,
+        graph=report,
+        metadata=get_metadata(model),
+        static_batch=static_batch,
+    )

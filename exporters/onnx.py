@@ -1,0 +1,373 @@
+"""PyTorch → FP32 ONNX, checked before it is handed out.
+
+``export_onnx`` builds the model from the registry, exports it with PyTorch's ONNX exporter
+(``torch.export``-based), simplifies it with onnxslim, makes every Resize's output size a graph
+constant, runs the static graph checks and ``onnx.checker``'s full check, writes the toolkit's
+metadata, and finally runs the written file in ONNX Runtime against eager PyTorch. Only when all of
+that passes is the temporary file renamed to the requested path: a failed export leaves nothing
+behind, and an existing file at the destination is untouched.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import logging
+import time
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnx
+import torch
+from onnx import helper, numpy_helper
+
+import deploy_ran
+from deploy_ran.artifacts import PRODUCER, ArtifactInfo, set_metadata
+from deploy_ran.errors import DeployRanError, ExportError, ParityError
+from deploy_ran.fileio import atomic_path, check_writable, sha256_file
+from deploy_ran.metrics import compare
+from deploy_ran.models import create_model, get_spec
+from exporters.graph_checks import GraphReport, check_graph
+
+DEFAULT_OPSET = 18  # the lowest opset PyTorch's torch.export-based exporter emits
+MIN_OPSET = 18
+PARITY_REL_L2 = 1e-4
+INPUT_NAME = "input"
+BATCH_DIM = "batch"
+
+
+@dataclass
+class ParityCheck:
+    """Eager PyTorch vs ONNX Runtime on the same inputs, for one batch size."""
+
+    batch: int
+    output: str
+    max_abs: float
+    rel_l2: float
+
+    @property
+    def ok(self) -> bool:
+        return self.rel_l2 <= PARITY_REL_L2
+
+
+@dataclass
+class ExportResult:
+    """What ``export_onnx`` wrote and measured."""
+
+    path: Path
+    model: str
+    image_size: int
+    opset: int
+    dynamic_batch: bool
+    batch: int
+    input_name: str
+    output_names: list[str]
+    seconds: float
+    graph: GraphReport
+    parity: list[ParityCheck] = field(default_factory=list)
+    simplified: bool = True
+    nodes_before_simplify: int = 0
+    nodes_after_simplify: int = 0
+    info: ArtifactInfo | None = None
+
+
+def _quiet() -> contextlib.ExitStack:
+    """Silence the exporter's progress prints and warnings; errors still raise."""
+    stack = contextlib.ExitStack()
+    stack.enter_context(contextlib.redirect_stdout(io.StringIO()))
+    stack.enter_context(warnings.catch_warnings())
+    warnings.simplefilter("ignore")
+    logger = logging.getLogger("torch.onnx")
+    level = logger.level
+    logger.setLevel(logging.ERROR)
+    stack.callback(logger.setLevel, level)
+    return stack
+
+
+def torch_to_onnx(
+    model: torch.nn.Module,
+    example: torch.Tensor,
+    output_names: list[str],
+    dynamic_batch: bool,
+    opset: int,
+) -> onnx.ModelProto:
+    """Run PyTorch's exporter and return the ModelProto (weights embedded, no external data)."""
+    dynamic_shapes = None
+    if dynamic_batch:
+        dynamic_shapes = {"x": {0: torch.export.Dim(BATCH_DIM, min=1, max=4096)}}
+    try:
+        with _quiet():
+            program = torch.onnx.export(
+                model,
+                (example,),
+                dynamo=True,
+                input_names=[INPUT_NAME],
+                output_names=output_names,
+                opset_version=opset,
+                dynamic_shapes=dynamic_shapes,
+                external_data=False,
+                optimize=True,
+                verbose=False,
+            )
+    except Exception as exc:
+        raise ExportError(
+            f"PyTorch's ONNX exporter failed: {type(exc).__name__}: {str(exc).splitlines()[0]}",
+            hint="Run with a different --opset or report the model and options that failed.",
+        ) from exc
+    return program.model_proto
+
+
+def simplify(model: onnx.ModelProto) -> onnx.ModelProto:
+    """onnxslim: constant folding, dead-node removal and fusions ONNX Runtime/TensorRT like."""
+    import onnxslim
+
+    with _quiet():
+        return onnxslim.slim(model)
+
+
+def canonicalize_resizes(model: onnx.ModelProto) -> int:
+    """Make each Resize's ``sizes`` depend on nothing but the batch dimension and constants.
+
+    The exporter emits ``sizes = Concat(Shape(x)[0:2], [H, W])``. The channel count is static, so
+    this rewrites it to ``Concat(Shape(x)[0:1], [C, H, W])``; with a static batch onnxslim has
+    already folded ``sizes`` to a constant. Returns the number of Resize nodes rewritten.
+    """
+    graph = model.graph
+    inferred = onnx.shape_inference.infer_shapes(model)
+    dims = {
+        vi.name: [
+            d.dim_value if d.HasField("dim_value") else None for d in vi.type.tensor_type.shape.dim
+        ]
+        for vi in list(inferred.graph.value_info) + list(inferred.graph.input)
+    }
+    producers = {o: n for n in graph.node for o in n.output}
+    initializers = {i.name: i for i in graph.initializer}
+    rewritten = 0
+    for node in list(graph.node):
+        if node.op_type != "Resize" or len(node.input) < 4 or not node.input[3]:
+            continue
+        concat = producers.get(node.input[3])
+        if concat is None or concat.op_type != "Concat" or len(concat.input) != 2:
+            continue
+        shape_node = producers.get(concat.input[0])
+        const_name = concat.input[1]
+        if shape_node is None or shape_node.op_type != "Shape" or const_name not in initializers:
+            continue
+        attrs = {a.name: helper.get_attribute_value(a) for a in shape_node.attribute}
+        if attrs.get("start", 0) != 0 or attrs.get("end") != 2:
+            continue
+        channels = (dims.get(node.input[0]) or [None, None])[1]
+        if not channels:
+            continue
+        hw = numpy_helper.to_array(initializers[const_name]).astype(np.int64)
+        new_shape = helper.make_node(
+            "Shape",
+            [shape_node.input[0]],
+            [f"{node.output[0]}_batch"],
+            start=0,
+            end=1,
+            name=f"{node.name or node.output[0]}_batch_shape",
+        )
+        const = numpy_helper.from_array(
+            np.concatenate([[channels], hw]).astype(np.int64), name=f"{node.output[0]}_chw"
+        )
+        graph.initializer.append(const)
+        del concat.input[:]
+        concat.input.extend([new_shape.output[0], const.name])
+        graph.node.insert(list(graph.node).index(concat), new_shape)
+        rewritten += 1
+    # Drop Shape/initializers left without consumers.
+    used = {i for n in graph.node for i in n.input} | {o.name for o in graph.output}
+    for n in [n for n in graph.node if n.op_type == "Shape" and n.output[0] not in used]:
+        graph.node.remove(n)
+    used = {i for n in graph.node for i in n.input}
+    for init in [i for i in graph.initializer if i.name not in used]:
+        graph.initializer.remove(init)
+    return rewritten
+
+
+def name_batch_dim(model: onnx.ModelProto, dynamic_batch: bool) -> None:
+    """Call the leading dimension of every graph input/output ``batch`` (or keep it fixed)."""
+    for vi in list(model.graph.input) + list(model.graph.output):
+        dims = vi.type.tensor_type.shape.dim
+        if dims and dynamic_batch:
+            dims[0].Clear()
+            dims[0].dim_param = BATCH_DIM
+
+
+def _ort_session(model_bytes: bytes):
+    import onnxruntime as ort
+
+    opts = ort.SessionOptions()
+    opts.log_severity_level = 3
+    return ort.InferenceSession(model_bytes, opts, providers=["CPUExecutionProvider"])
+
+
+def parity_check(
+    model: torch.nn.Module,
+    model_bytes: bytes,
+    image_size: int,
+    batches: list[int],
+    output_names: list[str],
+    seed: int = 0,
+) -> list[ParityCheck]:
+    """Run eager PyTorch and ONNX Runtime (CPU) on the same seeded inputs; compare every output."""
+    session = _ort_session(model_bytes)
+    gen = torch.Generator().manual_seed(seed)
+    checks = []
+    for batch in batches:
+        x = torch.randn(batch, 3, image_size, image_size, generator=gen)
+        with torch.no_grad():
+            ref = model(x)
+        refs = [ref] if isinstance(ref, torch.Tensor) else list(ref)
+        outs = session.run(output_names, {INPUT_NAME: x.numpy()})
+        for name, r, o in zip(output_names, refs, outs):
+            agreement = compare(r.numpy(), o)
+            checks.append(ParityCheck(batch, name, agreement.max_abs, agreement.rel_l2))
+    return checks
+
+
+def build_info(
+    name: str,
+    image_size: int,
+    num_classes: int,
+    options: dict[str, Any],
+    checkpoint: str | Path | None,
+    output_names: list[str],
+    dynamic_batch: bool,
+    opset: int,
+) -> ArtifactInfo:
+    spec = get_spec(name)
+    return ArtifactInfo(
+        model=name,
+        image_size=image_size,
+        num_classes=num_classes,
+        mean=list(spec.mean),
+        std=list(spec.std),
+        precision="fp32",
+        dynamic_batch=dynamic_batch,
+        options={**spec.options, **options},
+        preprocessing=spec.preprocessing(image_size),
+        outputs=output_names,
+        checkpoint_sha256=sha256_file(checkpoint) if checkpoint else None,
+        extra={
+            "producer_version": deploy_ran.__version__,
+            "opset": str(opset),
+            "torch_version": torch.__version__,
+            "reference": spec.reference,
+        },
+    )
+
+
+def export_onnx(
+    name: str,
+    output: str | Path | None = None,
+    *,
+    checkpoint: str | Path | None = None,
+    image_size: int | None = None,
+    num_classes: int | None = None,
+    batch: int = 1,
+    static_batch: bool = False,
+    opset: int = DEFAULT_OPSET,
+    simplify_graph: bool = True,
+    check_parity: bool = True,
+    progress: Callable[[str], None] | None = None,
+    **options: Any,
+) -> ExportResult:
+    """Export a registered model to a checked FP32 ONNX file (default ``NAME.onnx``).
+
+    Raises :class:`ExportError` (graph checks), :class:`ParityError` (ONNX Runtime disagrees with
+    eager PyTorch by more than relative L2 1e-4) or another :class:`DeployRanError` for bad input;
+    in every case nothing is written.
+    """
+    say = progress or (lambda _msg: None)
+    get_spec(name)  # an unknown name fails here, before any work
+    if batch < 1:
+        raise DeployRanError(f"--batch must be at least 1, got {batch}.", hint="Use --batch 1.")
+    if opset < MIN_OPSET:
+        raise DeployRanError(
+            f"opset {opset} is too old for this exporter (minimum {MIN_OPSET}).",
+            hint=f"Use --opset {DEFAULT_OPSET} (TensorRT 10 and ONNX Runtime both read it).",
+        )
+    output = Path(output or f"{name}.onnx")
+    check_writable(output)  # fail before the slow part
+
+    started = time.perf_counter()
+    say(f"building {name}")
+    model = create_model(
+        name, num_classes=num_classes, image_size=image_size, checkpoint=checkpoint, **options
+    )
+    size = model.image_size[0] if isinstance(model.image_size, tuple) else model.image_size
+    output_names = list(getattr(model, "output_names", ["logits"]))
+    dynamic = not static_batch
+    trace_batch = max(batch, 2) if dynamic else batch  # a batch of 1 would be specialised away
+    example = torch.randn(trace_batch, 3, size, size)
+
+    say("exporting with torch.onnx (dynamo)")
+    proto = torch_to_onnx(model, example, output_names, dynamic, opset)
+    nodes_before = len(proto.graph.node)
+    if simplify_graph:
+        say("simplifying with onnxslim")
+        proto = simplify(proto)
+    canonicalize_resizes(proto)
+    name_batch_dim(proto, dynamic)
+    proto.producer_name = PRODUCER
+    proto.producer_version = deploy_ran.__version__
+    info = build_info(
+        name, size, model.num_classes, options, checkpoint, output_names, dynamic, opset
+    )
+    set_metadata(proto, info.to_props())
+
+    say("checking the graph")
+    report = check_graph(proto, static_batch=static_batch)
+    if not report.ok:
+        raise ExportError(
+            f"The exported graph of {name} breaks the toolkit's static-graph rules:\n- "
+            + "\n- ".join(report.problems),
+            hint="This is a bug in the model definition or exporter; please report it.",
+        )
+    try:
+        onnx.checker.check_model(proto, full_check=True)
+    except Exception as exc:
+        raise ExportError(f"onnx.checker rejected the exported graph: {exc}") from exc
+
+    model_bytes = proto.SerializeToString()
+    parity: list[ParityCheck] = []
+    if check_parity:
+        batches = [batch] if static_batch else sorted({1, max(batch, 3)})
+        say(f"comparing ONNX Runtime with eager PyTorch at batch {', '.join(map(str, batches))}")
+        parity = parity_check(model, model_bytes, size, batches, output_names)
+        bad = [c for c in parity if not c.ok]
+        if bad:
+            worst = max(bad, key=lambda c: c.rel_l2)
+            raise ParityError(
+                f"ONNX Runtime disagrees with eager PyTorch on {name}: output {worst.output!r} at "
+                f"batch {worst.batch} has relative L2 {worst.rel_l2:.2e} (limit {PARITY_REL_L2:.0e}), "
+                f"max abs {worst.max_abs:.2e}.",
+                hint="Nothing was written. Try --no-simplify to rule out the simplifier, or report it.",
+            )
+
+    with atomic_path(output) as tmp:
+        tmp.write_bytes(model_bytes)
+    seconds = time.perf_counter() - started
+    return ExportResult(
+        path=output,
+        model=name,
+        image_size=size,
+        opset=opset,
+        dynamic_batch=dynamic,
+        batch=batch,
+        input_name=INPUT_NAME,
+        output_names=output_names,
+        seconds=seconds,
+        graph=report,
+        parity=parity,
+        simplified=simplify_graph,
+        nodes_before_simplify=nodes_before,
+        nodes_after_simplify=len(proto.graph.node),
+        info=info,
+    )
