@@ -1,0 +1,152 @@
+"""TensorRT as an optional dependency, and the few places where its versions differ.
+
+The toolkit supports TensorRT 10.x (10.3, the JetPack 6 line, through 10.16) and 11.x. Everything
+version-dependent is decided here, by looking at what the installed module offers rather than at
+its version string, and each branch is exercised in the tests against the real API surfaces of
+10.3, 10.16 and 11.4 (``tests/data/trt_api``):
+
+* networks are created strongly typed: ``NetworkDefinitionCreationFlag.STRONGLY_TYPED`` in 10.x;
+  11.x builds only strongly typed networks and still accepts the flag. Precision therefore comes
+  from the ONNX (FP16 tensors, Q/DQ nodes); the FP16/INT8 builder flags and the INT8 calibrators,
+  removed in 11, are never used;
+* ``HardwareCompatibilityLevel.SAME_COMPUTE_CAPABILITY`` exists from 10.16 on.
+
+Only this module, ``exporters.tensorrt`` and ``deploy_ran.runners`` import ``tensorrt``, always
+lazily, so the rest of the toolkit works where it is not installed.
+"""
+
+from __future__ import annotations
+
+import importlib
+import re
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from deploy_ran.errors import DeployRanError
+
+#: Exit code of commands that stop because TensorRT or a CUDA GPU is missing (documented).
+EXIT_NO_TENSORRT = 3
+
+
+class TensorRTUnavailable(DeployRanError):
+    """TensorRT or a CUDA GPU is missing: the work that needs them cannot run on this host."""
+
+    exit_code = EXIT_NO_TENSORRT
+
+
+class EngineError(DeployRanError):
+    """An engine that cannot be built or loaded (parser errors, build failure, bad plan)."""
+
+
+def import_tensorrt() -> Any:
+    """The ``tensorrt`` module, or :class:`TensorRTUnavailable` saying why it cannot be used."""
+    try:
+        return importlib.import_module("tensorrt")
+    except ImportError as exc:
+        reason = f"the Python package is not installed ({exc})"
+    except OSError as exc:  # bindings present, libnvinfer missing
+        reason = f"its native libraries cannot be loaded ({exc})"
+    raise TensorRTUnavailable(
+        f"TensorRT is not usable here: {reason}.",
+        hint='On a GPU server: pip install -e ".[gpu]" (TensorRT 10.3 or newer, CUDA 12/13).',
+    )
+
+
+def version_tuple(version: str) -> tuple[int, int, int]:
+    """``"10.16.1.11"`` → ``(10, 16, 1)``; tolerant of suffixes."""
+    parts = [int(p) for p in re.findall(r"\d+", version)[:3]]
+    return tuple(parts + [0] * (3 - len(parts)))  # type: ignore[return-value]
+
+
+def network_flags(trt: Any) -> int:
+    """Creation flags for a strongly typed network on every supported version."""
+    flag = getattr(trt.NetworkDefinitionCreationFlag, "STRONGLY_TYPED", None)
+    return 0 if flag is None else 1 << int(flag)
+
+
+HARDWARE_COMPATIBILITY = {
+    "none": "NONE",
+    "ampere_plus": "AMPERE_PLUS",
+    "same_cc": "SAME_COMPUTE_CAPABILITY",
+}
+
+
+def hardware_compatibility_level(trt: Any, choice: str) -> Any:
+    """The ``HardwareCompatibilityLevel`` member for ``choice``, or a clear error on old versions."""
+    if choice not in HARDWARE_COMPATIBILITY:
+        raise DeployRanError(
+            f"Unknown hardware compatibility {choice!r}.",
+            hint=f"Choose one of: {', '.join(HARDWARE_COMPATIBILITY)}.",
+        )
+    member = getattr(trt.HardwareCompatibilityLevel, HARDWARE_COMPATIBILITY[choice], None)
+    if member is None:
+        raise DeployRanError(
+            f"TensorRT {trt.__version__} has no hardware compatibility level {choice!r}.",
+            hint="'same_cc' needs TensorRT 10.16 or newer; use 'ampere_plus' or upgrade.",
+        )
+    return member
+
+
+_DTYPES = {
+    "FLOAT": np.float32,
+    "HALF": np.float16,
+    "INT8": np.int8,
+    "UINT8": np.uint8,
+    "INT32": np.int32,
+    "INT64": np.int64,
+    "BOOL": np.bool_,
+}
+
+
+def numpy_dtype(trt_dtype: Any) -> np.dtype:
+    """NumPy dtype of a ``tensorrt.DataType`` member (by name, so it holds across versions)."""
+    name = getattr(trt_dtype, "name", str(trt_dtype).split(".")[-1])
+    if name not in _DTYPES:
+        raise EngineError(
+            f"Engine tensor type {name} has no NumPy equivalent.",
+            hint="deploy-ran engines take and return FP32 tensors; rebuild from its ONNX.",
+        )
+    return np.dtype(_DTYPES[name])
+
+
+def make_logger(trt: Any, verbose: bool = False, echo=None) -> Any:
+    """A ``tensorrt.ILogger`` that keeps every message (to report parser and build errors)."""
+
+    class CapturingLogger(trt.ILogger):
+        def __init__(self) -> None:
+            trt.ILogger.__init__(self)
+            self.messages: list[tuple[str, str]] = []
+
+        def log(self, severity: Any, msg: str) -> None:
+            level = getattr(severity, "name", str(severity))
+            self.messages.append((level, msg))
+            if echo is not None and (verbose or level in ("ERROR", "INTERNAL_ERROR", "WARNING")):
+                echo(level, msg)
+
+        def errors(self) -> list[str]:
+            return [m for level, m in self.messages if level in ("ERROR", "INTERNAL_ERROR")]
+
+    return CapturingLogger()
+
+
+@dataclass(frozen=True)
+class GpuInfo:
+    """The CUDA device an engine is built for or runs on."""
+
+    name: str
+    compute_capability: str  # "9.0"
+    index: int = 0
+
+
+def current_gpu(index: int = 0) -> GpuInfo | None:
+    """The visible CUDA GPU (through PyTorch's CUDA context), or ``None`` without one."""
+    try:
+        import torch
+    except ImportError:  # pragma: no cover - torch is a base dependency
+        return None
+    if not torch.cuda.is_available():
+        return None
+    major, minor = torch.cuda.get_device_capability(index)
+    return GpuInfo(torch.cuda.get_device_name(index), f"{major}.{minor}", index)
