@@ -189,6 +189,12 @@ def export_cmd(
     attention_maps: Annotated[
         bool, typer.Option("--attention-maps", help="Also output every attention map.")
     ] = False,
+    outputs: Annotated[
+        Optional[str],
+        typer.Option(
+            help="ABN outputs, comma-separated, in order: logits, attention_logits, attention."
+        ),
+    ] = None,
     skip_parity: Annotated[
         bool,
         typer.Option("--skip-parity", help="Do not compare with eager PyTorch (not recommended)."),
@@ -198,6 +204,10 @@ def export_cmd(
     from exporters.onnx import PARITY_REL_L2, export_onnx
 
     options = _model_options(attention, attention_residual, mask, variant, attention_maps)
+    if outputs is not None:
+        from deploy_ran.models.abn import parse_outputs
+
+        options["outputs"] = parse_outputs(outputs)
     with console.status(f"Exporting {name}…") as status:
         result = export_onnx(
             name,
@@ -333,6 +343,53 @@ def demo_cmd(
 
     workdir.mkdir(parents=True, exist_ok=True)
     run_demo(model, workdir, image_size=image_size, runs=runs, console=console)
+
+
+# --------------------------------------------------------------------------------------------
+# visualize: attention maps overlaid on images
+
+
+@command("visualize")
+def visualize_cmd(
+    source: Annotated[
+        str, typer.Argument(help="Model name, or an ONNX file exported with --attention-maps.")
+    ],
+    images: Annotated[
+        list[str], typer.Argument(help="Image files, folders, globs or .txt lists of paths.")
+    ],
+    checkpoint: Annotated[
+        Optional[Path], typer.Option(help="Weights for a model name (.pt/.pth state_dict).")
+    ] = None,
+    image_size: Annotated[
+        Optional[int], typer.Option(help="Input H=W for a model name; default from its spec.")
+    ] = None,
+    output: Annotated[Path, typer.Option("--output", "-o", help="PNG grid to write.")] = Path(
+        "attention.png"
+    ),
+) -> None:
+    """Overlay every attention map on the input images and write a PNG grid."""
+    from deploy_ran.visualize import visualize
+
+    with console.status(f"Computing attention maps of {source}…"):
+        result = visualize(source, images, output, checkpoint=checkpoint, image_size=image_size)
+    for note in result.notes:
+        console.print(f"[yellow]Note:[/] {note}", highlight=False)
+    table = Table(
+        title=f"Attention maps ({result.backend}, {result.image_size}×{result.image_size} input)",
+        title_justify="left",
+    )
+    for col in ("output", "shape per image", "min", "max"):
+        table.add_column(col, justify="left" if col == "output" else "right")
+    for index, amap in enumerate(result.items[0].maps):
+        values = [item.maps[index].values for item in result.items]
+        table.add_row(
+            amap.name,
+            escape("[" + ", ".join(map(str, amap.values.shape)) + "]"),
+            f"{min(float(v.min()) for v in values):.3g}",
+            f"{max(float(v.max()) for v in values):.3g}",
+        )
+    console.print(table)
+    console.print(f"[green]✓[/] wrote [bold]{output}[/] ({len(result.items)} image(s))")
 
 
 # --------------------------------------------------------------------------------------------

@@ -18,7 +18,7 @@ if os.environ.get("PYTEST_XDIST_WORKER"):
     torch.set_num_threads(1)
 
 # Smallest input sizes that keep every mask level of a model meaningful, for fast tests.
-SMALL_SIZES = {"RAN": 64, "RAN-CIFAR": 32}
+SMALL_SIZES = {"RAN": 64, "RAN-CIFAR": 32, "ABN": 64, "ABN-CIFAR": 32, "A&R": 32}
 
 
 def small_size(name: str) -> int:
@@ -44,3 +44,47 @@ def export_cache(tmp_path_factory):
         return cache[key]
 
     return export
+
+
+# --- attention families: weights whose attention maps are not saturated --------------------------
+
+
+def calibrate_batchnorm(model: torch.nn.Module, size: int, seed: int = 0, batch: int = 8) -> None:
+    """Set every BN's running statistics to those of one seeded random batch, then eval().
+
+    Randomly initialised deep networks in eval mode (running mean 0, variance 1) let activations
+    grow layer after layer until sigmoids and softmaxes saturate to exact 0/1, so a parity check of
+    an attention map would compare constants. Calibrated statistics keep the maps graded.
+    """
+    gen = torch.Generator().manual_seed(seed)
+    x = torch.randn(batch, 3, size, size, generator=gen)
+    for m in model.modules():
+        if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
+            m.reset_running_stats()
+            m.momentum = None  # cumulative average: one batch sets the statistics exactly
+    model.train()
+    with torch.no_grad():
+        model(x)
+    model.eval()
+
+
+@pytest.fixture(scope="session")
+def calibrated_checkpoint(tmp_path_factory):
+    """``make(name, size)`` → path of a seeded, BN-calibrated state dict, memoised."""
+    from deploy_ran.models import create_model, get_spec
+
+    cache: dict[tuple, Path] = {}
+    folder = tmp_path_factory.mktemp("checkpoints")
+
+    def make(name: str, size: int | None = None) -> Path:
+        size = size or get_spec(name).image_size
+        if (name, size) not in cache:
+            torch.manual_seed(0)
+            model = create_model(name, image_size=size)
+            calibrate_batchnorm(model, size)
+            path = folder / f"{name}-{size}.pt"
+            torch.save(model.state_dict(), path)
+            cache[(name, size)] = path
+        return cache[(name, size)]
+
+    return make
