@@ -343,11 +343,11 @@ def render_grid(
     alpha: float = 0.5,
     panel_inches: float = 2.2,
 ) -> Path:
-    """Write a PNG: per image, the crop then every map channel overlaid on it (atomically)."""
-    import matplotlib
+    """Write a PNG: per image, the crop then every map channel overlaid on it (atomically).
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    Drawn on a bare Agg ``Figure`` (no pyplot), so the caller's matplotlib backend is untouched.
+    """
+    from matplotlib.figure import Figure
 
     output = check_writable(output)
     if not result.items:
@@ -356,18 +356,11 @@ def render_grid(
     columns = min(panels_per_image, MAX_COLUMNS)
     rows_per_image = math.ceil(panels_per_image / columns)
     rows = rows_per_image * len(result.items)
-    fig, axes = plt.subplots(
-        rows,
-        columns,
-        figsize=(panel_inches * columns, panel_inches * rows + 0.4),
-        squeeze=False,
-    )
-    try:
-        _draw(fig, axes, result, rows_per_image, cmap, alpha)
-        with atomic_path(output, suffix=".png") as tmp:
-            fig.savefig(tmp, format="png", dpi=100)
-    finally:
-        plt.close(fig)
+    fig = Figure(figsize=(panel_inches * columns, panel_inches * rows + 0.4))
+    axes = fig.subplots(rows, columns, squeeze=False)
+    _draw(fig, axes, result, rows_per_image, cmap, alpha)
+    with atomic_path(output, suffix=".png") as tmp:
+        fig.savefig(tmp, format="png", dpi=100)
     return output
 
 
