@@ -234,10 +234,13 @@ def export_cmd(
     )
     resizes = result.graph.resizes
     sizes = sorted({r.output_hw for r in resizes if r.output_hw})
-    console.print(
-        f"  {len(resizes)} Resize node(s), all bilinear align_corners with constant output sizes "
-        f"{', '.join(f'{h}×{w}' for h, w in sizes) or '-'}; shapes static except the batch"
-    )
+    if resizes:
+        console.print(
+            f"  {len(resizes)} Resize node(s), all bilinear align_corners with constant output sizes "
+            f"{', '.join(f'{h}×{w}' for h, w in sizes)}; shapes static except the batch"
+        )
+    else:
+        console.print("  no Resize nodes; shapes static except the batch")
     if result.parity:
         table = Table(title="ONNX Runtime (CPU) vs eager PyTorch", title_justify="left")
         for col in ("output", "batch", "max abs", "relative L2", f"limit {PARITY_REL_L2:.0e}"):
