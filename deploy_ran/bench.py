@@ -210,7 +210,9 @@ class BenchResult:
     def default_stem(self) -> str:
         """``bench_MODEL_SIZEpx_DEVICE_<environment tag>``: the file name records the environment."""
         device = "cuda" if self.device.startswith("cuda") else "cpu"
-        return f"bench_{self.model}_{self.image_size}px_{device}_{environment_tag(self.environment)}"
+        return (
+            f"bench_{self.model}_{self.image_size}px_{device}_{environment_tag(self.environment)}"
+        )
 
     def save(self, output: str | Path | None = None, plot: bool = True) -> dict[str, Path]:
         """Write JSON + CSV (+ PNG); ``output`` is a folder (names from the environment) or a
@@ -357,12 +359,14 @@ class _Config:
     kwargs: dict[str, Any] = field(default_factory=dict)
     runner: BaseRunner | None = None
     error: tuple[str, str] | None = None  # (status, reason) when it could not be built
+    suffix: str = ""  # tells apart artifacts that share a label
 
     @property
     def label(self) -> str:
         if self.runner is not None:
-            return self.runner.label
-        return f"{self.backend} {self.precision}"
+            return self.runner.label + self.suffix
+        precision = "" if self.precision == "-" else f" {self.precision}"
+        return f"{self.backend}{precision}{self.suffix}"
 
 
 def _parse_batch_sizes(batch_sizes: Sequence[int]) -> list[int]:
@@ -523,7 +527,9 @@ def run_benchmark(
                 onnx_files.insert(0, exported.path)
                 notes.append(f"FP32 ONNX exported by bench ({exported.seconds:.0f} s)")
             for p in onnx_files:
-                configs.append(_Config("ort", str(p), metas.get(p, {}).get("precision", "fp32"), str(p)))
+                configs.append(
+                    _Config("ort", str(p), metas.get(p, {}).get("precision", "fp32"), str(p))
+                )
         if "trt" in backends:
             engines = [p for p in artifact_paths if kinds[p] == "trt"]
             for p in engines:
@@ -564,6 +570,10 @@ def run_benchmark(
                 cfg.error = ("skipped", exc.message)
             except Exception as exc:  # any backend failure is a row, not a crash
                 cfg.error = ("failed", _reason(exc))
+        labels = [c.label for c in configs]
+        for cfg in configs:
+            if cfg.artifact and labels.count(cfg.label) > 1:
+                cfg.suffix = f" · {Path(cfg.artifact).name}"
 
         rows: list[BenchRow] = []
         for batch in sizes:

@@ -274,9 +274,7 @@ def _build_sides(
 
     notes: list[str] = []
     sides: dict[str, Any] = {"reference": reference, "candidate": candidate}
-    kinds = {
-        k: "runner" if isinstance(v, BaseRunner) else backend_for(v) for k, v in sides.items()
-    }
+    kinds = {k: "runner" if isinstance(v, BaseRunner) else backend_for(v) for k, v in sides.items()}
     settings = {
         "reference": (checkpoint, reference_precision),
         "candidate": (candidate_checkpoint or checkpoint, candidate_precision),
@@ -285,7 +283,9 @@ def _build_sides(
     try:
         for key in ("reference", "candidate"):  # files first: they tell the PyTorch side its shape
             if kinds[key] in ("ort", "trt"):
-                built[key] = load_runner(sides[key], device=device, providers=providers, threads=threads)
+                built[key] = load_runner(
+                    sides[key], device=device, providers=providers, threads=threads
+                )
             elif kinds[key] == "runner":
                 built[key] = sides[key]
         hint_from = next((r for r in built.values() if getattr(r, "info", None) is not None), None)

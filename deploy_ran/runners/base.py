@@ -58,7 +58,9 @@ class TensorSpec:
     dtype: str  # numpy dtype name: "float32", "float16", ...
 
     def __str__(self) -> str:
-        dims = ", ".join("batch" if (d is None and i == 0) else str(d) for i, d in enumerate(self.shape))
+        dims = ", ".join(
+            "batch" if (d is None and i == 0) else str(d) for i, d in enumerate(self.shape)
+        )
         return f"{self.name}: {self.dtype}[{dims}]"
 
     @property
@@ -181,7 +183,7 @@ class BaseRunner(abc.ABC):
         """Copy ``run_staged``'s outputs to the host."""
         return self._fetch(outputs)
 
-    def synchronize(self) -> None:
+    def synchronize(self) -> None:  # noqa: B027 - a no-op unless the backend queues device work
         """Wait for all work queued on the device (a no-op on a CPU)."""
 
     def close(self) -> None:
@@ -308,7 +310,7 @@ class BaseRunner(abc.ABC):
     @abc.abstractmethod
     def _fetch(self, outputs: Any) -> dict[str, np.ndarray]: ...
 
-    def _close(self) -> None:
+    def _close(self) -> None:  # noqa: B027 - optional hook
         """Release resources (default: nothing to release)."""
 
     def __repr__(self) -> str:

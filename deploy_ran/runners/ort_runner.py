@@ -58,7 +58,9 @@ def default_threads() -> int:
         return os.cpu_count() or 1
 
 
-def resolve_providers(providers: str | list[str] | tuple[str, ...] | None, device: str) -> list[str]:
+def resolve_providers(
+    providers: str | list[str] | tuple[str, ...] | None, device: str
+) -> list[str]:
     """Short or full provider names → ONNX Runtime names, checked against this installation.
 
     The CPU provider is appended as the fallback for operators a GPU provider does not take.
