@@ -260,8 +260,8 @@ def environment_tag(env: dict[str, Any]) -> str:
     parts = [
         _slug(str(env.get("cpu", "cpu"))),
         _slug(str(gpus[0])) if gpus else "nogpu",
-        "torch" + _slug(str(env.get("torch", "?"))),
-        "ort" + _slug(str(env.get("onnxruntime", "?"))),
+        "torch" + _slug(str(env.get("torch", "unknown"))),
+        "ort" + _slug(str(env.get("onnxruntime", "unknown"))),
     ]
     trt = str(env.get("tensorrt", ""))
     if trt and re.match(r"^\d", trt):
