@@ -301,7 +301,9 @@ def time_runner(
 
         timer = "host perf_counter"
     else:
-        once = _cuda_event_timer(runner, runner.stage(x))
+        from deploy_ran.runners.cuda_timing import cuda_event_timer
+
+        once = cuda_event_timer(runner, runner.stage(x))
         timer = "cuda events"
 
     t_end = time.perf_counter() + max(0.0, warmup)
@@ -319,30 +321,6 @@ def time_runner(
         elif len(samples) >= MIN_ITERATIONS and time.perf_counter() - started >= (duration or 0):
             break
     return samples, timer
-
-
-def _cuda_event_timer(runner: BaseRunner, staged: Any) -> Callable[[], float]:
-    """Device time of ``run_staged`` measured with CUDA events on the runner's stream."""
-    import torch
-
-    device = torch.device(runner.device)
-    handle = runner.stream_handle
-    stream = (
-        torch.cuda.ExternalStream(handle, device=device)
-        if handle
-        else torch.cuda.current_stream(device)
-    )
-    start = torch.cuda.Event(enable_timing=True)
-    end = torch.cuda.Event(enable_timing=True)
-
-    def once() -> float:
-        start.record(stream)
-        runner.run_staged(staged)
-        end.record(stream)
-        end.synchronize()
-        return float(start.elapsed_time(end))
-
-    return once
 
 
 # ------------------------------------------------------------------------------ the benchmark
