@@ -174,3 +174,13 @@ def test_bad_requests_fail_before_any_work(cifar_onnx, image_folder, tmp_path):
     with pytest.raises(DeployRanError, match="Labels file"):
         run_inference(cifar_onnx, image_folder, tmp_path / "a.jsonl", labels=tmp_path / "x")
     assert not (tmp_path / "a.jsonl").exists()
+
+
+def test_missing_files_in_a_list_are_recorded(cifar_onnx, image_folder, tmp_path):
+    listing = tmp_path / "list.txt"
+    listing.write_text(f"{image_folder / 'im01.png'}\n{tmp_path / 'gone.png'}\n")
+    out = tmp_path / "list.jsonl"
+    result = run_inference(cifar_onnx, listing, out, topk=1, workers=0, threads=1)
+    first, second = _lines(out)
+    assert result.failed == 1 and "class" in first
+    assert second["path"].endswith("gone.png") and "does not exist" in second["error"]
