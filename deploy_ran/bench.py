@@ -661,7 +661,9 @@ def write_plot(result: BenchResult, path: str | Path) -> Path:
     import matplotlib.pyplot as plt
 
     ran = [r for r in result.rows if r.status == "ran" and r.latency]
-    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(13, 5))
+    fig, (ax1, ax2) = plt.subplots(
+        1, 2, figsize=(13 + 0.6 * max(0, len(ran) - 6), 5.5), width_ratios=(1, 1.3)
+    )
     labels = list(dict.fromkeys(r.label for r in ran))
     for label in labels:
         pts = sorted((r.batch_size, r.throughput) for r in ran if r.label == label)
@@ -681,7 +683,12 @@ def write_plot(result: BenchResult, path: str | Path) -> Path:
     for i, pct in enumerate(pcts):
         ax2.bar(xs + i * width, [getattr(r.latency, pct) for r in ran], width, label=pct)
     ax2.set_xticks(xs + width * (len(pcts) - 1) / 2)
-    ax2.set_xticklabels([f"{r.label}\nbatch {r.batch_size}" for r in ran], fontsize=7)
+    ax2.set_xticklabels(
+        [f"{r.label}\nbatch {r.batch_size}".replace(" · ", "\n") for r in ran],
+        fontsize=7,
+        rotation=30,
+        ha="right",
+    )
     ax2.set_ylabel("latency (ms)")
     ax2.set_title("Latency percentiles")
     ax2.grid(True, axis="y", alpha=0.3)
