@@ -158,3 +158,19 @@ def test_unavailable_backends_and_bad_targets(tmp_path, cifar_onnx):
     corrupt.write_bytes(b"\x00garbage")
     with pytest.raises(OnnxFileError):
         load_runner(corrupt)
+
+
+def test_io_binding_and_fixed_buffers_give_the_same_outputs(cifar_onnx):
+    """The I/O-binding path GPUs use, and the per-shape fixed buffers CUDA graphs replay from,
+    run here on the CPU provider: new inputs must land in the old buffers and give new outputs."""
+    rng = np.random.default_rng(0)
+    with (
+        OrtRunner(cifar_onnx, threads=1) as plain,
+        OrtRunner(cifar_onnx, threads=1, io_binding=True) as bound,
+    ):
+        bound._cuda_graph = True  # the fixed-buffer binding, without a GPU to capture on
+        for batch in (2, 3, 2):
+            x = rng.standard_normal((batch, 3, 32, 32), dtype=np.float32)
+            np.testing.assert_array_equal(bound.run(x)["logits"], plain.run(x)["logits"])
+        assert len(bound._graph_buffers) == 2  # one set of buffers per batch size
+        assert bound.describe()["io_binding"] is True

@@ -306,12 +306,13 @@ class OrtRunner(BaseRunner):
         """Fixed input/output buffers for one shape: CUDA graph replay needs fixed addresses."""
         import onnxruntime as ort
 
+        dev = "cuda" if self._on_gpu else "cpu"
         batch = next(iter(feed.values())).shape[0]
         binding = self._session.io_binding()
         in_values = {}
         for name, array in feed.items():
             value = ort.OrtValue.ortvalue_from_numpy(
-                np.ascontiguousarray(array), "cuda", self._device_id
+                np.ascontiguousarray(array), dev, self._device_id
             )
             binding.bind_ortvalue_input(name, value)
             in_values[name] = value
@@ -326,7 +327,7 @@ class OrtRunner(BaseRunner):
                     hint="Run without --cuda-graphs.",
                 )
             dtype = np.dtype(_ORT_DTYPES[out.type])
-            value = ort.OrtValue.ortvalue_from_shape_and_type(dims, dtype, "cuda", self._device_id)
+            value = ort.OrtValue.ortvalue_from_shape_and_type(dims, dtype, dev, self._device_id)
             binding.bind_ortvalue_output(out.name, value)
             out_values[out.name] = value
         return len(self._graph_buffers) + 1, binding, in_values, out_values
