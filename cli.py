@@ -491,6 +491,10 @@ def bench_cmd(
     cuda_graphs: Annotated[
         bool, typer.Option("--cuda-graphs", help="Capture CUDA graphs where the backend can.")
     ] = False,
+    interleave: Annotated[
+        bool,
+        typer.Option("--interleave", help="Backends take turns run by run (shared machines)."),
+    ] = False,
     threads: Annotated[
         Optional[int], typer.Option(help="CPU threads for every backend (default: all cores).")
     ] = None,
@@ -526,6 +530,7 @@ def bench_cmd(
             device=device,
             copies=copies,
             cuda_graphs=cuda_graphs,
+            interleave=interleave,
             threads=threads,
             torch_precisions=_split_list(torch_precisions),
             image_size=image_size,

@@ -18,7 +18,8 @@ Method (stated in every result, because numbers without it cannot be compared):
 - **Rows**: *ran*, *failed* (with the error) or *skipped* (backend not installed, static batch of
   another size, no engine given). One backend failing never stops the others.
 - Rows are measured batch size by batch size, every backend in turn, so that backends compared
-  with each other were measured close together in time.
+  with each other were measured close together in time. With ``interleave=True`` the backends of
+  one batch size take turns run by run, so that a shared machine's changing load hits them alike.
 
 Results go to a terminal table, JSON and CSV whose file name records the environment (CPU, GPU,
 library versions), and a PNG plot (throughput against batch size, latency percentiles).
@@ -168,6 +169,7 @@ class BenchResult:
     rows: list[BenchRow]
     notes: list[str] = field(default_factory=list)
     files: dict[str, str] = field(default_factory=dict)
+    interleaved: bool = False
 
     def row(self, backend: str, precision: str, batch_size: int) -> BenchRow | None:
         """The first row for a backend/precision/batch size (``None`` if absent)."""
@@ -184,6 +186,10 @@ class BenchResult:
             "min_iterations": MIN_ITERATIONS,
             "copies_included": self.copies_included,
             "cuda_graphs": self.cuda_graphs,
+            "interleaved": self.interleaved,
+            "order": "backends in turn, one run each (interleaved)"
+            if self.interleaved
+            else "batch size by batch size, each backend's runs back to back",
             "timer": "cuda events on the runner's stream"
             if (self.device.startswith("cuda") and not self.copies_included)
             else "host perf_counter (+ synchronize)",
@@ -279,6 +285,36 @@ def _random_batch(runner: BaseRunner, batch: int, seed: int = 0) -> np.ndarray:
     return np.ascontiguousarray(x.astype(spec.dtype))
 
 
+def run_timer(
+    runner: BaseRunner, batch: int, copies: bool = True
+) -> tuple[Callable[[], float], str]:
+    """A function that runs ``runner`` once at ``batch`` and returns the latency in ms, and the
+    name of its timer (see the module docstring for which timer is used when)."""
+    x = _random_batch(runner, batch)
+    if copies or not runner.device.startswith("cuda"):
+
+        def once() -> float:
+            t0 = time.perf_counter()
+            runner.run(x)
+            runner.synchronize()
+            return (time.perf_counter() - t0) * 1e3
+
+        return once, "host perf_counter"
+    from deploy_ran.runners.cuda_timing import cuda_event_timer
+
+    return cuda_event_timer(runner, runner.stage(x)), "cuda events"
+
+
+def warm_up(once: Callable[[], float], seconds: float) -> int:
+    """Run for ``seconds`` (at least twice); returns the number of runs."""
+    t_end = time.perf_counter() + max(0.0, seconds)
+    runs = 0
+    while runs < 2 or time.perf_counter() < t_end:
+        once()
+        runs += 1
+    return runs
+
+
 def time_runner(
     runner: BaseRunner,
     batch: int,
@@ -289,28 +325,8 @@ def time_runner(
     copies: bool = True,
 ) -> tuple[list[float], str]:
     """Per-run latencies (ms) of ``runner`` at ``batch``, and the name of the timer used."""
-    x = _random_batch(runner, batch)
-    on_gpu = runner.device.startswith("cuda")
-    if copies or not on_gpu:
-
-        def once() -> float:
-            t0 = time.perf_counter()
-            runner.run(x)
-            runner.synchronize()
-            return (time.perf_counter() - t0) * 1e3
-
-        timer = "host perf_counter"
-    else:
-        from deploy_ran.runners.cuda_timing import cuda_event_timer
-
-        once = cuda_event_timer(runner, runner.stage(x))
-        timer = "cuda events"
-
-    t_end = time.perf_counter() + max(0.0, warmup)
-    runs = 0
-    while runs < 2 or time.perf_counter() < t_end:
-        once()
-        runs += 1
+    once, timer = run_timer(runner, batch, copies)
+    warm_up(once, warmup)
     samples: list[float] = []
     started = time.perf_counter()
     while True:
@@ -399,6 +415,7 @@ def run_benchmark(
     device: str = "cpu",
     copies: bool = True,
     cuda_graphs: bool = False,
+    interleave: bool = False,
     threads: int | None = None,
     torch_precisions: Sequence[str] = ("fp32",),
     image_size: int | None = None,
@@ -555,6 +572,13 @@ def run_benchmark(
 
         rows: list[BenchRow] = []
         for batch in sizes:
+            if interleave:
+                rows.extend(
+                    _measure_interleaved(
+                        configs, batch, device, warmup, duration, iterations, copies, say
+                    )
+                )
+                continue
             for cfg in configs:
                 rows.append(
                     _measure_row(cfg, batch, device, warmup, duration, iterations, copies, say)
@@ -568,6 +592,7 @@ def run_benchmark(
         batch_sizes=sizes,
         copies_included=copies or not on_gpu,
         cuda_graphs=cuda_graphs,
+        interleaved=interleave,
         warmup_s=warmup,
         duration_s=None if iterations is not None else duration,
         iterations=iterations,
@@ -589,16 +614,8 @@ def _reason(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {first}"[:300]
 
 
-def _measure_row(
-    cfg: _Config,
-    batch: int,
-    device: str,
-    warmup: float,
-    duration: float | None,
-    iterations: int | None,
-    copies: bool,
-    say: Callable[[str], None],
-) -> BenchRow:
+def _new_row(cfg: _Config, batch: int, device: str) -> BenchRow:
+    """The row of ``cfg`` at ``batch``, already *skipped*/*failed* when it cannot run."""
     runner = cfg.runner
     row = BenchRow(
         label=cfg.label,
@@ -612,15 +629,37 @@ def _measure_row(
     )
     if cfg.error is not None:
         row.status, row.reason = cfg.error
-        return row
-    assert runner is not None
-    if runner.fixed_batch is not None and runner.fixed_batch != batch:
+    elif runner is not None and runner.fixed_batch is not None and runner.fixed_batch != batch:
         row.status, row.reason = "skipped", f"static batch of {runner.fixed_batch}"
+    return row
+
+
+def _finish_row(row: BenchRow, samples: list[float], timer: str, copies: bool) -> None:
+    row.iterations = len(samples)
+    row.latency = LatencyStats.from_samples(samples)
+    row.throughput = row.batch_size * len(samples) / (sum(samples) / 1e3)
+    row.timer = timer
+    row.copies_included = copies or not row.device.startswith("cuda")
+
+
+def _measure_row(
+    cfg: _Config,
+    batch: int,
+    device: str,
+    warmup: float,
+    duration: float | None,
+    iterations: int | None,
+    copies: bool,
+    say: Callable[[str], None],
+) -> BenchRow:
+    row = _new_row(cfg, batch, device)
+    if row.status != "ran":
         return row
+    assert cfg.runner is not None
     say(f"{cfg.label}, batch {batch}")
     try:
         samples, timer = time_runner(
-            runner,
+            cfg.runner,
             batch,
             warmup=warmup,
             duration=duration,
@@ -630,13 +669,63 @@ def _measure_row(
     except Exception as exc:
         row.status, row.reason = "failed", _reason(exc)
         return row
-    stats = LatencyStats.from_samples(samples)
-    row.iterations = len(samples)
-    row.latency = stats
-    row.throughput = batch * len(samples) / (sum(samples) / 1e3)
-    row.timer = timer
-    row.copies_included = copies or not runner.device.startswith("cuda")
+    _finish_row(row, samples, timer, copies)
     return row
+
+
+def _measure_interleaved(
+    configs: list[_Config],
+    batch: int,
+    device: str,
+    warmup: float,
+    duration: float | None,
+    iterations: int | None,
+    copies: bool,
+    say: Callable[[str], None],
+) -> list[BenchRow]:
+    """Every runnable row at ``batch`` in round-robin, one run each per round.
+
+    On a shared machine, load changes over seconds; alternating runs lets every backend see the
+    same conditions, so their ratio (the speedup) stays meaningful when absolute times drift.
+    Stops after ``iterations`` rounds, or once ``duration`` × the number of rows has passed
+    (each row gets about ``duration`` seconds of its own) and every row has ``MIN_ITERATIONS``.
+    """
+    rows = [_new_row(cfg, batch, device) for cfg in configs]
+    active: list[tuple[BenchRow, Callable[[], float], str, list[float]]] = []
+    for cfg, row in zip(configs, rows):
+        if row.status != "ran":
+            continue
+        assert cfg.runner is not None
+        say(f"{cfg.label}, batch {batch}: warm-up")
+        try:
+            once, timer = run_timer(cfg.runner, batch, copies)
+            warm_up(once, warmup)
+        except Exception as exc:
+            row.status, row.reason = "failed", _reason(exc)
+            continue
+        active.append((row, once, timer, []))
+    say(f"batch {batch}: {len(active)} backends in turn")
+    started = time.perf_counter()
+    rounds = 0
+    while active:
+        for entry in list(active):
+            row, once, _, samples = entry
+            try:
+                samples.append(once())
+            except Exception as exc:
+                row.status, row.reason = "failed", _reason(exc)
+                active.remove(entry)
+        rounds += 1
+        if iterations is not None:
+            if rounds >= iterations:
+                break
+        elif rounds >= MIN_ITERATIONS and (
+            time.perf_counter() - started >= (duration or 0) * len(active)
+        ):
+            break
+    for row, _, timer, samples in active:
+        _finish_row(row, samples, timer, copies)
+    return rows
 
 
 def _add_speedups(rows: list[BenchRow]) -> None:

@@ -151,3 +151,21 @@ def test_runner_overhead_reports_both_medians(cifar_onnx):
     assert got["overhead"] == pytest.approx(
         got["runner_median_ms"] / got["bare_session_median_ms"] - 1
     )
+
+
+def test_interleaved_rows_take_turns(cifar_checkpoint, cifar_onnx):
+    result = run_benchmark(
+        "ran56_cifar",
+        artifacts=[cifar_onnx],
+        checkpoint=cifar_checkpoint,
+        iterations=3,
+        warmup=0.0,
+        threads=1,
+        interleave=True,
+    )
+    assert result.as_dict()["method"]["interleaved"] is True
+    assert [(r.label, r.status, r.iterations) for r in result.rows] == [
+        ("torch fp32 (cpu)", "ran", 3),
+        ("ort fp32 (cpu)", "ran", 3),
+    ]
+    assert result.rows[0].speedup == 1.0 and result.rows[1].speedup > 0
