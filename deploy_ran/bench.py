@@ -511,16 +511,21 @@ def run_benchmark(
                 from exporters.onnx import export_onnx
 
                 say(f"exporting {model} to FP32 ONNX")
-                exported = export_onnx(
-                    model,
-                    folder / f"{model}.onnx",
-                    checkpoint=checkpoint,
-                    image_size=size,
-                    progress=lambda m: say(f"exporting {model}: {m}"),
-                    **(options or {}),
-                )
-                onnx_files.insert(0, exported.path)
-                notes.append(f"FP32 ONNX exported by bench ({exported.seconds:.0f} s)")
+                try:
+                    exported = export_onnx(
+                        model,
+                        folder / f"{model}.onnx",
+                        checkpoint=checkpoint,
+                        image_size=size,
+                        progress=lambda m: say(f"exporting {model}: {m}"),
+                        **(options or {}),
+                    )
+                    onnx_files.insert(0, exported.path)
+                    notes.append(f"FP32 ONNX exported by bench ({exported.seconds:.0f} s)")
+                except DeployRanError as exc:  # the other backends still run
+                    configs.append(
+                        _Config("ort", "", "fp32", None, error=("failed", f"export: {exc.message}"))
+                    )
             for p in onnx_files:
                 configs.append(
                     _Config("ort", str(p), metas.get(p, {}).get("precision", "fp32"), str(p))

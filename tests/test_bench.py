@@ -169,3 +169,10 @@ def test_interleaved_rows_take_turns(cifar_checkpoint, cifar_onnx):
         ("ort fp32 (cpu)", "ran", 3),
     ]
     assert result.rows[0].speedup == 1.0 and result.rows[1].speedup > 0
+
+
+def test_a_failing_backend_is_a_row_not_a_crash(tmp_path):
+    result = run_benchmark("ran56_cifar", checkpoint=tmp_path / "missing.pt", iterations=1)
+    assert [(r.backend, r.status) for r in result.rows] == [("torch", "failed"), ("ort", "failed")]
+    assert all("missing.pt does not exist" in r.reason for r in result.rows)
+    assert result.rows[1].reason.startswith("export: ")
