@@ -692,6 +692,9 @@ def _measure_interleaved(
 
     On a shared machine, load changes over seconds; alternating runs lets every backend see the
     same conditions, so their ratio (the speedup) stays meaningful when absolute times drift.
+    The price, on a CPU: one backend's thread pool keeps spinning for a while after its run
+    (OpenMP, ONNX Runtime) and slows the next backend, so absolute latencies come out higher than
+    in back-to-back runs on a quiet machine.
     Stops after ``iterations`` rounds, or once ``duration`` × the number of rows has passed
     (each row gets about ``duration`` seconds of its own) and every row has ``MIN_ITERATIONS``.
     """
