@@ -641,8 +641,8 @@ def infer_cmd(
     console.print(
         f"[green]✓[/] {result.processed} image(s) in {result.seconds:.1f} s "
         f"({result.images_per_s:.1f} img/s, batch {result.batch_size}, {result.workers} loader "
-        f"workers); {result.failed} unreadable; {result.already_done} already in the output; "
-        f"wrote {escape(result.output)}"
+        f"workers, backend busy {result.backend_busy:.0%} of the time); {result.failed} "
+        f"unreadable; {result.already_done} already in the output; wrote {escape(result.output)}"
     )
 
 

@@ -167,6 +167,8 @@ def infer_vs_bench(
                     "infer_images_per_s": inf.images_per_s,
                     "infer_wall_s_including_session_load": wall,
                     "loader_workers": inf.workers,
+                    "infer_backend_busy": inf.backend_busy,
+                    "infer_loader_wait_s": inf.loader_wait_seconds,
                     "ratio": inf.images_per_s / bench_mean,
                     "load_before": before,
                     "load_after": load(),

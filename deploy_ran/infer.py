@@ -242,10 +242,17 @@ class InferResult:
     images_per_s: float
     batch_size: int
     workers: int
+    loader_wait_seconds: float = 0.0  # the loop blocked, waiting for decoded images
+    backend_seconds: float = 0.0  # inside the runner
     runner: dict[str, Any] = field(default_factory=dict)
 
+    @property
+    def backend_busy(self) -> float:
+        """Fraction of the loop spent in the runner: 1.0 = the loader never held it up."""
+        return self.backend_seconds / self.seconds if self.seconds > 0 else 0.0
+
     def as_dict(self) -> dict[str, Any]:
-        return dict(self.__dict__)
+        return {**self.__dict__, "backend_busy": self.backend_busy}
 
 
 def run_inference(
@@ -359,19 +366,28 @@ def run_inference(
         )
         mode = "a" if (resume and output.exists()) else "w"
         processed = failed = 0
+        waited = backend = 0.0  # seconds blocked on the loader / inside the runner
         started = time.perf_counter()
         with open(output, mode, encoding="utf-8", newline="") as fh:
             if fmt == "csv" and (mode == "w" or output.stat().st_size == 0):
                 csv.writer(fh, lineterminator="\n").writerow(csv_header(topk, with_labels))
                 fh.flush()
-            for items in loader if pending else []:
+            batches = iter(loader if pending else [])
+            while True:
+                t_wait = time.perf_counter()
+                items = next(batches, None)
+                waited += time.perf_counter() - t_wait
+                if items is None:
+                    break
                 good = [(i, a) for i, a, _ in items if a is not None]
                 by_index: dict[int, dict[str, Any]] = {
                     i: {"path": str(paths[i]), "error": err} for i, _, err in items if err
                 }
                 if good:
                     arrays = np.stack([a for _, a in good])
+                    t_run = time.perf_counter()
                     logits = runner.run_many(arrays, None if fixed else batch)[name]
+                    backend += time.perf_counter() - t_run
                     if logits.ndim != 2:
                         raise DeployRanError(
                             f"Output {name!r} has shape {list(logits.shape)}; infer needs "
@@ -399,6 +415,8 @@ def run_inference(
             images_per_s=processed / seconds if seconds > 0 else 0.0,
             batch_size=batch,
             workers=workers,
+            loader_wait_seconds=waited,
+            backend_seconds=backend,
             runner=runner.describe(),
         )
     finally:

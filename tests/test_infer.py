@@ -38,6 +38,7 @@ def test_predictions_labels_and_unreadable_images(cifar_onnx, image_folder, tmp_
         cifar_onnx, image_folder, out, batch_size=5, topk=3, labels=labels, workers=1, threads=1
     )
     assert (result.total, result.processed, result.failed, result.already_done) == (14, 14, 2, 0)
+    assert 0 < result.backend_busy <= 1 and 0 <= result.loader_wait_seconds < result.seconds
     records = _lines(out)
     paths = [str(p) for p in find_images(image_folder)]
     assert [r["path"] for r in records] == paths  # one record per image, in input order
