@@ -437,6 +437,7 @@ def run_benchmark(
     from deploy_ran.runners.ort_runner import default_threads
 
     say = progress or (lambda _m: None)
+    started_at = datetime.now(timezone.utc).isoformat(timespec="seconds")
     spec = get_spec(model)
     size = image_size or spec.image_size
     sizes = _parse_batch_sizes(batch_sizes)
@@ -603,7 +604,7 @@ def run_benchmark(
         iterations=iterations,
         threads=threads,
         environment=environment,
-        started_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        started_at=started_at,
         rows=rows,
         notes=notes,
     )
