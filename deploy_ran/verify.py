@@ -28,6 +28,7 @@ from typing import Any
 
 import numpy as np
 
+from deploy_ran.artifacts import INIT_SEED
 from deploy_ran.errors import DeployRanError
 from deploy_ran.metrics import Agreement, compare
 from deploy_ran.runners import BaseRunner, load_runner
@@ -300,13 +301,18 @@ def _build_sides(
                 opts = {**info.options, **opts}
                 classes = info.num_classes
                 if ckpt is None and info.checkpoint_sha256 is None:
-                    raise DeployRanError(
-                        f"{hint_from.name} was exported from randomly initialised weights, and "
-                        f"{sides[key]} without --checkpoint gets different random weights: the "
-                        "comparison would mean nothing.",
-                        hint="Export with --checkpoint W.pt and verify with the same --checkpoint.",
+                    if info.init_seed != INIT_SEED:
+                        raise DeployRanError(
+                            f"{hint_from.name} was exported from random weights this version "
+                            f"cannot rebuild, and {sides[key]} without --checkpoint gets other "
+                            "ones: the comparison would mean nothing.",
+                            hint="Export with --checkpoint W.pt and verify with the same --checkpoint.",
+                        )
+                    notes.append(
+                        f"no checkpoint: {sides[key]} uses the seeded random weights "
+                        f"{hint_from.name} was exported from"
                     )
-                if ckpt is None:
+                elif ckpt is None:
                     raise DeployRanError(
                         f"{hint_from.name} was exported from a checkpoint (sha256 "
                         f"{info.checkpoint_sha256[:12]}…), but {sides[key]} was given none.",

@@ -215,3 +215,12 @@ def test_bad_batch_and_opset_are_rejected(tmp_path):
         export_onnx("ran56_cifar", tmp_path / "a.onnx", batch=0)
     with pytest.raises(DeployRanError, match="opset"):
         export_onnx("ran56_cifar", tmp_path / "a.onnx", opset=11)
+
+
+def test_seeded_weights_are_recorded_and_files_follow_the_umask(export_cache):
+    result = export_cache("ran56_cifar")
+    info = read_artifact_info(result.path)
+    assert info.checkpoint_sha256 is None and info.init_seed == 0
+    umask = os.umask(0)
+    os.umask(umask)
+    assert stat.S_IMODE(result.path.stat().st_mode) == 0o666 & ~umask

@@ -138,3 +138,19 @@ def test_missing_checkpoint_and_wrong_sizes_are_refused(cifar_onnx, tmp_path):
         verify("ran56_cifar", cifar_onnx, threads=1)
     result = cli.invoke(app, ["verify", "ran56_cifar", str(tmp_path / "nope.onnx")])
     assert result.exit_code == 2 and "does not exist" in result.output
+
+
+def test_model_name_against_its_own_export_without_checkpoint(tmp_path):
+    """No weights anywhere: both sides use the seeded random initialisation, so they agree."""
+    from typer.testing import CliRunner
+
+    from cli import app
+    from exporters.onnx import export_onnx
+
+    onnx_path = tmp_path / "m.onnx"
+    export_onnx("ran56_cifar", onnx_path, static_batch=True, batch=2, check_parity=False)
+    result = CliRunner().invoke(
+        app, ["verify", "ran56_cifar", str(onnx_path), "-n", "4", "--batch", "2", "--threads", "1"]
+    )
+    assert result.exit_code == 0, result.output
+    assert "seeded random weights" in result.output
