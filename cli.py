@@ -189,6 +189,12 @@ def export_cmd(
     attention_maps: Annotated[
         bool, typer.Option("--attention-maps", help="Also output every attention map.")
     ] = False,
+    outputs: Annotated[
+        Optional[str],
+        typer.Option(
+            help="ABN outputs, comma-separated, in order: logits, attention_logits, attention."
+        ),
+    ] = None,
     skip_parity: Annotated[
         bool,
         typer.Option("--skip-parity", help="Do not compare with eager PyTorch (not recommended)."),
@@ -198,6 +204,10 @@ def export_cmd(
     from exporters.onnx import PARITY_REL_L2, export_onnx
 
     options = _model_options(attention, attention_residual, mask, variant, attention_maps)
+    if outputs is not None:
+        from deploy_ran.models.abn import parse_outputs
+
+        options["outputs"] = parse_outputs(outputs)
     with console.status(f"Exporting {name}…") as status:
         result = export_onnx(
             name,
@@ -224,10 +234,13 @@ def export_cmd(
     )
     resizes = result.graph.resizes
     sizes = sorted({r.output_hw for r in resizes if r.output_hw})
-    console.print(
-        f"  {len(resizes)} Resize node(s), all bilinear align_corners with constant output sizes "
-        f"{', '.join(f'{h}×{w}' for h, w in sizes) or '-'}; shapes static except the batch"
-    )
+    if resizes:
+        console.print(
+            f"  {len(resizes)} Resize node(s), all bilinear align_corners with constant output sizes "
+            f"{', '.join(f'{h}×{w}' for h, w in sizes)}; shapes static except the batch"
+        )
+    else:
+        console.print("  no Resize nodes; shapes static except the batch")
     if result.parity:
         table = Table(title="ONNX Runtime (CPU) vs eager PyTorch", title_justify="left")
         for col in ("output", "batch", "max abs", "relative L2", f"limit {PARITY_REL_L2:.0e}"):
@@ -333,6 +346,363 @@ def demo_cmd(
 
     workdir.mkdir(parents=True, exist_ok=True)
     run_demo(model, workdir, image_size=image_size, runs=runs, console=console)
+
+
+# --------------------------------------------------------------------------------------------
+# visualize: attention maps overlaid on images
+
+
+@command("visualize")
+def visualize_cmd(
+    source: Annotated[
+        str, typer.Argument(help="Model name, or an ONNX file exported with --attention-maps.")
+    ],
+    images: Annotated[
+        list[str], typer.Argument(help="Image files, folders, globs or .txt lists of paths.")
+    ],
+    checkpoint: Annotated[
+        Optional[Path], typer.Option(help="Weights for a model name (.pt/.pth state_dict).")
+    ] = None,
+    image_size: Annotated[
+        Optional[int], typer.Option(help="Input H=W for a model name; default from its spec.")
+    ] = None,
+    output: Annotated[Path, typer.Option("--output", "-o", help="PNG grid to write.")] = Path(
+        "attention.png"
+    ),
+) -> None:
+    """Overlay every attention map on the input images and write a PNG grid."""
+    from deploy_ran.visualize import visualize
+
+    with console.status(f"Computing attention maps of {source}…"):
+        result = visualize(source, images, output, checkpoint=checkpoint, image_size=image_size)
+    for note in result.notes:
+        console.print(f"[yellow]Note:[/] {note}", highlight=False)
+    table = Table(
+        title=f"Attention maps ({result.backend}, {result.image_size}×{result.image_size} input)",
+        title_justify="left",
+    )
+    for col in ("output", "shape per image", "min", "max"):
+        table.add_column(col, justify="left" if col == "output" else "right")
+    for index, amap in enumerate(result.items[0].maps):
+        values = [item.maps[index].values for item in result.items]
+        table.add_row(
+            amap.name,
+            escape("[" + ", ".join(map(str, amap.values.shape)) + "]"),
+            f"{min(float(v.min()) for v in values):.3g}",
+            f"{max(float(v.max()) for v in values):.3g}",
+        )
+    console.print(table)
+    console.print(f"[green]✓[/] wrote [bold]{output}[/] ({len(result.items)} image(s))")
+
+
+# verify · bench · infer: runners on any backend
+
+
+def _split_list(value: str | None) -> list[str]:
+    return [v.strip() for v in (value or "").split(",") if v.strip()]
+
+
+def _int_list(value: str, option: str) -> list[int]:
+    try:
+        return [int(v) for v in _split_list(value)]
+    except ValueError:
+        raise DeployRanError(
+            f"{option} takes comma-separated integers, got {value!r}.",
+            hint=f"e.g. {option} 1,8,32",
+        ) from None
+
+
+@command("verify")
+def verify_cmd(
+    reference: Annotated[str, typer.Argument(help="Model name, .onnx file or engine.")],
+    candidate: Annotated[str, typer.Argument(help="Model name, .onnx file or engine.")],
+    data: Annotated[
+        Optional[Path],
+        typer.Option(help="Images (folder, glob, .txt list) or a .npy/.npz; default: random."),
+    ] = None,
+    num_images: Annotated[
+        Optional[int], typer.Option("--num-images", "-n", help="Inputs to use (random: 16).")
+    ] = None,
+    batch: Annotated[int, typer.Option(help="Batch size for running both sides.")] = 8,
+    seed: Annotated[int, typer.Option(help="Seed of the random inputs.")] = 0,
+    checkpoint: Annotated[
+        Optional[Path], typer.Option(help="Weights for a model-name side (both, by default).")
+    ] = None,
+    candidate_checkpoint: Annotated[
+        Optional[Path], typer.Option(help="Other weights for a model-name candidate.")
+    ] = None,
+    reference_precision: Annotated[
+        Optional[str], typer.Option(help="PyTorch side: fp32 | fp16 | autocast.")
+    ] = None,
+    candidate_precision: Annotated[
+        Optional[str], typer.Option(help="PyTorch side: fp32 | fp16 | autocast.")
+    ] = None,
+    image_size: Annotated[
+        Optional[int], typer.Option(help="Input size of a model-name side (default: the file's).")
+    ] = None,
+    device: Annotated[str, typer.Option(help="cpu | cuda[:N].")] = "cpu",
+    provider: Annotated[
+        Optional[str], typer.Option(help="ONNX Runtime providers: cpu, cuda, tensorrt.")
+    ] = None,
+    threads: Annotated[Optional[int], typer.Option(help="CPU threads per backend.")] = None,
+    max_rel_l2: Annotated[Optional[float], typer.Option(help="Override: relative L2 ≤.")] = None,
+    min_cosine: Annotated[Optional[float], typer.Option(help="Override: cosine ≥.")] = None,
+    min_top1: Annotated[
+        Optional[float], typer.Option(help="Override: top-1 agreement ≥ (0-1).")
+    ] = None,
+    min_top5: Annotated[Optional[float], typer.Option(help="Add: top-5 agreement ≥ (0-1).")] = None,
+    min_psnr: Annotated[Optional[float], typer.Option(help="Add: PSNR ≥ (dB).")] = None,
+    max_abs: Annotated[Optional[float], typer.Option(help="Add: max abs error ≤.")] = None,
+    atol: Annotated[
+        Optional[float], typer.Option(help="Add: |c-r| ≤ atol + rtol·|r| everywhere.")
+    ] = None,
+    rtol: Annotated[
+        Optional[float], typer.Option(help="Relative part of the --atol check.")
+    ] = None,
+    show_worst: Annotated[int, typer.Option(help="Worst-matching inputs to name.")] = 5,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of tables.")] = False,
+    output: Annotated[
+        Optional[Path], typer.Option("--output", "-o", help="Write JSON here.")
+    ] = None,
+) -> None:
+    """Compare a candidate with a reference on the same inputs; exit code 1 when it fails."""
+    from deploy_ran.fileio import atomic_write_text, check_writable
+    from deploy_ran.tables import verify_tables
+    from deploy_ran.verify import verify
+
+    if output is not None:
+        check_writable(output)
+    criteria = {
+        "max_rel_l2": max_rel_l2,
+        "min_cosine": min_cosine,
+        "min_top1": min_top1,
+        "min_top5": min_top5,
+        "min_psnr": min_psnr,
+        "max_abs": max_abs,
+        "atol": atol,
+        "rtol": rtol,
+    }
+    with console.status("verifying…") as status:
+        result = verify(
+            reference,
+            candidate,
+            data=data,
+            num_inputs=num_images,
+            batch_size=batch,
+            seed=seed,
+            criteria=criteria,
+            device=device,
+            checkpoint=checkpoint,
+            candidate_checkpoint=candidate_checkpoint,
+            reference_precision=reference_precision,
+            candidate_precision=candidate_precision,
+            providers=provider,
+            threads=threads,
+            image_size=image_size,
+            show_worst=show_worst,
+            progress=lambda side, done, total: status.update(f"verifying: {side} {done}/{total}…"),
+        )
+    if output is not None:
+        atomic_write_text(output, json.dumps(result.as_dict(), indent=2) + "\n")
+    if as_json:
+        print(json.dumps(result.as_dict(), indent=2))
+    else:
+        for table in verify_tables(result):
+            console.print(table)
+        for note in result.notes:
+            console.print(f"[yellow]note:[/] {escape(note)}")
+        for skipped in result.inputs["skipped"][:5]:
+            console.print(f"[yellow]skipped:[/] {escape(skipped['error'])}")
+        if result.passed:
+            console.print(f"[green]✓ PASS[/] ({result.seconds:.1f} s)")
+        else:
+            failed = ", ".join(f"{c.output} {c.criterion}" for c in result.failed_checks)
+            console.print(f"[red]✗ FAIL[/]: {escape(failed)}")
+        if output is not None:
+            console.print(f"wrote {output}")
+    if not result.passed:
+        raise typer.Exit(1)
+
+
+@command("bench")
+def bench_cmd(
+    model: Annotated[str, typer.Argument(help="Model name (see `models`).")],
+    backends: Annotated[
+        Optional[str], typer.Option(help="Comma-separated: torch,ort,trt (default torch,ort).")
+    ] = None,
+    artifacts: Annotated[
+        Optional[list[str]],
+        typer.Option(
+            help="Existing .onnx (fp32/fp16/int8) or .plan files; repeat or comma-separate."
+        ),
+    ] = None,
+    batch_sizes: Annotated[str, typer.Option(help="Comma-separated batch sizes.")] = "1",
+    warmup: Annotated[float, typer.Option(help="Warm-up seconds per row.")] = 1.0,
+    duration: Annotated[float, typer.Option(help="Timed seconds per row.")] = 5.0,
+    iterations: Annotated[
+        Optional[int], typer.Option(help="Timed runs per row (instead of --duration).")
+    ] = None,
+    device: Annotated[str, typer.Option(help="cpu | cuda[:N].")] = "cpu",
+    copies: Annotated[
+        bool,
+        typer.Option("--copies/--no-copies", help="GPU: include host↔device copies in the time."),
+    ] = True,
+    cuda_graphs: Annotated[
+        bool, typer.Option("--cuda-graphs", help="Capture CUDA graphs where the backend can.")
+    ] = False,
+    interleave: Annotated[
+        bool,
+        typer.Option("--interleave", help="Backends take turns run by run (shared machines)."),
+    ] = False,
+    threads: Annotated[
+        Optional[int], typer.Option(help="CPU threads for every backend (default: all cores).")
+    ] = None,
+    torch_precisions: Annotated[
+        str, typer.Option(help="PyTorch rows: fp32,fp16,autocast.")
+    ] = "fp32",
+    image_size: Annotated[Optional[int], typer.Option(help="Input H=W.")] = None,
+    checkpoint: Annotated[Optional[Path], typer.Option(help="Weights (.pt/.pth).")] = None,
+    workdir: Annotated[
+        Optional[Path], typer.Option(help="Keep the FP32 ONNX bench exports here.")
+    ] = None,
+    output: Annotated[
+        Path,
+        typer.Option("--output", "-o", help="Folder (names from the environment) or FILE.json."),
+    ] = Path("bench_results"),
+    no_plot: Annotated[bool, typer.Option("--no-plot", help="Skip the PNG.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of tables.")] = False,
+) -> None:
+    """Latency and throughput per backend × precision × batch size, with the environment."""
+    from deploy_ran.bench import run_benchmark
+    from deploy_ran.tables import bench_table, environment_table
+
+    artifact_list = [a for item in (artifacts or []) for a in _split_list(item)]
+    with console.status(f"benchmarking {model}…") as status:
+        result = run_benchmark(
+            model,
+            backends=_split_list(backends) or None,
+            artifacts=artifact_list,
+            batch_sizes=_int_list(batch_sizes, "--batch-sizes"),
+            warmup=warmup,
+            duration=duration,
+            iterations=iterations,
+            device=device,
+            copies=copies,
+            cuda_graphs=cuda_graphs,
+            interleave=interleave,
+            threads=threads,
+            torch_precisions=_split_list(torch_precisions),
+            image_size=image_size,
+            checkpoint=checkpoint,
+            workdir=workdir,
+            output=output,
+            plot=not no_plot,
+            progress=lambda msg: status.update(f"benchmarking: {escape(msg)}…"),
+        )
+    if as_json:
+        print(json.dumps(result.as_dict(), indent=2))
+        return
+    console.print(bench_table(result))
+    console.print(environment_table(result))
+    for note in result.notes:
+        console.print(f"[yellow]note:[/] {escape(note)}")
+    for kind, path in result.files.items():
+        console.print(f"wrote {kind.upper()}: {escape(path)}")
+
+
+@command("infer")
+def infer_cmd(
+    target: Annotated[str, typer.Argument(help="Model name, .onnx file or engine.")],
+    images: Annotated[str, typer.Option(help="Folder, glob ('imgs/*.jpg') or .txt list.")],
+    batch: Annotated[int, typer.Option(help="Images per batch.")] = 32,
+    topk: Annotated[int, typer.Option(help="Classes per image.")] = 5,
+    labels: Annotated[
+        Optional[Path], typer.Option(help="Class names, one per line, in index order.")
+    ] = None,
+    output: Annotated[
+        Path, typer.Option("--output", "-o", help="predictions.jsonl or .csv.")
+    ] = Path("predictions.jsonl"),
+    resume: Annotated[
+        bool, typer.Option("--resume", help="Skip images the output already holds; append.")
+    ] = False,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Start the output again.")] = False,
+    workers: Annotated[
+        Optional[int], typer.Option(help="Decode/preprocess processes (0: in the main process).")
+    ] = None,
+    device: Annotated[str, typer.Option(help="cpu | cuda[:N].")] = "cpu",
+    checkpoint: Annotated[Optional[Path], typer.Option(help="Weights for a model name.")] = None,
+    precision: Annotated[
+        Optional[str], typer.Option(help="PyTorch: fp32 | fp16 | autocast.")
+    ] = None,
+    provider: Annotated[
+        Optional[str], typer.Option(help="ONNX Runtime providers: cpu, cuda, tensorrt.")
+    ] = None,
+    threads: Annotated[Optional[int], typer.Option(help="CPU threads for the backend.")] = None,
+    output_name: Annotated[
+        Optional[str], typer.Option(help="Which output holds the logits (default: logits).")
+    ] = None,
+) -> None:
+    """Top-k predictions for many images: batched, resumable, bad images recorded."""
+    import time
+
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
+
+    from deploy_ran.infer import run_inference
+
+    bar = Progress(
+        TextColumn("[bold]infer"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[rate]}"),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+        console=console,
+    )
+    task = bar.add_task("infer", total=None, rate="")
+    first: list[float] = []  # (time, count) of the first written batch: the rate excludes start-up
+
+    def progress(done: int, total: int) -> None:
+        now = time.perf_counter()
+        if not first:
+            bar.start()  # only once the checks passed and images flow
+            first.extend((now, done))
+        rate = f"{(done - first[1]) / (now - first[0]):.1f} img/s" if now > first[0] else ""
+        bar.update(task, completed=done, total=total, rate=rate)
+
+    try:
+        result = run_inference(
+            target,
+            images,
+            output,
+            batch_size=batch,
+            topk=topk,
+            labels=labels,
+            resume=resume,
+            overwrite=overwrite,
+            workers=workers,
+            device=device,
+            checkpoint=checkpoint,
+            precision=precision,
+            providers=provider,
+            threads=threads,
+            output_name=output_name,
+            progress=progress,
+        )
+    finally:
+        bar.stop()
+    console.print(
+        f"[green]✓[/] {result.processed} image(s) in {result.seconds:.1f} s "
+        f"({result.images_per_s:.1f} img/s, batch {result.batch_size}, {result.workers} loader "
+        f"workers, backend busy {result.backend_busy:.0%} of the time); {result.failed} "
+        f"unreadable; {result.already_done} already in the output; wrote {escape(result.output)}"
+    )
 
 
 # --------------------------------------------------------------------------------------------

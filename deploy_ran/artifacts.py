@@ -10,6 +10,7 @@ lists and dicts are stored as JSON.
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -17,6 +18,9 @@ from typing import Any
 import onnx
 
 from deploy_ran.errors import OnnxFileError
+
+#: Seed of the random initialisation of models built without a checkpoint (see create_model).
+INIT_SEED = 0
 
 PRODUCER = "deploy-ran"
 
@@ -36,6 +40,7 @@ class ArtifactInfo:
     preprocessing: dict[str, Any] = field(default_factory=dict)
     outputs: list[str] = field(default_factory=list)
     checkpoint_sha256: str | None = None
+    init_seed: int | None = None  # the seeded random initialisation, when no checkpoint was used
     extra: dict[str, str] = field(default_factory=dict)
 
     def to_props(self) -> dict[str, str]:
@@ -51,7 +56,8 @@ class ArtifactInfo:
             "options": self.options,
             "preprocessing": self.preprocessing,
             "outputs": self.outputs,
-            "checkpoint_sha256": self.checkpoint_sha256 or "none (random initialisation)",
+            "checkpoint_sha256": self.checkpoint_sha256
+            or f"none (seeded random initialisation, seed {INIT_SEED})",
         }
         out = {
             k: v if isinstance(v, str) else json.dumps(v) for k, v in props.items() if v is not None
@@ -95,8 +101,15 @@ class ArtifactInfo:
             preprocessing=load("preprocessing", {}) or {},
             outputs=load("outputs", []) or [],
             checkpoint_sha256=sha if sha and not sha.startswith("none") else None,
+            init_seed=_seed_of(sha),
             extra={k: v for k, v in props.items() if k not in known},
         )
+
+
+def _seed_of(checkpoint_field: str | None) -> int | None:
+    """Seed recorded as 'none (seeded random initialisation, seed N)'; None for older files."""
+    found = re.search(r"seed (\d+)", checkpoint_field or "")
+    return int(found.group(1)) if found and checkpoint_field.startswith("none") else None
 
 
 def set_metadata(model: onnx.ModelProto, props: dict[str, str]) -> None:

@@ -6,24 +6,9 @@ toolkit, not a separate code path.
 
 from __future__ import annotations
 
-import statistics
-import time
 from pathlib import Path
 
-import torch
 from rich.console import Console
-from rich.table import Table
-
-
-def _median_latency_ms(fn, runs: int, warmup: int = 3) -> float:
-    for _ in range(warmup):
-        fn()
-    times = []
-    for _ in range(runs):
-        start = time.perf_counter()
-        fn()
-        times.append((time.perf_counter() - start) * 1e3)
-    return statistics.median(times)
 
 
 def run_demo(
@@ -34,10 +19,7 @@ def run_demo(
     runs: int = 10,
     console: Console | None = None,
 ) -> dict:
-    """Export ``model`` to ONNX, check parity, and time ONNX Runtime against eager PyTorch (CPU)."""
-    import onnxruntime as ort
-
-    from deploy_ran.models import create_model
+    """Export ``model`` to ONNX, check parity, and benchmark ONNX Runtime against eager PyTorch."""
     from exporters.onnx import export_onnx
 
     console = console or Console()
@@ -53,27 +35,29 @@ def run_demo(
         f"worst relative L2 {worst.rel_l2:.2e} (limit 1e-4), max abs {worst.max_abs:.2e}"
     )
 
-    console.rule("[bold]2. latency at batch 1 (CPU, median)")
-    size = result.image_size
-    eager = create_model(model, image_size=size)
-    x = torch.randn(1, 3, size, size)
-    session = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
-    feed = {result.input_name: x.numpy()}
+    console.rule("[bold]2. latency at batch 1 (CPU): eager PyTorch vs ONNX Runtime")
+    from deploy_ran.bench import run_benchmark
+    from deploy_ran.tables import bench_table, environment_table
 
-    def run_eager() -> None:
-        with torch.inference_mode():
-            eager(x)
-
-    with console.status(f"timing {runs} runs per backend…"):
-        eager_ms = _median_latency_ms(run_eager, runs)
-        ort_ms = _median_latency_ms(lambda: session.run(None, feed), runs)
-    table = Table(title=f"{model} at {size}×{size}, batch 1, {torch.get_num_threads()} threads")
-    table.add_column("backend")
-    table.add_column("median ms", justify="right")
-    table.add_column("speedup", justify="right")
-    table.add_row("eager PyTorch FP32", f"{eager_ms:.1f}", "1.00×")
-    table.add_row("ONNX Runtime FP32 (CPU)", f"{ort_ms:.1f}", f"{eager_ms / ort_ms:.2f}×")
-    console.print(table)
+    with console.status(f"timing {runs} runs per backend…") as status:
+        bench = run_benchmark(
+            model,
+            backends=["torch", "ort"],
+            artifacts=[onnx_path],
+            batch_sizes=[1],
+            warmup=1.0,
+            iterations=runs,
+            image_size=result.image_size,
+            output=workdir,
+            progress=lambda m: status.update(f"timing: {m}…"),
+        )
+    console.print(bench_table(bench))
+    console.print(environment_table(bench))
+    for kind, path in bench.files.items():
+        console.print(f"wrote {kind.upper()}: {path}")
+    eager, ort_row = bench.row("torch", "fp32", 1), bench.row("ort", "fp32", 1)
+    eager_ms = eager.latency.median if eager and eager.latency else float("nan")
+    ort_ms = ort_row.latency.median if ort_row and ort_row.latency else float("nan")
     return {
         "onnx": str(onnx_path),
         "export_seconds": result.seconds,
@@ -81,4 +65,5 @@ def run_demo(
         "eager_ms": eager_ms,
         "ort_ms": ort_ms,
         "speedup": eager_ms / ort_ms,
+        "bench": bench.files,
     }

@@ -14,12 +14,22 @@ import torch
 
 from deploy_ran.artifacts import read_artifact_info
 from deploy_ran.errors import DeployRanError
-from deploy_ran.models import create_model, list_models
+from deploy_ran.models import create_model, get_spec, list_models
 from exporters.graph_checks import check_graph
 from exporters.onnx import PARITY_REL_L2, export_onnx
 from tests.conftest import small_size
 
 SLOW_EXPORTS = {"ran452_cifar", "ran236_cifar", "ran164_cifar"}
+# Attention families: the 101/152-layer ABNs and WRN-40-10 export in the slow suite.
+SLOW_EXPORTS |= {"abn_resnet101", "abn_resnet152", "wrn40_10_ar"}
+# Export the attention families with every output they have, on BN-calibrated weights (see
+# tests.conftest.calibrate_batchnorm), so parity covers each output with unsaturated maps.
+ALL_OUTPUTS = {
+    "ABN": {"outputs": ("logits", "attention_logits", "attention")},
+    "ABN-CIFAR": {"outputs": ("logits", "attention_logits", "attention")},
+    "A&R": {"return_attention": True},
+}
+RAN_FAMILIES = {"RAN", "RAN-CIFAR"}
 
 
 def _model_params(name):
@@ -27,8 +37,17 @@ def _model_params(name):
 
 
 @pytest.mark.parametrize("name", [_model_params(n) for n in list_models()])
-def test_export_matches_eager_and_is_static(name, export_cache):
-    result = export_cache(name, image_size=small_size(name))
+def test_export_matches_eager_and_is_static(name, export_cache, calibrated_checkpoint):
+    family = get_spec(name).family
+    size = small_size(name)
+    if family in RAN_FAMILIES:
+        result = export_cache(name, image_size=size)
+    else:
+        ckpt = calibrated_checkpoint(name, size)
+        result = export_cache(name, image_size=size, checkpoint=ckpt, **ALL_OUTPUTS[family])
+        # Every output of the model is a graph output and was compared.
+        assert {c.output for c in result.parity} == set(result.output_names)
+        assert len(result.output_names) > 1
     assert result.path.exists()
     # Parity at batch 1 and a larger batch, within the toolkit's FP32 limit.
     assert {c.batch for c in result.parity} == {1, 3}
@@ -37,7 +56,10 @@ def test_export_matches_eager_and_is_static(name, export_cache):
     onnx.checker.check_model(model, full_check=True)
     report = check_graph(model, static_batch=False)
     assert report.ok, report.problems
-    assert report.resizes, "a RAN must have Resize nodes"
+    if family in RAN_FAMILIES:
+        assert report.resizes, "a RAN must have Resize nodes"
+    else:
+        assert report.resizes == []  # ABN and A&R do not upsample
     for resize in report.resizes:
         assert resize.mode == "linear"
         assert resize.coordinate_transformation_mode == "align_corners"
@@ -193,3 +215,12 @@ def test_bad_batch_and_opset_are_rejected(tmp_path):
         export_onnx("ran56_cifar", tmp_path / "a.onnx", batch=0)
     with pytest.raises(DeployRanError, match="opset"):
         export_onnx("ran56_cifar", tmp_path / "a.onnx", opset=11)
+
+
+def test_seeded_weights_are_recorded_and_files_follow_the_umask(export_cache):
+    result = export_cache("ran56_cifar")
+    info = read_artifact_info(result.path)
+    assert info.checkpoint_sha256 is None and info.init_seed == 0
+    umask = os.umask(0)
+    os.umask(umask)
+    assert stat.S_IMODE(result.path.stat().st_mode) == 0o666 & ~umask

@@ -14,12 +14,22 @@ from tests.conftest import small_size
 
 @pytest.mark.parametrize("name", list_models())
 def test_forward_shape(name):
+    """Every model: class scores, plus its attention maps as named 4-D outputs on request."""
     size = small_size(name)
-    model = create_model(name, image_size=size, num_classes=5)
+    model = create_model(name, image_size=size, num_classes=5, return_attention=True)
     with torch.no_grad():
-        out = model(torch.randn(2, 3, size, size))
+        out, *maps = model(torch.randn(2, 3, size, size))
     assert out.shape == (2, 5)
     assert torch.isfinite(out).all()
+    assert maps and len(model.output_names) == 1 + len(maps)
+    for map_name, value in zip(model.output_names[1:], maps):
+        assert map_name.startswith("attention")
+        assert value.ndim == 4 and value.shape[0] == 2
+        assert value.shape[2] <= size and value.shape[3] <= size
+        assert torch.isfinite(value).all()
+    model.return_attention = False  # the same model without the maps returns the scores alone
+    with torch.no_grad():
+        assert model(torch.randn(1, 3, size, size)).shape == (1, 5)
 
 
 @pytest.mark.parametrize("size", [224, 320, 97, 227])

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+import torch
 
 from deploy_ran.errors import DeployRanError, UnknownModelError
 from deploy_ran.models import count_macs, count_params, create_model, get_spec, list_models
@@ -108,3 +109,14 @@ def test_preprocessing_scales_resize_with_crop():
     pre = get_spec("ran92").preprocessing(320)
     assert pre["crop_size"] == 320 and pre["resize_size"] == round(320 * 256 / 224)
     assert pre["mean"] == [0.485, 0.456, 0.406]
+
+
+def test_weights_without_checkpoint_are_seeded_and_leave_global_rng_alone():
+    torch.manual_seed(123)
+    expected_next = torch.rand(1)
+    torch.manual_seed(123)
+    first = create_model("ran56_cifar")
+    second = create_model("ran56_cifar", image_size=40)  # same parameters, other resize sizes
+    assert torch.equal(torch.rand(1), expected_next)
+    for (name, a), b in zip(first.state_dict().items(), second.state_dict().values()):
+        assert torch.equal(a, b), name

@@ -95,10 +95,16 @@ def _strip_prefixes(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     return state
 
 
+CLASSIFIER_KEYS = ("fc.weight", "classifier.weight")  # RAN/ABN, Attend-and-Rectify
+
+
 def classifier_classes(state: Mapping[str, torch.Tensor]) -> int | None:
-    """Class count of the checkpoint's final classifier (``fc.weight``), if it has one."""
-    weight = state.get("fc.weight")
-    return int(weight.shape[0]) if weight is not None and weight.ndim == 2 else None
+    """Class count of the checkpoint's final classifier (``fc`` or ``classifier``), if any."""
+    for key in CLASSIFIER_KEYS:
+        weight = state.get(key)
+        if weight is not None and weight.ndim == 2:
+            return int(weight.shape[0])
+    return None
 
 
 # --- the PyTorch port's names -------------------------------------------------------------------
@@ -244,6 +250,10 @@ def load_state_dict(model: nn.Module, state: Mapping[str, torch.Tensor], source:
         )
         if report.mismatched and all(k.startswith("fc.") for k, _, _ in report.mismatched):
             classes = report.mismatched[0][1][0]
+            hint = f"The classifier has {classes} classes in the checkpoint: pass --num-classes {classes}."
+        classes = classifier_classes(state)
+        if report.mismatched and classes not in (None, getattr(model, "num_classes", classes)):
+            # ABN and A&R size several layers by the class count, not only the classifier.
             hint = f"The classifier has {classes} classes in the checkpoint: pass --num-classes {classes}."
         raise CheckpointError(
             f"Checkpoint {source} does not fit {getattr(model, 'spec', None) and model.spec.name or type(model).__name__}:\n"

@@ -50,10 +50,10 @@ depth 36m + 20, Attention-236 with m = 6 and Attention-452 with p, t, r = 2, 4, 
 gives no layer table. This toolkit derives them the way the paper derives its ImageNet networks
 from pre-activation ResNets, starting from the CIFAR pre-activation ResNet-164 it compares against:
 a 3×3/1 stem with 16 channels and no max-pool; three attention stages at 32, 16 and 8 pixels with
-bottleneck units of output width 64, 128 and 256 (inner width 16, 32, 64); a fourth stage of three
-units at 4 pixels with output width 512; BN-ReLU-global average pool-FC. Mask branches keep the
-ImageNet pooling depth (3/2/1 pools), so the coarsest mask is 4×4, as 7×7 is at 224. The depth
-count matches the paper's 36m + 20: the stem, three transition units, three final units and the
+bottleneck units of output width 64, 128 and 256 (inner width 16, 32, 64); mask branches that pool
+down to the network's coarsest map, 8×8 (2/1/0 pools in stages 1/2/3, as 3/2/1 pools reach 7×7 at
+224); three final units at 8×8 and 256 channels; BN-ReLU-global average pool-FC. The depth count
+matches the paper's 36m + 20: the stem, three transition units, three final units and the
 classifier give 20 layers, and each module adds 3 · (2p + t) = 12 layers for p, t = 1, 2.
 """
 

@@ -15,8 +15,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import torch
 from torch import nn
 
+from deploy_ran.artifacts import INIT_SEED
 from deploy_ran.errors import DeployRanError, UnknownModelError
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -155,7 +157,8 @@ def create_model(
 
     ``image_size`` fixes every upsampling size of the network (default: the spec's). With a
     checkpoint and no ``num_classes``, the class count is read from the checkpoint's classifier so
-    that, e.g., a 10-class fine-tune loads without extra flags.
+    that, e.g., a 10-class fine-tune loads without extra flags. Without a checkpoint the weights
+    are random but seeded (:data:`INIT_SEED`), hence the same in every process.
     """
     spec = get_spec(name)
     _check_options(spec, options)
@@ -174,7 +177,11 @@ def create_model(
         if num_classes is None:
             num_classes = classifier_classes(state)
     kwargs = {**spec.options, **options}
-    model = spec.builder(num_classes=num_classes or spec.num_classes, image_size=size, **kwargs)
+    # Weights without a checkpoint are seeded, so the same name and options give the same
+    # network in every process: an export and a later `verify NAME NAME.onnx` agree.
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(INIT_SEED)
+        model = spec.builder(num_classes=num_classes or spec.num_classes, image_size=size, **kwargs)
     model.spec = spec  # travels with the model, like timm's pretrained_cfg
     if state is not None:
         from deploy_ran.models.checkpoint import load_state_dict

@@ -153,3 +153,6 @@ _ran(
     paper_params=8.6,
     description="Attention-452 for 32×32 inputs: m = 6, p, t, r = 2, 4, 3",
 )
+
+# --- Attention Branch Network and Attend-and-Rectify (registered in their own module) ----------
+import deploy_ran.models.zoo_abn_ar  # noqa: E402, F401

@@ -1,0 +1,204 @@
+"""Attention Branch Network (Fukui et al., CVPR 2019) on ResNet, built like the official code.
+
+The network is a post-activation ResNet (torchvision's bottleneck: stride on the 3×3 convolution,
+projection shortcut ``downsample`` = 1×1 convolution + BN) cut before its last stage:
+
+* **attention branch**: a copy of the last stage's blocks at stride 1 on the previous stage's
+  output (``att_layer4`` on ImageNet, ``att_layer3`` on CIFAR), BN, a 1×1 convolution to K (the
+  class count) channels, BN, ReLU. From there, the *attention logits* are a 1×1 convolution K→K
+  followed by global average pooling, and the *attention map* M is a 3×3 convolution K→1, BN and a
+  sigmoid;
+* **perception branch**: ``x·M + x`` (the paper's (1 + M)·x, computed in the official order), the
+  last stage at stride 2, global average pooling and the classifier ``fc``.
+
+Module names follow the official repository (machine-perception-robotics-group/
+attention_branch_network), so its state dicts load as they are. Where the official code pools with
+fixed windows (``AvgPool2d(14)``, ``AvgPool2d(7)``, ``AvgPool2d(16)``, ``AvgPool2d(8)``), which equal
+global pooling only at its training resolution, this implementation pools globally: the same
+arithmetic at that resolution, and any input size builds and exports.
+
+Outputs (``outputs`` option, in the order given; ``return_attention`` appends ``attention``):
+
+* ``logits`` — perception-branch class logits, ``[batch, K]`` (what the paper evaluates);
+* ``attention_logits`` — attention-branch class logits, ``[batch, K]``;
+* ``attention`` — the attention map M in [0, 1], ``[batch, 1, H/16, W/16]`` on ImageNet
+  (14×14 at 224) and ``[batch, 1, H/2, W/2]`` on CIFAR (16×16 at 32).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from deploy_ran.errors import DeployRanError
+
+ABN_OUTPUTS = ("logits", "attention_logits", "attention")
+
+
+@dataclass(frozen=True)
+class ABNConfig:
+    """Layout of one Attention Branch Network; the registry keeps one per model name."""
+
+    stem: str  # "imagenet" (7×7/2 convolution + max-pool) or "cifar" (3×3/1 convolution)
+    planes: tuple[int, ...]  # inner width of the bottlenecks of each stage (output is 4×)
+    blocks: tuple[int, ...]  # bottlenecks per stage; the last stage is also the attention branch
+
+
+class Bottleneck(nn.Module):
+    """Post-activation bottleneck (torchvision v1.5): 1×1 → 3×3 (stride) → 1×1, ReLU after the sum."""
+
+    expansion = 4
+
+    def __init__(self, in_channels: int, planes: int, stride: int = 1) -> None:
+        super().__init__()
+        out_channels = planes * self.expansion
+        self.conv1 = nn.Conv2d(in_channels, planes, 1, bias=False)
+        self.bn1 = nn.BatchNorm2d(planes)
+        self.conv2 = nn.Conv2d(planes, planes, 3, stride, padding=1, bias=False)
+        self.bn2 = nn.BatchNorm2d(planes)
+        self.conv3 = nn.Conv2d(planes, out_channels, 1, bias=False)
+        self.bn3 = nn.BatchNorm2d(out_channels)
+        self.downsample = None
+        if stride != 1 or in_channels != out_channels:
+            self.downsample = nn.Sequential(
+                nn.Conv2d(in_channels, out_channels, 1, stride, bias=False),
+                nn.BatchNorm2d(out_channels),
+            )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = F.relu(self.bn1(self.conv1(x)))
+        out = F.relu(self.bn2(self.conv2(out)))
+        out = self.bn3(self.conv3(out))
+        residual = x if self.downsample is None else self.downsample(x)
+        return F.relu(out + residual)
+
+
+def make_stage(in_channels: int, planes: int, blocks: int, stride: int) -> nn.Sequential:
+    """One ResNet stage: a (strided, projecting) first block, then ``blocks - 1`` plain ones."""
+    out_channels = planes * Bottleneck.expansion
+    return nn.Sequential(
+        Bottleneck(in_channels, planes, stride),
+        *[Bottleneck(out_channels, planes) for _ in range(blocks - 1)],
+    )
+
+
+def parse_outputs(outputs: str | Iterable[str]) -> tuple[str, ...]:
+    """Validate the ``outputs`` option: a non-empty selection of :data:`ABN_OUTPUTS`, no repeats.
+
+    A comma-separated string (the command line's form) is accepted too.
+    """
+    items = outputs.split(",") if isinstance(outputs, str) else list(outputs)
+    names = tuple(str(o).strip() for o in items if str(o).strip())
+    choices = ", ".join(ABN_OUTPUTS)
+    if not names:
+        raise DeployRanError(
+            "ABN: outputs is empty.", hint=f"Choose one or more of: {choices} (e.g. logits)."
+        )
+    unknown = [n for n in names if n not in ABN_OUTPUTS]
+    if unknown:
+        raise DeployRanError(
+            f"ABN: unknown output(s) {', '.join(map(repr, unknown))}.",
+            hint=f"Choose one or more of: {choices}, e.g. --outputs logits,attention.",
+        )
+    if len(set(names)) != len(names):
+        raise DeployRanError(
+            f"ABN: outputs {', '.join(names)} names an output twice.",
+            hint=f"Name each of {choices} at most once.",
+        )
+    return names
+
+
+class AttentionBranchNet(nn.Module):
+    """Attention Branch Network on a bottleneck ResNet; see the module docstring for outputs."""
+
+    def __init__(
+        self,
+        cfg: ABNConfig,
+        num_classes: int = 1000,
+        image_size: int | tuple[int, int] = 224,
+        outputs: str | Iterable[str] = ("logits",),
+        return_attention: bool = False,
+    ) -> None:
+        super().__init__()
+        if len(cfg.planes) != len(cfg.blocks) or len(cfg.planes) < 2:
+            raise ValueError("ABNConfig needs the same number (≥ 2) of planes and blocks")
+        h, w = (image_size, image_size) if isinstance(image_size, int) else tuple(image_size)
+        self.cfg = cfg
+        self.image_size = (h, w)
+        self.num_classes = num_classes
+        self.outputs = parse_outputs(outputs)
+        self.return_attention = return_attention
+
+        stem_channels = 64 if cfg.stem == "imagenet" else 16
+        if cfg.stem == "imagenet":
+            self.conv1 = nn.Conv2d(3, stem_channels, 7, 2, padding=3, bias=False)
+            self.maxpool: nn.Module = nn.MaxPool2d(3, 2, padding=1)
+        elif cfg.stem == "cifar":
+            self.conv1 = nn.Conv2d(3, stem_channels, 3, 1, padding=1, bias=False)
+            self.maxpool = nn.Identity()
+        else:
+            raise ValueError(f"unknown stem {cfg.stem!r}")
+        self.bn1 = nn.BatchNorm2d(stem_channels)
+
+        last = len(cfg.planes)
+        in_channels = stem_channels
+        for index, (planes, blocks) in enumerate(zip(cfg.planes[:-1], cfg.blocks[:-1])):
+            stride = 1 if index == 0 else 2
+            self.add_module(f"layer{index + 1}", make_stage(in_channels, planes, blocks, stride))
+            in_channels = planes * Bottleneck.expansion
+        planes, blocks = cfg.planes[-1], cfg.blocks[-1]
+        branch_channels = planes * Bottleneck.expansion
+        # The official names: att_layer4/layer4 on ImageNet, att_layer3/layer3 on CIFAR.
+        self.att_name, self.last_name = f"att_layer{last}", f"layer{last}"
+        self.add_module(self.att_name, make_stage(in_channels, planes, blocks, stride=1))
+        self.bn_att = nn.BatchNorm2d(branch_channels)
+        self.att_conv = nn.Conv2d(branch_channels, num_classes, 1, bias=False)
+        self.bn_att2 = nn.BatchNorm2d(num_classes)
+        self.att_conv2 = nn.Conv2d(num_classes, num_classes, 1, bias=False)
+        self.att_conv3 = nn.Conv2d(num_classes, 1, 3, padding=1, bias=False)
+        self.bn_att3 = nn.BatchNorm2d(1)
+        self.add_module(self.last_name, make_stage(in_channels, planes, blocks, stride=2))
+        self.fc = nn.Linear(branch_channels, num_classes)
+        self.trunk_names = [f"layer{i + 1}" for i in range(last - 1)]
+
+        for m in self.modules():
+            if isinstance(m, nn.Conv2d):
+                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+
+    @property
+    def output_names(self) -> list[str]:
+        """Names of the graph outputs, in the order ``forward`` returns them."""
+        names = list(self.outputs)
+        if self.return_attention and "attention" not in names:
+            names.append("attention")
+        return names
+
+    @property
+    def attention_names(self) -> list[str]:
+        """Names of the attention-map outputs (the single map M)."""
+        return ["attention"]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor | tuple[torch.Tensor, ...]:
+        x = self.maxpool(F.relu(self.bn1(self.conv1(x))))
+        for name in self.trunk_names:
+            x = getattr(self, name)(x)
+        a = self.bn_att(getattr(self, self.att_name)(x))
+        a = F.relu(self.bn_att2(self.att_conv(a)))
+        attention = torch.sigmoid(self.bn_att3(self.att_conv3(a)))
+        values: dict[str, torch.Tensor] = {"attention": attention}
+        names = self.output_names
+        if "attention_logits" in names:
+            values["attention_logits"] = torch.flatten(
+                F.adaptive_avg_pool2d(self.att_conv2(a), 1), 1
+            )
+        if "logits" in names:
+            r = x * attention + x
+            r = getattr(self, self.last_name)(r)
+            values["logits"] = self.fc(torch.flatten(F.adaptive_avg_pool2d(r, 1), 1))
+        if len(names) == 1:
+            return values[names[0]]
+        return tuple(values[n] for n in names)

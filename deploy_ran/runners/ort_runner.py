@@ -1,0 +1,394 @@
+"""ONNX Runtime: any of the toolkit's ONNX files (FP32, FP16, INT8 Q/DQ) or a foreign one.
+
+Execution providers are chosen by short name (``cpu``, ``cuda``, ``tensorrt``) or ONNX Runtime's
+full name; a provider this installation lacks is an error that lists the ones it has, and a session
+that silently fell back to the CPU (ONNX Runtime's behaviour when CUDA libraries fail to load) is
+refused rather than benchmarked under the wrong name. Thread counts are always set explicitly and
+reported, because ONNX Runtime's defaults differ between versions and machines.
+
+On CUDA the runner uses I/O binding: staged inputs live in device memory as ``OrtValue`` objects
+and outputs are bound to the device, so ``bench --no-copies`` measures the model and nothing else.
+ONNX Runtime's compute stream is a stream the runner owns (``user_compute_stream``), which lets
+``bench`` time it with CUDA events. ``cuda_graph=True`` turns on the CUDA provider's graph capture
+(one graph per batch size, selected with the ``gpu_graph_id`` run option); it needs fixed buffer
+addresses, so inputs are copied into per-shape buffers when staged.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnx
+
+from deploy_ran.artifacts import ArtifactInfo, get_metadata, load_onnx
+from deploy_ran.runners.base import BackendUnavailableError, BaseRunner, RunnerError, TensorSpec
+
+PROVIDER_NAMES = {
+    "cpu": "CPUExecutionProvider",
+    "cuda": "CUDAExecutionProvider",
+    "tensorrt": "TensorrtExecutionProvider",
+    "trt": "TensorrtExecutionProvider",
+    "openvino": "OpenVINOExecutionProvider",
+    "dml": "DmlExecutionProvider",
+    "coreml": "CoreMLExecutionProvider",
+}
+GPU_PROVIDERS = {"CUDAExecutionProvider", "TensorrtExecutionProvider"}
+
+# ONNX Runtime's tensor type strings → numpy dtype names.
+_ORT_DTYPES = {
+    "tensor(float)": "float32",
+    "tensor(float16)": "float16",
+    "tensor(double)": "float64",
+    "tensor(int8)": "int8",
+    "tensor(uint8)": "uint8",
+    "tensor(int32)": "int32",
+    "tensor(int64)": "int64",
+    "tensor(bool)": "bool",
+}
+
+
+def default_threads() -> int:
+    """Cores this process may use (the affinity mask, not the machine's total)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # macOS, Windows
+        return os.cpu_count() or 1
+
+
+def resolve_providers(
+    providers: str | list[str] | tuple[str, ...] | None, device: str
+) -> list[str]:
+    """Short or full provider names → ONNX Runtime names, checked against this installation.
+
+    The CPU provider is appended as the fallback for operators a GPU provider does not take.
+    """
+    import onnxruntime as ort
+
+    if providers is None:
+        providers = ["cuda"] if device.startswith("cuda") else ["cpu"]
+    if isinstance(providers, str):
+        providers = [p for p in providers.split(",") if p.strip()]
+    available = ort.get_available_providers()
+    full = []
+    for p in providers:
+        name = PROVIDER_NAMES.get(p.strip().lower(), p.strip())
+        if name not in available:
+            known = ", ".join(f"{k} ({v})" for k, v in PROVIDER_NAMES.items() if v in available)
+            hint = f"Available here: {known or ', '.join(available)}."
+            if name in GPU_PROVIDERS:
+                hint += (
+                    " GPU providers need the onnxruntime-gpu package (pip install -e '.[gpu]') "
+                    "with matching CUDA/cuDNN (and TensorRT for the TensorRT provider) on a GPU "
+                    "machine."
+                )
+            raise BackendUnavailableError(
+                f"ONNX Runtime execution provider {p.strip()!r} ({name}) is not available in "
+                f"this installation (onnxruntime {ort.__version__}).",
+                hint=hint,
+            )
+        if name not in full:
+            full.append(name)
+    if "CPUExecutionProvider" not in full:
+        full.append("CPUExecutionProvider")
+    return full
+
+
+def _precision_of(model: onnx.ModelProto, info: ArtifactInfo, has_metadata: bool) -> str:
+    """The artifact's precision: its metadata, else what the graph holds (Q/DQ → int8)."""
+    if has_metadata and "precision" in get_metadata(model):
+        return info.precision
+    ops = {n.op_type for n in model.graph.node}
+    if {"QuantizeLinear", "DequantizeLinear"} & ops:
+        return "int8"
+    if any(i.data_type == onnx.TensorProto.FLOAT16 for i in model.graph.initializer):
+        return "fp16"
+    return "fp32"
+
+
+class OrtRunner(BaseRunner):
+    """Run an ONNX file in ONNX Runtime."""
+
+    backend = "ort"
+
+    def __init__(
+        self,
+        path: str | Path,
+        *,
+        device: str = "cpu",
+        providers: str | list[str] | None = None,
+        threads: int | None = None,
+        inter_op_threads: int = 1,
+        graph_optimization: str = "all",
+        allow_spinning: bool = True,
+        io_binding: bool | None = None,
+        cuda_graph: bool = False,
+        provider_options: dict[str, dict[str, Any]] | None = None,
+        device_id: int = 0,
+    ) -> None:
+        import onnxruntime as ort
+
+        path = Path(path)
+        proto = load_onnx(path)  # clear errors for missing/corrupt files
+        props = get_metadata(proto)
+        info = ArtifactInfo.from_props(props)
+        precision = _precision_of(proto, info, bool(props))
+        full = resolve_providers(providers, device)
+        on_gpu = full[0] in GPU_PROVIDERS
+        if ":" in device:
+            device_id = int(device.split(":", 1)[1])
+        threads = threads if threads is not None else default_threads()
+        if threads < 1 or inter_op_threads < 1:
+            raise RunnerError(
+                f"Thread counts must be ≥ 1 (threads={threads}, inter_op={inter_op_threads}).",
+                hint="Use --threads 1 or more.",
+            )
+        if cuda_graph and not on_gpu:
+            raise RunnerError("CUDA graphs need the CUDA provider.", hint="Use --device cuda.")
+
+        opts = ort.SessionOptions()
+        opts.intra_op_num_threads = threads
+        opts.inter_op_num_threads = inter_op_threads
+        opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+        levels = {
+            "disable": ort.GraphOptimizationLevel.ORT_DISABLE_ALL,
+            "basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
+            "extended": ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED,
+            "all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL,
+        }
+        if graph_optimization not in levels:
+            raise RunnerError(
+                f"Unknown graph optimization level {graph_optimization!r}.",
+                hint=f"Choose one of: {', '.join(levels)}.",
+            )
+        opts.graph_optimization_level = levels[graph_optimization]
+        opts.add_session_config_entry(
+            "session.intra_op.allow_spinning", "1" if allow_spinning else "0"
+        )
+        opts.log_severity_level = 3
+
+        self._stream = None
+        options = {k: dict(v) for k, v in (provider_options or {}).items()}
+        if on_gpu:
+            self._stream = _new_cuda_stream(device_id)
+            cuda_opts = options.setdefault("CUDAExecutionProvider", {})
+            cuda_opts.setdefault("device_id", str(device_id))
+            cuda_opts.setdefault("user_compute_stream", str(self._stream.cuda_stream))
+            if cuda_graph:
+                cuda_opts["enable_cuda_graph"] = "1"
+            if "TensorrtExecutionProvider" in full:
+                trt_opts = options.setdefault("TensorrtExecutionProvider", {})
+                trt_opts.setdefault("device_id", str(device_id))
+                trt_opts.setdefault("user_compute_stream", str(self._stream.cuda_stream))
+                # Precision is explicit in the ONNX (FP16 tensors, Q/DQ); these flags only let the
+                # provider's (weakly typed) TensorRT build honour it.
+                if precision == "fp16":
+                    trt_opts.setdefault("trt_fp16_enable", "True")
+                if precision == "int8":
+                    trt_opts.setdefault("trt_int8_enable", "True")
+                if cuda_graph:
+                    trt_opts["trt_cuda_graph_enable"] = "True"
+        provider_list = [(p, options.get(p, {})) for p in full]
+        try:
+            session = ort.InferenceSession(str(path), opts, providers=provider_list)
+        except Exception as exc:  # ORT raises its own exception types
+            raise RunnerError(
+                f"ONNX Runtime could not load {path}: {type(exc).__name__}: "
+                f"{str(exc).splitlines()[0] if str(exc) else ''}",
+                hint="Check the file with `python cli.py inspect FILE`; a graph that needs a newer "
+                "opset than this onnxruntime supports fails here.",
+            ) from None
+        got = session.get_providers()
+        if got[0] != full[0]:
+            raise BackendUnavailableError(
+                f"ONNX Runtime fell back from {full[0]} to {got[0]} (the provider failed to "
+                "initialise, usually missing CUDA/cuDNN/TensorRT libraries).",
+                hint="Run `python cli.py doctor`; fix the GPU libraries or use --device cpu.",
+            )
+
+        inputs = []
+        for i in session.get_inputs():
+            dtype = _ORT_DTYPES.get(i.type)
+            if dtype is None:
+                raise RunnerError(f"Input {i.name} of {path} has unsupported type {i.type}.")
+            shape = tuple(d if isinstance(d, int) and d > 0 else None for d in i.shape)
+            inputs.append(TensorSpec(i.name, shape, dtype))
+        self._outputs_meta = session.get_outputs()
+        self._session = session
+        self._providers = got
+        self._threads = threads
+        self._inter_op_threads = inter_op_threads
+        self._allow_spinning = allow_spinning
+        self._graph_optimization = graph_optimization
+        self._on_gpu = on_gpu
+        self._device_id = device_id
+        self._io_binding = on_gpu if io_binding is None else io_binding
+        self._cuda_graph = cuda_graph
+        self._graph_buffers: dict[tuple, tuple[int, Any, dict[str, Any], dict[str, Any]]] = {}
+        self.path = path
+        self.info = info
+        self.metadata = props
+        size = inputs[0].shape[-1] if inputs and inputs[0].shape else None
+        preprocessing = info.preprocessing or None
+        if preprocessing is None and info.mean and info.std and isinstance(size, int):
+            preprocessing = {
+                "resize_size": size,
+                "crop_size": size,
+                "mean": info.mean,
+                "std": info.std,
+            }
+        super().__init__(
+            name=str(path),
+            device=f"cuda:{device_id}" if on_gpu else "cpu",
+            precision=precision,
+            input_spec=inputs,
+            output_names=[o.name for o in self._outputs_meta],
+            model=info.model,
+            preprocessing=preprocessing,
+            num_classes=info.num_classes,
+        )
+
+    @property
+    def session(self):
+        """The underlying ``onnxruntime.InferenceSession`` (for measurements against it)."""
+        return self._session
+
+    @property
+    def providers(self) -> list[str]:
+        return list(self._providers)
+
+    @property
+    def supports_cuda_graphs(self) -> bool:  # type: ignore[override]
+        return self._on_gpu
+
+    @property
+    def label(self) -> str:
+        short = {v: k for k, v in PROVIDER_NAMES.items() if k != "trt"}
+        return f"ort {self.precision} ({short.get(self._providers[0], self._providers[0])})"
+
+    @property
+    def stream_handle(self) -> int | None:
+        return self._stream.cuda_stream if self._stream is not None else None
+
+    def synchronize(self) -> None:
+        if self._stream is not None:
+            self._stream.synchronize()
+
+    # -------------------------------------------------------------------- BaseRunner hooks
+
+    def _stage(self, feed: dict[str, np.ndarray]) -> Any:
+        if not self._io_binding:
+            return feed
+        import onnxruntime as ort
+
+        dev = "cuda" if self._on_gpu else "cpu"
+        if self._cuda_graph:
+            key = tuple((k, v.shape) for k, v in feed.items())
+            if key not in self._graph_buffers:
+                self._graph_buffers[key] = self._graph_binding(feed)
+            graph_id, binding, in_values, _ = self._graph_buffers[key]
+            for name, value in in_values.items():
+                value.update_inplace(np.ascontiguousarray(feed[name]))
+            return _Bound(binding, graph_id)
+        binding = self._session.io_binding()
+        for name, array in feed.items():
+            value = ort.OrtValue.ortvalue_from_numpy(
+                np.ascontiguousarray(array), dev, self._device_id
+            )
+            binding.bind_ortvalue_input(name, value)
+        for out in self._outputs_meta:
+            binding.bind_output(out.name, dev, self._device_id)
+        return _Bound(binding, None)
+
+    def _graph_binding(self, feed: dict[str, np.ndarray]) -> tuple[int, Any, dict, dict]:
+        """Fixed input/output buffers for one shape: CUDA graph replay needs fixed addresses."""
+        import onnxruntime as ort
+
+        dev = "cuda" if self._on_gpu else "cpu"
+        batch = next(iter(feed.values())).shape[0]
+        binding = self._session.io_binding()
+        in_values = {}
+        for name, array in feed.items():
+            value = ort.OrtValue.ortvalue_from_numpy(
+                np.ascontiguousarray(array), dev, self._device_id
+            )
+            binding.bind_ortvalue_input(name, value)
+            in_values[name] = value
+        out_values = {}
+        for out in self._outputs_meta:
+            dims = list(out.shape)
+            if dims and not isinstance(dims[0], int):
+                dims[0] = batch
+            if not all(isinstance(d, int) and d > 0 for d in dims):
+                raise RunnerError(
+                    f"CUDA graphs need static output shapes; {out.name} has {out.shape}.",
+                    hint="Run without --cuda-graphs.",
+                )
+            dtype = np.dtype(_ORT_DTYPES[out.type])
+            value = ort.OrtValue.ortvalue_from_shape_and_type(dims, dtype, dev, self._device_id)
+            binding.bind_ortvalue_output(out.name, value)
+            out_values[out.name] = value
+        return len(self._graph_buffers) + 1, binding, in_values, out_values
+
+    def _execute(self, staged: Any) -> Any:
+        if isinstance(staged, _Bound):
+            import onnxruntime as ort
+
+            options = None
+            if staged.graph_id is not None:
+                options = ort.RunOptions()
+                options.add_run_config_entry("gpu_graph_id", str(staged.graph_id))
+            self._session.run_with_iobinding(staged.binding, options)
+            return staged
+        return self._session.run(None, staged)
+
+    def _fetch(self, outputs: Any) -> dict[str, np.ndarray]:
+        if isinstance(outputs, _Bound):
+            arrays = outputs.binding.copy_outputs_to_cpu()
+        else:
+            arrays = outputs
+        return dict(zip(self.output_names, arrays))
+
+    def _close(self) -> None:
+        self._graph_buffers.clear()
+        self._session = None
+        self._stream = None
+
+    def _describe_extra(self) -> dict[str, Any]:
+        import onnxruntime as ort
+
+        return {
+            "onnxruntime": ort.__version__,
+            "providers": self._providers,
+            "threads": self._threads,
+            "inter_op_threads": self._inter_op_threads,
+            "allow_spinning": self._allow_spinning,
+            "graph_optimization": self._graph_optimization,
+            "io_binding": self._io_binding,
+            "cuda_graph": self._cuda_graph,
+        }
+
+
+class _Bound:
+    """Inputs/outputs bound to device memory through an ``IOBinding``."""
+
+    __slots__ = ("binding", "graph_id")
+
+    def __init__(self, binding: Any, graph_id: int | None) -> None:
+        self.binding = binding
+        self.graph_id = graph_id
+
+
+def _new_cuda_stream(device_id: int):
+    """A CUDA stream for ONNX Runtime to compute on, owned by the runner (via PyTorch)."""
+    import torch
+
+    if not torch.cuda.is_available():
+        raise BackendUnavailableError(
+            "ONNX Runtime's CUDA provider is installed but PyTorch sees no CUDA device, which the "
+            "runner uses to own the compute stream.",
+            hint="Install a CUDA build of PyTorch next to onnxruntime-gpu, or use --device cpu.",
+        )
+    return torch.cuda.Stream(device=torch.device("cuda", device_id))

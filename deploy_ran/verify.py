@@ -1,0 +1,548 @@
+"""Is the deployed model the same model? Run two runners on the same inputs and compare.
+
+``verify(reference, candidate)`` builds both sides (model name, ONNX file or engine), feeds them the
+same inputs (images preprocessed as the artifact says, ``.npy``/``.npz`` arrays, or a seeded random
+set), compares every output with :func:`deploy_ran.metrics.compare` and judges the result against
+criteria that depend on the candidate's precision:
+
+========  ==========================================================
+FP32      relative L2 ≤ 1e-4
+FP16      relative L2 ≤ 1e-2 and top-1 agreement ≥ 99 %
+BF16      relative L2 ≤ 3e-2 and top-1 agreement ≥ 98 % (PyTorch autocast on a CPU)
+INT8      cosine similarity ≥ 0.99 and top-1 agreement ≥ 95 %
+========  ==========================================================
+
+Every criterion can be overridden or added to (``max_abs``, ``min_psnr``, ``min_top5``, and
+``atol``/``rtol`` for an element-wise ``|c - r| ≤ atol + rtol·|r|`` check). Top-k criteria apply to
+classification outputs (N × classes) only. The inputs that match worst are named (file names for
+images, ``file.npy[i]`` or ``random[i]`` otherwise) so a failure can be looked at.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from deploy_ran.artifacts import INIT_SEED
+from deploy_ran.errors import DeployRanError
+from deploy_ran.metrics import Agreement, compare
+from deploy_ran.runners import BaseRunner, load_runner
+from deploy_ran.runners.loader import backend_for
+
+DEFAULT_CRITERIA: dict[str, dict[str, float]] = {
+    "fp32": {"max_rel_l2": 1e-4},
+    "fp16": {"max_rel_l2": 1e-2, "min_top1": 0.99},
+    "bf16": {"max_rel_l2": 3e-2, "min_top1": 0.98},
+    "int8": {"min_cosine": 0.99, "min_top1": 0.95},
+}
+# criterion → (metric in Agreement, "max" = value must be ≤ limit / "min" = value must be ≥ limit)
+CRITERIA = {
+    "max_rel_l2": ("rel_l2", "max"),
+    "max_abs": ("max_abs", "max"),
+    "min_cosine": ("cosine", "min"),
+    "min_psnr": ("psnr", "min"),
+    "min_top1": ("top1", "min"),
+    "min_top5": ("top5", "min"),
+}
+TOLERANCE_KEYS = ("atol", "rtol")
+
+
+def precision_family(precision: str) -> str:
+    """``autocast-bf16`` → ``bf16``, ``autocast-fp16`` → ``fp16``; others unchanged."""
+    fam = precision.split("-")[-1].lower()
+    return fam if fam in DEFAULT_CRITERIA else "fp32"
+
+
+def criteria_for(precision: str, overrides: dict[str, float | None] | None = None) -> dict:
+    """Default criteria of ``precision`` with ``overrides`` applied (``None`` = keep default)."""
+    crit: dict[str, float] = dict(DEFAULT_CRITERIA[precision_family(precision)])
+    for key, value in (overrides or {}).items():
+        if key not in CRITERIA and key not in TOLERANCE_KEYS:
+            raise DeployRanError(
+                f"Unknown verify criterion {key!r}.",
+                hint=f"Choose from: {', '.join([*CRITERIA, *TOLERANCE_KEYS])}.",
+            )
+        if value is not None:
+            crit[key] = float(value)
+    if ("atol" in crit) != ("rtol" in crit):  # one given: the other is 0, as in numpy.allclose
+        crit.setdefault("atol", 0.0)
+        crit.setdefault("rtol", 0.0)
+    return crit
+
+
+# ------------------------------------------------------------------------------------ inputs
+
+
+@dataclass
+class VerifyInputs:
+    """The samples both runners see, with a human name for each."""
+
+    data: np.ndarray  # (N, C, H, W) float32
+    names: list[str]
+    source: str
+    skipped: list[dict[str, str]] = field(default_factory=list)  # unreadable images
+
+
+def load_inputs(
+    data: str | Path | None,
+    shape: tuple[int, int, int],
+    *,
+    preprocessing: dict[str, Any] | None = None,
+    num: int | None = None,
+    seed: int = 0,
+    input_name: str = "input",
+) -> VerifyInputs:
+    """Images (folder/glob/.txt list), a ``.npy``/``.npz`` file, or ``num`` seeded random samples."""
+    if data is None:
+        n = num or 16
+        rng = np.random.default_rng(seed)
+        arr = rng.standard_normal((n, *shape), dtype=np.float32)
+        return VerifyInputs(arr, [f"random[{i}]" for i in range(n)], f"random normal (seed {seed})")
+    path = Path(data)
+    suffix = path.suffix.lower()
+    if suffix in (".npy", ".npz"):
+        arr = _load_array(path, input_name)
+        if arr.ndim == len(shape):
+            arr = arr[None]
+        if arr.ndim != len(shape) + 1 or tuple(arr.shape[1:]) != tuple(shape):
+            raise DeployRanError(
+                f"{path} holds an array of shape {list(arr.shape)}; the models expect "
+                f"[N, {', '.join(map(str, shape))}].",
+                hint="Save preprocessed NCHW samples at the model's input size.",
+            )
+        if not np.issubdtype(arr.dtype, np.floating):
+            raise DeployRanError(
+                f"{path} holds {arr.dtype} data; the models expect preprocessed float samples.",
+                hint="Save the normalised float32 tensors, or pass the images themselves.",
+            )
+        if num:
+            arr = arr[:num]
+        names = [f"{path.name}[{i}]" for i in range(len(arr))]
+        return VerifyInputs(np.ascontiguousarray(arr, dtype=np.float32), names, str(path))
+
+    from deploy_ran.images import ImageError, find_images, load_and_preprocess
+
+    if preprocessing is None:
+        raise DeployRanError(
+            "Neither side says how to preprocess images (no model spec, no ONNX metadata).",
+            hint="Pass preprocessed arrays with --data FILE.npy, or use an artifact exported by "
+            "deploy-ran.",
+        )
+    if int(preprocessing["crop_size"]) != shape[-1]:
+        raise DeployRanError(
+            f"The preprocessing crops {preprocessing['crop_size']} px but the models take "
+            f"{shape[-1]} px.",
+            hint="The artifact's metadata and its input disagree; re-export it.",
+        )
+    paths = find_images(data)
+    if num:
+        paths = paths[:num]
+    arrays, names, skipped = [], [], []
+    for p in paths:
+        try:
+            arrays.append(load_and_preprocess(p, preprocessing))
+            names.append(str(p))
+        except ImageError as exc:
+            skipped.append({"path": str(p), "error": exc.message})
+    if not arrays:
+        raise DeployRanError(
+            f"None of the {len(paths)} image(s) in {data} could be read.",
+            hint="First error: " + (skipped[0]["error"] if skipped else "none"),
+        )
+    return VerifyInputs(np.stack(arrays), names, str(data), skipped)
+
+
+def _load_array(path: Path, input_name: str) -> np.ndarray:
+    if not path.exists():
+        raise DeployRanError(f"{path} does not exist.", hint="Check the path given to --data.")
+    try:
+        loaded = np.load(path, allow_pickle=False)
+    except Exception as exc:
+        raise DeployRanError(
+            f"{path} is not a readable numpy file ({type(exc).__name__}: {exc}).",
+            hint="Save with np.save / np.savez (object arrays are refused).",
+        ) from None
+    if isinstance(loaded, np.ndarray):
+        return loaded
+    with loaded:
+        keys = list(loaded.keys())
+        key = input_name if input_name in keys else keys[0] if len(keys) == 1 else None
+        if key is None:
+            raise DeployRanError(
+                f"{path} holds arrays {keys}; cannot tell which one is the input.",
+                hint=f"Store the input under the key {input_name!r}, or save a single array.",
+            )
+        return loaded[key]
+
+
+# ------------------------------------------------------------------------------------ result
+
+
+@dataclass
+class Check:
+    """One criterion on one output."""
+
+    output: str
+    criterion: str
+    value: float | None
+    limit: float
+    passed: bool
+    detail: str = ""
+
+
+@dataclass
+class OutputReport:
+    name: str
+    shape: list[int]
+    agreement: Agreement
+
+
+@dataclass
+class WorstInput:
+    name: str
+    index: int
+    rel_l2: float  # of this sample, worst over the outputs
+    reference_top1: int | None = None
+    candidate_top1: int | None = None
+
+
+@dataclass
+class VerifyResult:
+    """What ``verify`` compared, measured and decided."""
+
+    reference: dict[str, Any]
+    candidate: dict[str, Any]
+    precision: str
+    criteria: dict[str, float]
+    inputs: dict[str, Any]
+    outputs: list[OutputReport]
+    checks: list[Check]
+    worst: list[WorstInput]
+    notes: list[str]
+    seconds: float
+
+    @property
+    def passed(self) -> bool:
+        return bool(self.checks) and all(c.passed for c in self.checks)
+
+    @property
+    def failed_checks(self) -> list[Check]:
+        return [c for c in self.checks if not c.passed]
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "passed": self.passed,
+            "reference": self.reference,
+            "candidate": self.candidate,
+            "precision": self.precision,
+            "criteria": self.criteria,
+            "inputs": self.inputs,
+            "outputs": [
+                {"name": o.name, "shape": o.shape, **o.agreement.as_dict()} for o in self.outputs
+            ],
+            "checks": [asdict(c) for c in self.checks],
+            "worst_inputs": [asdict(w) for w in self.worst],
+            "notes": self.notes,
+            "seconds": self.seconds,
+        }
+
+
+# ------------------------------------------------------------------------------------ verify
+
+
+def _build_sides(
+    reference: str | Path | BaseRunner,
+    candidate: str | Path | BaseRunner,
+    *,
+    device: str,
+    checkpoint: str | Path | None,
+    candidate_checkpoint: str | Path | None,
+    reference_precision: str | None,
+    candidate_precision: str | None,
+    providers: str | None,
+    threads: int | None,
+    image_size: int | None,
+    options: dict[str, Any] | None,
+    seed: int,
+) -> tuple[BaseRunner, BaseRunner, list[str]]:
+    """Build both runners; a PyTorch side takes size/options/classes from the other side's file."""
+    import torch
+
+    notes: list[str] = []
+    sides: dict[str, Any] = {"reference": reference, "candidate": candidate}
+    kinds = {k: "runner" if isinstance(v, BaseRunner) else backend_for(v) for k, v in sides.items()}
+    settings = {
+        "reference": (checkpoint, reference_precision),
+        "candidate": (candidate_checkpoint or checkpoint, candidate_precision),
+    }
+    built: dict[str, BaseRunner] = {}
+    try:
+        for key in ("reference", "candidate"):  # files first: they tell the PyTorch side its shape
+            if kinds[key] in ("ort", "trt"):
+                built[key] = load_runner(
+                    sides[key], device=device, providers=providers, threads=threads
+                )
+            elif kinds[key] == "runner":
+                built[key] = sides[key]
+        hint_from = next((r for r in built.values() if getattr(r, "info", None) is not None), None)
+        for key in ("reference", "candidate"):
+            if kinds[key] != "torch":
+                continue
+            ckpt, precision = settings[key]
+            size, opts, classes = image_size, dict(options or {}), None
+            info = getattr(hint_from, "info", None)
+            if info is not None and info.model == str(sides[key]):
+                size = size or info.image_size
+                opts = {**info.options, **opts}
+                classes = info.num_classes
+                if ckpt is None and info.checkpoint_sha256 is None:
+                    if info.init_seed != INIT_SEED:
+                        raise DeployRanError(
+                            f"{hint_from.name} was exported from random weights this version "
+                            f"cannot rebuild, and {sides[key]} without --checkpoint gets other "
+                            "ones: the comparison would mean nothing.",
+                            hint="Export with --checkpoint W.pt and verify with the same --checkpoint.",
+                        )
+                    notes.append(
+                        f"no checkpoint: {sides[key]} uses the seeded random weights "
+                        f"{hint_from.name} was exported from"
+                    )
+                elif ckpt is None:
+                    raise DeployRanError(
+                        f"{hint_from.name} was exported from a checkpoint (sha256 "
+                        f"{info.checkpoint_sha256[:12]}…), but {sides[key]} was given none.",
+                        hint="Pass the same weights with --checkpoint W.pt.",
+                    )
+                if ckpt is not None and info.checkpoint_sha256 is not None:
+                    from deploy_ran.fileio import sha256_file
+
+                    if sha256_file(ckpt) != info.checkpoint_sha256:
+                        notes.append(
+                            f"{ckpt} is not the checkpoint {hint_from.name} was exported from "
+                            "(sha256 differs)."
+                        )
+            elif hint_from is not None:
+                size = size or (hint_from.input_spec[0].shape[-1] if hint_from.input_spec else None)
+            # Two PyTorch sides without a checkpoint must start from the same random weights.
+            with torch.random.fork_rng():
+                torch.manual_seed(seed)
+                built[key] = load_runner(
+                    sides[key],
+                    device=device,
+                    precision=precision,
+                    checkpoint=ckpt,
+                    image_size=size,
+                    num_classes=classes if ckpt is None else None,
+                    threads=threads,
+                    options=opts,
+                )
+        if all(k == "torch" for k in kinds.values()) and checkpoint is None:
+            notes.append("both sides are PyTorch with the same seeded random weights")
+    except BaseException:
+        for k, r in built.items():
+            if kinds[k] != "runner":
+                r.close()
+        raise
+    return built["reference"], built["candidate"], notes
+
+
+def _match_outputs(ref: BaseRunner, cand: BaseRunner, notes: list[str]) -> list[tuple[str, str]]:
+    """Pairs of (reference output, candidate output) to compare."""
+    common = [n for n in ref.output_names if n in cand.output_names]
+    if common:
+        for side, names in (("reference", ref.output_names), ("candidate", cand.output_names)):
+            extra = [n for n in names if n not in common]
+            if extra:
+                notes.append(f"outputs only the {side} has, not compared: {', '.join(extra)}")
+        return [(n, n) for n in common]
+    if len(ref.output_names) == len(cand.output_names):
+        notes.append("output names differ; compared by position")
+        return list(zip(ref.output_names, cand.output_names))
+    raise DeployRanError(
+        f"The two sides share no output: reference {ref.output_names}, candidate "
+        f"{cand.output_names}.",
+        hint="Compare artifacts of the same model with the same options (e.g. --attention-maps).",
+    )
+
+
+def _per_sample_rel_l2(ref: np.ndarray, cand: np.ndarray) -> np.ndarray:
+    r = ref.reshape(len(ref), -1).astype(np.float64)
+    d = cand.reshape(len(cand), -1).astype(np.float64) - r
+    num = np.linalg.norm(d, axis=1)
+    den = np.linalg.norm(r, axis=1)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        out = np.where(den > 0, num / np.where(den > 0, den, 1), np.where(num > 0, np.inf, 0.0))
+    return np.nan_to_num(out, nan=np.inf)
+
+
+def _checks_for(
+    name: str, agreement: Agreement, ref: np.ndarray, cand: np.ndarray, crit: dict[str, float]
+) -> list[Check]:
+    checks = []
+    for key, (metric, kind) in CRITERIA.items():
+        if key not in crit:
+            continue
+        value = getattr(agreement, metric)
+        if value is None:  # top-k on a non-classification output
+            continue
+        limit = crit[key]
+        passed = bool(value <= limit) if kind == "max" else bool(value >= limit)
+        checks.append(Check(name, key, float(value), limit, passed))
+    if "atol" in crit:
+        atol, rtol = crit["atol"], crit["rtol"]
+        r, c = ref.astype(np.float64), cand.astype(np.float64)
+        bad = ~(np.abs(c - r) <= atol + rtol * np.abs(r))
+        frac = float(bad.mean()) if bad.size else 0.0
+        checks.append(
+            Check(
+                name,
+                "allclose",
+                frac,
+                0.0,
+                not bad.any(),
+                f"{int(bad.sum())} of {bad.size} elements outside |c-r| ≤ {atol:g} + {rtol:g}·|r|",
+            )
+        )
+    return checks
+
+
+def verify(
+    reference: str | Path | BaseRunner,
+    candidate: str | Path | BaseRunner,
+    *,
+    data: str | Path | None = None,
+    num_inputs: int | None = None,
+    batch_size: int = 8,
+    seed: int = 0,
+    criteria: dict[str, float | None] | None = None,
+    device: str = "cpu",
+    checkpoint: str | Path | None = None,
+    candidate_checkpoint: str | Path | None = None,
+    reference_precision: str | None = None,
+    candidate_precision: str | None = None,
+    providers: str | None = None,
+    threads: int | None = None,
+    image_size: int | None = None,
+    options: dict[str, Any] | None = None,
+    show_worst: int = 5,
+    progress: Callable[[str, int, int], None] | None = None,
+) -> VerifyResult:
+    """Compare ``candidate`` with ``reference`` on the same inputs; see the module docstring.
+
+    ``progress(side, done, total)`` is called after each batch. Runners passed in are used as
+    they are and left open; runners built here are closed.
+    """
+    started = time.perf_counter()
+    if batch_size < 1:
+        raise DeployRanError(f"--batch must be ≥ 1, got {batch_size}.", hint="Use --batch 8.")
+    ref, cand, notes = _build_sides(
+        reference,
+        candidate,
+        device=device,
+        checkpoint=checkpoint,
+        candidate_checkpoint=candidate_checkpoint,
+        reference_precision=reference_precision,
+        candidate_precision=candidate_precision,
+        providers=providers,
+        threads=threads,
+        image_size=image_size,
+        options=options,
+        seed=seed,
+    )
+    owned = [r for r, given in ((ref, reference), (cand, candidate)) if r is not given]
+    try:
+        if len(ref.input_spec) != 1 or len(cand.input_spec) != 1:
+            raise DeployRanError(
+                "verify compares single-input image models.",
+                hint="Both sides must have exactly one input.",
+            )
+        shapes = [tuple(r.input_spec[0].shape[1:]) for r in (ref, cand)]
+        if shapes[0] != shapes[1]:
+            raise DeployRanError(
+                f"The inputs differ: reference {ref.input_spec[0]}, candidate {cand.input_spec[0]}.",
+                hint="Compare artifacts built at the same --image-size.",
+            )
+        if ref.model and cand.model and ref.model != cand.model:
+            notes.append(f"different models: reference {ref.model}, candidate {cand.model}")
+        inputs = load_inputs(
+            data,
+            shapes[0],  # type: ignore[arg-type]
+            preprocessing=ref.preprocessing or cand.preprocessing,
+            num=num_inputs,
+            seed=seed,
+            input_name=ref.input_spec[0].name,
+        )
+        total = len(inputs.data)
+        outs = {}
+        for side, runner in (("reference", ref), ("candidate", cand)):
+            done = 0
+
+            def tick(n: int, side: str = side) -> None:
+                nonlocal done
+                done += n
+                if progress:
+                    progress(side, done, total)
+
+            outs[side] = runner.run_many(
+                inputs.data, None if runner.fixed_batch else batch_size, on_batch=tick
+            )
+
+        precision = precision_family(cand.precision)
+        crit = criteria_for(cand.precision, criteria)
+        reports, checks = [], []
+        sample_scores = np.zeros(total)
+        top1: dict[str, np.ndarray] = {}
+        for rname, cname in _match_outputs(ref, cand, notes):
+            r, c = outs["reference"][rname], outs["candidate"][cname]
+            label = rname if rname == cname else f"{rname}/{cname}"
+            if r.shape != c.shape:
+                checks.append(
+                    Check(label, "shape", None, 0.0, False, f"{list(r.shape)} vs {list(c.shape)}")
+                )
+                continue
+            classification = r.ndim == 2 and r.shape[1] > 1
+            agreement = compare(r, c, classification=classification)
+            reports.append(OutputReport(label, list(r.shape), agreement))
+            checks.extend(_checks_for(label, agreement, r, c, crit))
+            sample_scores = np.maximum(sample_scores, _per_sample_rel_l2(r, c))
+            if classification and not top1:
+                top1 = {"reference": r.argmax(1), "candidate": c.argmax(1)}
+        order = np.argsort(-sample_scores, kind="stable")[: max(0, show_worst)]
+        worst = [
+            WorstInput(
+                inputs.names[i],
+                int(i),
+                float(sample_scores[i]),
+                int(top1["reference"][i]) if top1 else None,
+                int(top1["candidate"][i]) if top1 else None,
+            )
+            for i in order
+        ]
+        if inputs.skipped:
+            notes.append(f"{len(inputs.skipped)} unreadable image(s) skipped")
+        return VerifyResult(
+            reference=ref.describe(),
+            candidate=cand.describe(),
+            precision=precision,
+            criteria=crit,
+            inputs={
+                "source": inputs.source,
+                "count": total,
+                "batch_size": ref.fixed_batch or batch_size,
+                "seed": seed if data is None else None,
+                "skipped": inputs.skipped,
+            },
+            outputs=reports,
+            checks=checks,
+            worst=worst,
+            notes=notes,
+            seconds=time.perf_counter() - started,
+        )
+    finally:
+        for r in owned:
+            r.close()
