@@ -376,7 +376,7 @@ def _parse_batch_sizes(batch_sizes: Sequence[int]) -> list[int]:
 def _check_artifact(path: Path, model: str, image_size: int) -> dict[str, Any]:
     """An artifact must be for the benchmarked model and size (else its speedup means nothing)."""
     from deploy_ran.artifacts import read_artifact_info
-    from deploy_ran.runners.trt_runner import read_sidecar
+    from deploy_ran.trt_compat import read_sidecar
 
     if not path.exists():
         raise DeployRanError(f"Artifact {path} does not exist.", hint="Check --artifacts.")

@@ -18,8 +18,10 @@ lazily, so the rest of the toolkit works where it is not installed.
 from __future__ import annotations
 
 import importlib
+import json
 import re
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -150,3 +152,67 @@ def current_gpu(index: int = 0) -> GpuInfo | None:
         return None
     major, minor = torch.cuda.get_device_capability(index)
     return GpuInfo(torch.cuda.get_device_name(index), f"{major}.{minor}", index)
+
+
+# --------------------------------------------------------------------------------------------
+# the sidecar: what a plan is, written beside it by build-engine, read by the engine runner
+
+SIDECAR_FORMAT = "deploy-ran engine sidecar"
+SIDECAR_VERSION = 1
+
+
+def sidecar_path(plan: str | Path) -> Path:
+    """``ran92.int8.plan`` → ``ran92.int8.plan.json``."""
+    plan = Path(plan)
+    return plan.with_name(plan.name + ".json")
+
+
+def read_sidecar(plan: str | Path) -> dict[str, Any] | None:
+    """The sidecar of a plan, or ``None`` when it has none (an engine from another tool)."""
+    path = sidecar_path(plan)
+    if not path.exists():
+        return None
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise EngineError(
+            f"Sidecar {path} is not valid JSON ({exc}).",
+            hint="Rebuild the engine with `python cli.py build-engine`, or delete the sidecar.",
+        ) from None
+    if not isinstance(data, dict) or data.get("format") != SIDECAR_FORMAT:
+        raise EngineError(
+            f"{path} is not a deploy-ran engine sidecar.",
+            hint="Rebuild the engine with `python cli.py build-engine`, or delete the file.",
+        )
+    return data
+
+
+def compatibility_problems(
+    sidecar: dict[str, Any], trt_version: str, gpu: GpuInfo | None
+) -> list[str]:
+    """Why a plan described by ``sidecar`` cannot run with this TensorRT and GPU (empty: it can).
+
+    A plan runs only on the TensorRT version (major.minor) that built it, unless it was built
+    version-compatible, and only on GPUs of the same compute capability, unless it was built with
+    a hardware-compatibility level.
+    """
+    problems = []
+    options = sidecar.get("build_options", {})
+    built = sidecar.get("tensorrt_version", "unknown")
+    if (
+        not options.get("version_compatible")
+        and version_tuple(built)[:2] != version_tuple(trt_version)[:2]
+    ):
+        problems.append(f"it was built with TensorRT {built}, this host has TensorRT {trt_version}")
+    built_cc = sidecar.get("gpu", {}).get("compute_capability", "unknown")
+    if (
+        gpu is not None
+        and built_cc != "unknown"
+        and options.get("hardware_compatibility", "none") == "none"
+        and built_cc != gpu.compute_capability
+    ):
+        problems.append(
+            f"it was built on a GPU of compute capability {built_cc} "
+            f"({sidecar.get('gpu', {}).get('name', '?')}), this one is {gpu.compute_capability} ({gpu.name})"
+        )
+    return problems

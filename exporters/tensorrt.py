@@ -26,6 +26,8 @@ from deploy_ran.artifacts import ArtifactInfo, get_metadata, load_onnx
 from deploy_ran.errors import DeployRanError
 from deploy_ran.fileio import atomic_path, check_writable, sha256_file
 from deploy_ran.trt_compat import (
+    SIDECAR_FORMAT,
+    SIDECAR_VERSION,
     EngineError,
     TensorRTUnavailable,
     current_gpu,
@@ -33,10 +35,10 @@ from deploy_ran.trt_compat import (
     import_tensorrt,
     make_logger,
     network_flags,
+    read_sidecar,  # noqa: F401 - re-exported: plans and sidecars belong together
+    sidecar_path,
 )
 
-SIDECAR_FORMAT = "deploy-ran engine sidecar"
-SIDECAR_VERSION = 1
 MAX_OPTIMIZATION_LEVEL = 5
 
 
@@ -74,11 +76,6 @@ def default_plan_path(onnx_path: str | Path) -> Path:
     """``ran92.int8.onnx`` → ``ran92.int8.plan``."""
     path = Path(onnx_path)
     return path.with_suffix(".plan")
-
-
-def sidecar_path(plan: str | Path) -> Path:
-    """``ran92.int8.plan`` → ``ran92.int8.plan.json``."""
-    return Path(f"{plan}.json")
 
 
 def onnx_precision(model: onnx.ModelProto, info: ArtifactInfo) -> str:
@@ -357,20 +354,3 @@ def _sha256_bytes(data: bytes) -> str:
     import hashlib
 
     return hashlib.sha256(data).hexdigest()
-
-
-def read_sidecar(plan: str | Path) -> dict[str, Any] | None:
-    """The sidecar of a plan, or ``None`` when the plan has none (a foreign engine)."""
-    path = sidecar_path(plan)
-    if not path.exists():
-        return None
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError) as exc:
-        raise EngineError(
-            f"Sidecar {path} is not valid JSON ({exc}).",
-            hint="Rebuild the engine with `python cli.py build-engine`, or delete the sidecar.",
-        ) from None
-    if data.get("format") != SIDECAR_FORMAT:
-        raise EngineError(f"{path} is not a deploy-ran engine sidecar.", hint="Rebuild the engine.")
-    return data

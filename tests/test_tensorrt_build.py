@@ -27,11 +27,6 @@ from tests.trt_standin import SUPPORTED_VERSIONS, install
 VERSIONS = list(SUPPORTED_VERSIONS)
 
 
-@pytest.fixture
-def cifar_onnx(export_cache):
-    return export_cache("ran56_cifar").path
-
-
 @pytest.mark.parametrize("version", VERSIONS)
 def test_build_writes_plan_and_sidecar(version, cifar_onnx, tmp_path, monkeypatch):
     trt = install(monkeypatch, version)

@@ -1,92 +1,303 @@
-"""TensorRT engines (``.plan`` / ``.engine`` with a ``.plan.json`` sidecar): the interface.
+"""TensorRT engines (``.plan`` / ``.engine``, with a ``.plan.json`` sidecar) as a runner.
 
-The engine runner itself is not part of this version. This module fixes what it must look like,
-so that ``verify``, ``bench`` and ``infer`` already treat TensorRT as one more backend: building a
-:class:`TrtRunner` checks the file and raises :class:`BackendUnavailableError` with the reason,
-which ``bench`` reports as *skipped* and the other commands as a clear error.
+The plan is checked against its sidecar (same bytes, a TensorRT version and GPU it can run on)
+before it is deserialized, so a plan from another host fails with a message that says which
+version or GPU built it and how to rebuild, not with a deserialization error.
 
-Contract for the implementation (subclassing :class:`~deploy_ran.runners.base.BaseRunner`):
+Execution uses PyTorch's CUDA context and allocator: device buffers are torch CUDA tensors, the
+engine runs on the runner's own ``torch.cuda.Stream`` through ``set_input_shape``,
+``set_tensor_address`` and ``execute_async_v3``, and output shapes come from the execution
+context. One process, one CUDA context: no pycuda (NVIDIA's samples moved to cuda-python in
+TensorRT 10.14, and TensorRT 11 has no calibrators for pycuda to feed). With ``cuda_graph=True``,
+the enqueue for each input shape is captured once in a CUDA graph and replayed.
 
-- ``__init__(path, device="cuda", ...)``: deserialize the plan with ``trt.Runtime``; read
-  ``input_spec`` from the engine's I/O tensors (``num_io_tensors``, ``get_tensor_name``,
-  ``get_tensor_mode``, ``get_tensor_dtype``, ``get_tensor_shape``; ``-1`` → ``None``); take
-  ``model``, ``preprocessing``, ``precision`` and ``num_classes`` from the sidecar JSON; create
-  one CUDA stream and an execution context.
-- ``_stage(feed)``: ``set_input_shape`` for the batch, copy inputs into device buffers
-  (reallocated only when the shape grows), ``set_tensor_address`` for every I/O tensor.
-- ``_execute(staged)``: ``execute_async_v3(stream_handle)`` only; no host copies.
-- ``_fetch(outputs)``: device → host copies of each output, then ``synchronize()``.
-- ``stream_handle`` / ``synchronize``: the runner's stream, so ``bench`` times it with CUDA
-  events; ``supports_cuda_graphs`` when ``_execute`` can be captured on that stream.
-These calls exist unchanged in TensorRT 10.3, 10.x and 11.x (see the API notes in ``trt-api/``).
+These calls exist unchanged in TensorRT 10.3, 10.16 and 11.4 (tests/test_trt_api_surface.py).
 """
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from deploy_ran.environment import tensorrt_status
-from deploy_ran.runners.base import BackendUnavailableError, BaseRunner, RunnerError
+from deploy_ran.runners.base import BackendUnavailableError, BaseRunner, RunnerError, TensorSpec
+from deploy_ran.trt_compat import (
+    TensorRTUnavailable,
+    compatibility_problems,
+    current_gpu,
+    import_tensorrt,
+    make_logger,
+    numpy_dtype,
+    read_sidecar,
+    sidecar_path,
+)
 
 ENGINE_SUFFIXES = (".plan", ".engine")
 
-
-def sidecar_path(path: str | Path) -> Path:
-    """``model.int8.plan`` → ``model.int8.plan.json`` (the engine's metadata)."""
-    path = Path(path)
-    return path.with_name(path.name + ".json")
-
-
-def read_sidecar(path: str | Path) -> dict[str, Any] | None:
-    """The engine's sidecar metadata, or ``None`` when there is none."""
-    side = sidecar_path(path)
-    if not side.exists():
-        return None
-    try:
-        return json.loads(side.read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError) as exc:
-        raise RunnerError(
-            f"Engine metadata {side} is not readable JSON ({exc}).",
-            hint="Rebuild the engine with `python cli.py build-engine`.",
-        ) from None
+__all__ = ["ENGINE_SUFFIXES", "TrtRunner", "read_sidecar", "sidecar_path"]
 
 
 class TrtRunner(BaseRunner):
-    """Run a serialized TensorRT engine (interface; see the module docstring)."""
+    """Run a serialized TensorRT engine on a CUDA device."""
 
     backend = "trt"
 
-    def __init__(self, path: str | Path, *, device: str = "cuda", **options: Any) -> None:
+    def __init__(
+        self,
+        path: str | Path,
+        *,
+        device: str = "cuda",
+        cuda_graph: bool = False,
+        check_compatibility: bool = True,
+        _host_buffers: bool = False,
+    ) -> None:
+        """``_host_buffers`` is a test hook: buffers in host memory, for the ONNX Runtime stand-in
+        of ``tests/trt_standin``; real engines need device memory."""
+        import torch
+
         path = Path(path)
-        if not path.exists():
+        if not path.is_file():
             raise RunnerError(
-                f"Engine {path} does not exist.",
+                f"Engine {path} does not exist." if not path.exists() else f"{path} is not a file.",
                 hint="Build one with `python cli.py build-engine MODEL.onnx` on a GPU machine.",
             )
         self.path = path
         self.sidecar = read_sidecar(path)
-        status = tensorrt_status()
-        reason = (
-            f"TensorRT is {status}"
-            if status.startswith(("not importable", "bindings present"))
-            else f"TensorRT {status} is importable, but this version of deploy-ran has no engine "
-            "runner yet"
+        try:
+            trt = import_tensorrt()
+        except TensorRTUnavailable as exc:
+            raise BackendUnavailableError(
+                f"Cannot run engine {path}: {exc.message}", hint=exc.hint
+            ) from None
+        if _host_buffers:
+            torch_device = torch.device("cpu")
+            device = "cpu (test buffers)"
+        else:
+            if not torch.cuda.is_available():
+                raise BackendUnavailableError(
+                    f"Cannot run engine {path}: PyTorch sees no CUDA device.",
+                    hint="TensorRT engines run on NVIDIA GPUs; install a CUDA build of PyTorch there.",
+                )
+            device = "cuda" if device in ("cpu", "") else device  # an engine only runs on a GPU
+            torch_device = torch.device(device)
+            torch.cuda.set_device(torch_device)
+        self._torch_device = torch_device
+        plan = path.read_bytes()
+        if self.sidecar is not None and check_compatibility:
+            self._check_sidecar(
+                plan,
+                trt.__version__,
+                None if _host_buffers else current_gpu(torch_device.index or 0),
+            )
+
+        self._logger = make_logger(trt)
+        self._runtime = trt.Runtime(self._logger)
+        self._engine = self._runtime.deserialize_cuda_engine(plan)
+        if self._engine is None:
+            details = "; ".join(self._logger.errors()[-3:]) or "no details"
+            raise RunnerError(
+                f"TensorRT {trt.__version__} cannot load {path}: not a valid plan for this version "
+                f"and GPU ({details}).",
+                hint="Is the file truncated, or built by another TensorRT version? Rebuild it here "
+                "with `python cli.py build-engine MODEL.onnx`.",
+            )
+        inputs, outputs, self._profiles = [], [], {}
+        for index in range(self._engine.num_io_tensors):
+            name = self._engine.get_tensor_name(index)
+            mode = self._engine.get_tensor_mode(name)
+            dtype = numpy_dtype(self._engine.get_tensor_dtype(name))
+            shape = tuple(None if d < 0 else int(d) for d in self._engine.get_tensor_shape(name))
+            if mode == trt.TensorIOMode.INPUT:
+                inputs.append(TensorSpec(name, shape, dtype.name))
+                lo, _, hi = self._engine.get_tensor_profile_shape(name, 0)
+                self._profiles[name] = (tuple(lo), tuple(hi))
+            elif mode == trt.TensorIOMode.OUTPUT:
+                outputs.append((name, dtype))
+        self._output_dtypes = dict(outputs)
+        self._context = self._engine.create_execution_context()
+        self._stream = None if _host_buffers else torch.cuda.Stream(torch_device)
+        self._cuda_graph = cuda_graph and not _host_buffers
+        if cuda_graph and _host_buffers:
+            raise RunnerError("CUDA graphs need a CUDA device.", hint="Drop --cuda-graphs.")
+        self._buffers: dict[tuple, dict[str, Any]] = {}  # per input shapes: name -> tensor
+        self._graphs: dict[tuple, Any] = {}
+        side = self.sidecar or {}
+        super().__init__(
+            name=str(path),
+            device=device,
+            precision=side.get("precision", "unknown"),
+            input_spec=inputs,
+            output_names=[n for n, _ in outputs],
+            model=side.get("model"),
+            preprocessing=side.get("preprocessing") or None,
+            num_classes=side.get("num_classes"),
         )
-        raise BackendUnavailableError(
-            f"Cannot run TensorRT engine {path}: {reason}.",
-            hint="Compare or benchmark the ONNX file it was built from with ONNX Runtime "
-            "(`--backends torch,ort`), or run the engine with trtexec --loadEngine.",
-        )
+        self.tensorrt_version = trt.__version__
 
-    def _stage(self, feed: dict[str, np.ndarray]) -> Any:  # pragma: no cover - interface
-        raise NotImplementedError
+    # ------------------------------------------------------------------ checks
 
-    def _execute(self, staged: Any) -> Any:  # pragma: no cover - interface
-        raise NotImplementedError
+    def _check_sidecar(self, plan: bytes, trt_version: str, gpu) -> None:
+        import hashlib
 
-    def _fetch(self, outputs: Any) -> dict[str, np.ndarray]:  # pragma: no cover - interface
-        raise NotImplementedError
+        expected = self.sidecar.get("plan_sha256")
+        if expected and hashlib.sha256(plan).hexdigest() != expected:
+            raise RunnerError(
+                f"{self.path} does not match its sidecar {sidecar_path(self.path)}: the plan was "
+                "replaced or is corrupt.",
+                hint="Rebuild the engine with `python cli.py build-engine`, or remove the stale sidecar.",
+            )
+        problems = compatibility_problems(self.sidecar, trt_version, gpu)
+        if problems:
+            source = self.sidecar.get("source_onnx", {}).get("path", "MODEL.onnx")
+            raise RunnerError(
+                f"Engine {self.path} cannot run here: " + "; ".join(problems) + ".",
+                hint=f"Rebuild it on this host: python cli.py build-engine {source} --output {self.path}"
+                " (or build with --version-compatible / --hardware-compatibility ampere_plus).",
+            )
+
+    def _check_batch(self, name: str, shape: tuple[int, ...]) -> None:
+        lo, hi = self._profiles[name]
+        if not all(a <= s <= b for s, a, b in zip(shape, lo, hi)):
+            raise RunnerError(
+                f"Input {name} of shape {list(shape)} is outside the engine's profile "
+                f"(min {list(lo)}, max {list(hi)}).",
+                hint=f"Use batches of {lo[0]} to {hi[0]}, or rebuild with --min-batch/--max-batch.",
+            )
+
+    # ------------------------------------------------------------------ backend implementation
+
+    @property
+    def supports_cuda_graphs(self) -> bool:  # type: ignore[override]
+        return self._stream is not None
+
+    @property
+    def stream_handle(self) -> int | None:
+        return None if self._stream is None else self._stream.cuda_stream
+
+    def synchronize(self) -> None:
+        if self._stream is not None:
+            self._stream.synchronize()
+
+    def _buffers_for(self, shapes: tuple) -> dict[str, Any]:
+        """Device buffers for one set of input shapes, allocated once and kept (CUDA graphs
+        replay fixed addresses); output shapes come from the execution context."""
+        import torch
+
+        if shapes in self._buffers:
+            return self._buffers[shapes]
+        buffers = {}
+        for (name, shape), spec in zip(shapes, self._input_spec):
+            if not self._context.set_input_shape(name, shape):
+                raise RunnerError(f"TensorRT refused input shape {list(shape)} for {name}.")
+            buffers[name] = torch.empty(
+                shape, dtype=_torch_dtype(spec.dtype), device=self._torch_device
+            )
+        for name, dtype in self._output_dtypes.items():
+            shape = tuple(int(d) for d in self._context.get_tensor_shape(name))
+            if any(d < 0 for d in shape):
+                raise RunnerError(
+                    f"TensorRT left output {name} with an unknown shape {list(shape)}."
+                )
+            buffers[name] = torch.empty(
+                shape, dtype=_torch_dtype(dtype.name), device=self._torch_device
+            )
+        if len(self._buffers) >= 8 and not self._cuda_graph:  # bound memory for odd batch sizes
+            self._buffers.pop(next(iter(self._buffers)))
+        self._buffers[shapes] = buffers
+        return buffers
+
+    def _bind(self, shapes: tuple, buffers: dict[str, Any]) -> None:
+        for name, shape in shapes:
+            if not self._context.set_input_shape(name, shape):
+                raise RunnerError(f"TensorRT refused input shape {list(shape)} for {name}.")
+        for name, tensor in buffers.items():
+            if not self._context.set_tensor_address(name, tensor.data_ptr()):
+                raise RunnerError(f"TensorRT refused the buffer address of {name}.")
+
+    def _stage(self, feed: dict[str, np.ndarray]) -> tuple:
+        import torch
+
+        shapes = tuple((s.name, tuple(feed[s.name].shape)) for s in self._input_spec)
+        for name, shape in shapes:
+            self._check_batch(name, shape)
+        buffers = self._buffers_for(shapes)
+        if self._stream is None:
+            for name, _ in shapes:
+                buffers[name].copy_(torch.from_numpy(feed[name]))
+        else:
+            with torch.cuda.stream(self._stream):  # host → device on the engine's stream
+                for name, _ in shapes:
+                    buffers[name].copy_(torch.from_numpy(feed[name]))
+        return shapes, buffers
+
+    def _execute(self, staged: tuple) -> dict[str, Any]:
+        shapes, buffers = staged
+        if self._cuda_graph:
+            graph = self._graphs.get(shapes)
+            if graph is None:
+                graph = self._graphs[shapes] = self._capture(shapes, buffers)
+            graph.replay()
+        else:
+            self._bind(shapes, buffers)
+            if not self._context.execute_async_v3(self.stream_handle or 0):
+                details = "; ".join(self._logger.errors()[-3:]) or "no details"
+                raise RunnerError(f"TensorRT failed to run {self.path} ({details}).")
+        return {name: buffers[name] for name in self._output_dtypes}
+
+    def _capture(self, shapes: tuple, buffers: dict[str, Any]) -> Any:
+        """One enqueue before capture (TensorRT finishes deferred work there), then capture."""
+        import torch
+
+        self._bind(shapes, buffers)
+        if not self._context.execute_async_v3(self.stream_handle):
+            raise RunnerError(f"TensorRT failed to run {self.path} before CUDA-graph capture.")
+        self._stream.synchronize()
+        graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(graph, stream=self._stream):
+            self._context.execute_async_v3(self.stream_handle)
+        return graph
+
+    def _fetch(self, outputs: dict[str, Any]) -> dict[str, np.ndarray]:
+        import torch
+
+        if self._stream is None:
+            return {name: t.numpy().copy() for name, t in outputs.items()}
+        with torch.cuda.stream(self._stream):
+            host = {name: t.to("cpu", non_blocking=True) for name, t in outputs.items()}
+        self._stream.synchronize()
+        return {name: t.numpy() for name, t in host.items()}
+
+    def _close(self) -> None:
+        self.synchronize()
+        self._graphs.clear()
+        self._buffers.clear()
+        self._context = None
+        self._engine = None
+        self._runtime = None
+
+    def _describe_extra(self) -> dict[str, Any]:
+        return {
+            "engine": str(self.path),
+            "tensorrt": self.tensorrt_version,
+            "cuda_graph": self._cuda_graph,
+            "profile": {
+                n: {"min": list(lo), "max": list(hi)} for n, (lo, hi) in self._profiles.items()
+            },
+            "built_with": (self.sidecar or {}).get("tensorrt_version"),
+            "built_on": (self.sidecar or {}).get("gpu", {}).get("name"),
+        }
+
+
+def _torch_dtype(name: str):
+    import torch
+
+    return {
+        "float32": torch.float32,
+        "float16": torch.float16,
+        "int8": torch.int8,
+        "uint8": torch.uint8,
+        "int32": torch.int32,
+        "int64": torch.int64,
+        "bool": torch.bool,
+    }[name]
