@@ -264,9 +264,7 @@ def plan_calibration_data(
         )
     input_shape = tuple(int(d) for d in input_shape)
     pre = dict(preprocessing)
-    common = dict(
-        input_shape=input_shape, preprocessing=pre, num_images=num_images, seed=seed
-    )
+    common = dict(input_shape=input_shape, preprocessing=pre, num_images=num_images, seed=seed)
     text = "" if source is None else str(source)
     if text in ("", BUILTIN):
         import sklearn

@@ -120,9 +120,7 @@ class GraphIndex:
                     if found:
                         break
             if found is None:
-                producers = [
-                    group[self.producer[i].name] for i in node.input if i in self.producer
-                ]
+                producers = [group[self.producer[i].name] for i in node.input if i in self.producer]
                 producers = [g for g in producers if g is not None]
                 found = max(producers, key=lambda g: first_seen.get(g, k)) if producers else None
             found = found or INPUT_GROUP
@@ -223,7 +221,9 @@ def plan_quantization(
             ]
             if not from_conv:
                 continue
-            residual = live[1] if len(from_conv) == 2 else next(i for i in live if i not in from_conv)
+            residual = (
+                live[1] if len(from_conv) == 2 else next(i for i in live if i not in from_conv)
+            )
             if usable(residual):
                 targets.append(Target(node.name, op, residual, "residual", group))
         elif op in ATTENTION_OPS or index.is_gate_mul(node):

@@ -192,7 +192,11 @@ def _ort_calibrator(method: MethodConfig, model_path: Path, tensors: Sequence[st
         "minmax": (MinMaxCalibrater, {"symmetric": False}),
         "entropy": (
             EntropyCalibrater,
-            {"symmetric": False, "num_bins": method.num_bins, "num_quantized_bins": NUM_QUANTIZED_BINS},
+            {
+                "symmetric": False,
+                "num_bins": method.num_bins,
+                "num_quantized_bins": NUM_QUANTIZED_BINS,
+            },
         ),
         "percentile": (
             PercentileCalibrater,

@@ -182,5 +182,6 @@ def auto_exclude(
         current = AutoStep(list(excluded), result.rel_l2, result.top1)
         report.steps.append(current)
         say("auto-exclude", k + 1, len(order))
+    say("auto-exclude", len(excluded), len(excluded))
     report.excluded = excluded
     report.met_target = current.top1 is not None and current.top1 >= target

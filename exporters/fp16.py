@@ -129,7 +129,6 @@ def convert_model_to_fp16(
 ) -> onnx.ModelProto:
     """Convert an in-memory FP32 model to FP16 with FP32 graph I/O (no checks, no metadata)."""
     from onnxruntime.transformers.float16 import DEFAULT_OP_BLOCK_LIST, convert_float_to_float16
-
     from onnxruntime.transformers.onnx_model import OnnxModel
 
     ops = list(DEFAULT_KEEP_FP32 if keep_fp32 is None else keep_fp32)
@@ -364,7 +363,6 @@ def export_fp16(
     Writes ``NAME.onnx`` and ``NAME.fp16.onnx`` by default. Returns ``(ExportResult,
     Fp16Result)``. ``export_kwargs`` are :func:`exporters.onnx.export_onnx`'s.
     """
-    from deploy_ran.models import create_model
     from exporters.onnx import export_onnx
 
     output = Path(output or f"{name}.fp16.onnx")
@@ -376,18 +374,7 @@ def export_fp16(
     if check:
         import torch
 
-        options = {
-            k: v
-            for k, v in export_kwargs.items()
-            if k not in {"batch", "static_batch", "opset", "simplify_graph", "check_parity"}
-        }
-        model = create_model(
-            name,
-            num_classes=options.pop("num_classes", None),
-            image_size=exported.image_size,
-            checkpoint=options.pop("checkpoint", None),
-            **options,
-        )
+        model = exported.eager
 
         def reference(x: np.ndarray) -> list[np.ndarray]:
             with torch.no_grad():
