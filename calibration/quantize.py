@@ -233,6 +233,8 @@ def quantize_int8(
     model = load_onnx(source)
     require_fp32(model, source, "INT8 calibration")
     input_name, input_shape, static_batch = _input_spec(model, source)
+    if static_batch:  # a fixed-batch graph only takes batches of exactly that size
+        batch = model.graph.input[0].type.tensor_type.shape.dim[0].dim_value
     info = ArtifactInfo.from_props(get_metadata(model))
     preprocessing, warnings = _preprocessing(info, input_shape)
     plan_data = plan_calibration_data(
@@ -263,7 +265,16 @@ def quantize_int8(
 
     def load_batches():
         cal = load_all()
-        return list(cal.batches(batch)), len(cal)
+        batches = list(cal.batches(batch))
+        if static_batch and len(batches[-1]) != batch:
+            batches = batches[:-1]
+            if not batches:
+                raise DeployRanError(
+                    f"The model has a fixed batch of {batch} but only {len(cal)} calibration "
+                    "image(s) were found.",
+                    hint="Give more images, or export with a dynamic batch (the default).",
+                )
+        return batches, sum(len(b) for b in batches)
 
     t0 = time.perf_counter()
     ranges = calibrate_ranges(
@@ -303,9 +314,7 @@ def quantize_int8(
         data_report["num_images"] = ranges.num_images
         warnings += [w for w in cal.warnings if "NVIDIA recommends" not in w]
     if static_batch:
-        fixed = model.graph.input[0].type.tensor_type.shape.dim[0].dim_value
-        batch = fixed
-        eval_set = eval_set[: (len(eval_set) // fixed) * fixed]
+        eval_set = eval_set[: (len(eval_set) // batch) * batch]
 
     inferred = onnx.shape_inference.infer_shapes(model)
     report: SensitivityReport | None = None
@@ -432,3 +441,7 @@ def _write_metadata(
         }
     )
     set_metadata(qdq, info.to_props())
+    # ONNX Runtime's quantizer leaves an "onnx.infer" marker of its own; the toolkit's keys say more.
+    kept = [p for p in qdq.metadata_props if p.key != "onnx.infer"]
+    del qdq.metadata_props[:]
+    qdq.metadata_props.extend(kept)

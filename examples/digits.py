@@ -86,9 +86,7 @@ def make_digits(
     resized = np.stack(
         [
             np.asarray(
-                Image.fromarray(img).resize(
-                    (image_size, image_size), Image.Resampling.BILINEAR
-                ),
+                Image.fromarray(img).resize((image_size, image_size), Image.Resampling.BILINEAR),
                 dtype=np.float32,
             )
             for img in images
@@ -165,9 +163,7 @@ def train(
     from deploy_ran.models import create_model
 
     check_writable(output)
-    data = data or make_digits(
-        recipe.model, recipe.image_size, recipe.seed, recipe.test_fraction
-    )
+    data = data or make_digits(recipe.model, recipe.image_size, recipe.seed, recipe.test_fraction)
     torch.manual_seed(recipe.seed)
     model = create_model(recipe.model, image_size=recipe.image_size, num_classes=10)
     model = model.to(memory_format=torch.channels_last).train()
@@ -209,12 +205,8 @@ def train(
     accuracy = float((logits.argmax(1).numpy() == data["y_test"]).mean())
     state = {k: v.contiguous() for k, v in model.state_dict().items()}
     with atomic_path(output, suffix=".pt") as tmp:
-        torch.save(
-            {"state_dict": state, "model": recipe.model, "recipe": asdict(recipe)}, str(tmp)
-        )
-    return TrainResult(
-        Path(output), recipe, accuracy, time.perf_counter() - started, history
-    )
+        torch.save({"state_dict": state, "model": recipe.model, "recipe": asdict(recipe)}, str(tmp))
+    return TrainResult(Path(output), recipe, accuracy, time.perf_counter() - started, history)
 
 
 def cache_dir() -> Path:

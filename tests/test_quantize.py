@@ -206,9 +206,7 @@ def test_sensitivity_and_auto_exclude(fp32, int8, tmp_path):
         **FAST,
     )
     report = result.sensitivity
-    assert [g.group for g in report.groups] == quantizable_groups(
-        GraphIndex(onnx.load(fp32.path))
-    )
+    assert [g.group for g in report.groups] == quantizable_groups(GraphIndex(onnx.load(fp32.path)))
     assert sorted(g.rank for g in report.groups) == list(range(1, len(report.groups) + 1))
     worst = min(report.groups, key=lambda g: g.rank)
     assert worst.rel_l2 == max(g.rel_l2 for g in report.groups)
@@ -311,3 +309,12 @@ def test_cli_calibrate(fp32, tmp_path):
     )
     assert unwritable.exit_code == 2 and "does not exist" in unwritable.output
     assert not (tmp_path / "z").exists()
+
+
+def test_static_batch_model(export_cache, tmp_path):
+    static = export_cache("ran56_cifar", static_batch=True, batch=2)
+    result = quantize_int8(static.path, tmp_path / "s.onnx", **{**FAST, "num_images": 5})
+    assert result.ranges.num_images == 4  # whole batches of 2 only
+    model = onnx.load(result.path)
+    report = check_graph(model, static_batch=True)
+    assert report.ok and report.shape_ops == 0, report.problems
