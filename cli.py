@@ -467,7 +467,9 @@ def calibrate_cmd(
             "'synthetic'. Default: the built-in sample photos (demo only).",
         ),
     ] = None,
-    method: Annotated[str, typer.Option(help="entropy | minmax | percentile.")] = "entropy",
+    method: Annotated[
+        str, typer.Option(help="percentile | entropy | minmax (see the README's digits table).")
+    ] = "percentile",
     percentile: Annotated[float, typer.Option(help="Percentile for --method percentile.")] = 99.99,
     bins: Annotated[
         Optional[int],
@@ -498,7 +500,8 @@ def calibrate_cmd(
         typer.Option("--sensitivity", help="Quantize one group at a time: table + JSON."),
     ] = False,
     eval_images: Annotated[
-        int, typer.Option(help="Held-out calibration images for the FP32 comparisons.")
+        int,
+        typer.Option(help="Calibration images (the first of the subset) for the FP32 comparisons."),
     ] = 200,
     no_cache: Annotated[
         bool, typer.Option("--no-cache", help="Neither read nor write the range cache.")
@@ -559,11 +562,10 @@ def calibrate_cmd(
         if len(skipped) > 10:
             console.print(f"  … and {len(skipped) - 10} more (see --json)")
     console.print(f"[cyan]Cache:[/] {escape(result.ranges.cache_note)}", highlight=False)
-    kept = {}
+    kept: dict[str, int] = {}
     for _node, op, why in result.plan.kept_float:
-        kept[op if why != "excluded" else f"{op} (excluded)"] = (
-            kept.get(op if why != "excluded" else f"{op} (excluded)", 0) + 1
-        )
+        label = f"{op} (excluded)" if why == "excluded" else op
+        kept[label] = kept.get(label, 0) + 1
     console.print(
         f"[green]✓[/] wrote [bold]{result.path}[/] ({result.size_bytes / 1e6:.1f} MB, from "
         f"{result.source_size_bytes / 1e6:.1f} MB) in {result.seconds['total']:.1f} s: "
@@ -583,7 +585,7 @@ def calibrate_cmd(
     timing = ", ".join(f"{k} {v:.1f} s" for k, v in result.seconds.items() if k != "total")
     console.print(f"  time: {timing}")
     table = Table(
-        title=f"INT8 vs FP32 (ONNX Runtime CPU, {result.eval_images} held-out calibration images)",
+        title=f"INT8 vs FP32 (ONNX Runtime CPU, {result.eval_images} of the calibration images)",
         title_justify="left",
     )
     for col in ("output", "relative L2", "cosine", "max abs", "top-1 agreement"):

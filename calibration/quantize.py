@@ -12,7 +12,7 @@ builder call:
    (:mod:`calibration.sensitivity`);
 5. write Q/DQ with ONNX Runtime's quantizer where TensorRT fuses them (:mod:`calibration.placement`,
    :mod:`calibration.qdq`), re-run the static-graph checks and ``onnx.checker``, and compare the
-   INT8 file with FP32 in ONNX Runtime on held-out calibration images;
+   INT8 file with FP32 in ONNX Runtime on the first calibration images;
 6. write the model (and the cache, and the sensitivity JSON) atomically, with the calibration
    facts in the ONNX metadata.
 """
@@ -36,7 +36,13 @@ from calibration.data import (
 from calibration.evaluate import OutputAgreement, agreement, ort_session, run_batches
 from calibration.placement import GraphIndex, QuantPlan, calibration_tensors, plan_quantization
 from calibration.qdq import build_qdq_model, count_qdq
-from calibration.ranges import DEFAULT_PERCENTILE, MethodConfig, Ranges, calibrate_ranges
+from calibration.ranges import (
+    DEFAULT_METHOD,
+    DEFAULT_PERCENTILE,
+    MethodConfig,
+    Ranges,
+    calibrate_ranges,
+)
 from calibration.sensitivity import SensitivityReport, analyze_sensitivity
 from deploy_ran.artifacts import ArtifactInfo, get_metadata, load_onnx, set_metadata
 from deploy_ran.errors import DeployRanError, ExportError
@@ -175,7 +181,7 @@ def quantize_int8(
     output: str | Path | None = None,
     *,
     data: str | Path | None = None,
-    method: str = "entropy",
+    method: str = DEFAULT_METHOD,
     percentile: float = DEFAULT_PERCENTILE,
     bins: int | None = None,
     num_images: int = DEFAULT_NUM_IMAGES,
@@ -290,8 +296,10 @@ def quantize_int8(
         progress=say,
     )
     timings["calibrate"] = time.perf_counter() - t0 - timings.get("load", 0.0)
+    for phase, seconds in ranges.phases.items():  # "collect" (run + histograms), "ranges"
+        timings[f"calibrate.{phase}"] = seconds
 
-    # Held-out images for the comparison with FP32: the first of the seeded subset. On a cache hit
+    # Images for the comparison with FP32: the first of the seeded subset. On a cache hit
     # only those are decoded.
     if "all" in loaded:
         cal = loaded["all"]

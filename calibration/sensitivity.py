@@ -3,7 +3,7 @@
 ``analyze_sensitivity`` quantizes one group at a time (the stem, each stage's transition unit, each
 attention module, the final units, the head; see :mod:`calibration.placement`) with everything else
 in FP32, and measures how far each moves the output from FP32: relative L2 error and top-1
-agreement on held-out calibration images. Attention modules with their soft-mask branches are
+agreement on (the first of) the calibration images. Attention modules with their soft-mask branches are
 where a Residual Attention Network is expected to be fragile; the table shows whether they are.
 
 ``auto_exclude`` then starts from the fully quantized model and moves the most sensitive group
@@ -120,7 +120,7 @@ def analyze_sensitivity(
 ) -> SensitivityReport:
     """Quantize each group alone; with ``target_agreement``, also run :func:`auto_exclude`.
 
-    ``model`` must carry inferred shapes; ``images`` are preprocessed held-out inputs.
+    ``model`` must carry inferred shapes; ``images`` are preprocessed inputs.
     """
     say = progress or (lambda _p, _d, _t: None)
     index = GraphIndex(model)

@@ -39,7 +39,7 @@ import typer  # noqa: E402
 DEFAULT_MODEL = "ran56_cifar"
 DEFAULT_SIZE = 32
 RECIPE_VERSION = 1
-METHODS = ("entropy", "minmax", "percentile")
+METHODS = ("percentile", "minmax", "entropy")
 
 
 @dataclass(frozen=True)
