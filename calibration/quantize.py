@@ -29,7 +29,10 @@ from typing import Any
 import onnx
 
 from calibration.data import (
+    BUILTIN_NOTE,
     DEFAULT_NUM_IMAGES,
+    RECOMMENDED_MIN_IMAGES,
+    SYNTHETIC_NOTE,
     CalibrationData,
     plan_calibration_data,
 )
@@ -320,7 +323,13 @@ def quantize_int8(
         eval_set = cal.images
         data_report = {**cal.describe(), "fingerprint": plan_data.fingerprint, "loaded": False}
         data_report["num_images"] = ranges.num_images
-        warnings += [w for w in cal.warnings if "NVIDIA recommends" not in w]
+        # The small load's own count warnings describe the comparison set, not the calibration.
+        warnings += [w for w in cal.warnings if w in (BUILTIN_NOTE, SYNTHETIC_NOTE)]
+        if ranges.num_images < RECOMMENDED_MIN_IMAGES:
+            warnings.append(
+                f"The cached ranges were calibrated on {ranges.num_images} images; NVIDIA "
+                f"recommends at least {RECOMMENDED_MIN_IMAGES} for INT8 (--num-images)."
+            )
     if static_batch:
         eval_set = eval_set[: (len(eval_set) // batch) * batch]
 

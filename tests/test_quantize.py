@@ -296,6 +296,7 @@ def test_cli_calibrate(fp32, tmp_path):
     assert second.exit_code == 0, second.output
     report = json.loads(second.stdout)
     assert report["from_cache"] is True and "reused" in report["cache_note"]
+    assert any("calibrated on 16 images" in w for w in report["warnings"])
     assert report["kept_float"] and report["agreement_vs_fp32"][0]["output"] == "logits"
 
     bad = runner.invoke(app, ["calibrate", str(out), "--data", "synthetic"])
