@@ -36,22 +36,14 @@ def _check(rows, names):
         assert row.agreement >= 0.98, (name, row.agreement)
 
 
-@pytest.fixture(scope="module")
-def small_rows(tmp_path_factory):
+def test_digits_fp16_and_int8_keep_accuracy(tmp_path):
+    # One test, not a parametrized set: under pytest-xdist each worker would train/export again.
     checkpoint, _trained = cached_checkpoint(SMALL)
     data = make_digits(image_size=SMALL.image_size, seed=SMALL.seed)
     assert len(data["x_test"]) == 450 and np.isin(data["y_test"], range(10)).all()
-    workdir = tmp_path_factory.mktemp("digits16")
-    return evaluate_precisions(checkpoint, data, workdir, methods=("percentile", "minmax"))
-
-
-def test_digits_fp16_keeps_accuracy(small_rows):
-    _check(small_rows, ["FP16"])
-
-
-@pytest.mark.parametrize("method", ["percentile", "minmax"])
-def test_digits_int8_keeps_accuracy(small_rows, method):
-    _check(small_rows, [f"INT8 {method}"])
+    rows = evaluate_precisions(checkpoint, data, tmp_path, methods=("percentile", "minmax"))
+    assert [r.precision for r in rows] == ["FP32", "FP16", "INT8 percentile", "INT8 minmax"]
+    _check(rows, ["FP16", "INT8 percentile", "INT8 minmax"])
 
 
 @pytest.fixture(scope="module")
