@@ -199,8 +199,29 @@ def export_cmd(
         bool,
         typer.Option("--skip-parity", help="Do not compare with eager PyTorch (not recommended)."),
     ] = False,
+    precision: Annotated[
+        str,
+        typer.Option(
+            help="fp32, or fp16 (also writes the FP32 file; NAME may be an FP32 .onnx file). "
+            "INT8: see `calibrate`."
+        ),
+    ] = "fp32",
+    keep_fp32: Annotated[
+        Optional[list[str]],
+        typer.Option(
+            "--keep-fp32",
+            help="FP16: op type to keep in FP32 (repeatable; added to the defaults).",
+        ),
+    ] = None,
+    no_default_keep_fp32: Annotated[
+        bool,
+        typer.Option(
+            "--no-default-keep-fp32",
+            help="FP16: do not keep the default ops (reductions, Sqrt, Pow) in FP32.",
+        ),
+    ] = False,
 ) -> None:
-    """Export a model to a checked FP32 ONNX file with static-size bilinear upsampling."""
+    """Export a model to a checked ONNX file (FP32 or FP16) with static-size bilinear upsampling."""
     from exporters.onnx import PARITY_REL_L2, export_onnx
 
     options = _model_options(attention, attention_residual, mask, variant, attention_maps)
@@ -208,6 +229,27 @@ def export_cmd(
         from deploy_ran.models.abn import parse_outputs
 
         options["outputs"] = parse_outputs(outputs)
+    if precision != "fp32":
+        _export_reduced_precision(
+            name,
+            precision,
+            output,
+            keep_fp32=keep_fp32 or [],
+            default_keep=not no_default_keep_fp32,
+            check=not skip_parity,
+            export_kwargs=dict(
+                checkpoint=checkpoint,
+                image_size=image_size,
+                num_classes=num_classes,
+                batch=batch,
+                static_batch=static_batch,
+                opset=opset,
+                simplify_graph=not no_simplify,
+                check_parity=not skip_parity,
+                **options,
+            ),
+        )
+        return
     with console.status(f"Exporting {name}…") as status:
         result = export_onnx(
             name,
@@ -322,6 +364,294 @@ def inspect_cmd(
         console.print("[red]✗ static-graph checks:[/]")
         for p in desc.graph.problems:
             console.print(f"  - {p}", highlight=False)
+
+
+# --------------------------------------------------------------------------------------------
+# precision: export --precision fp16, calibrate (INT8 Q/DQ)
+
+
+def _export_reduced_precision(
+    name: str,
+    precision: str,
+    output: Path | None,
+    *,
+    keep_fp32: list[str],
+    default_keep: bool,
+    check: bool,
+    export_kwargs: dict[str, Any],
+) -> None:
+    """``export --precision fp16``: from a model name (FP32 + FP16) or an FP32 .onnx file."""
+    from exporters.fp16 import DEFAULT_KEEP_FP32, convert_to_fp16, export_fp16
+
+    if precision == "int8":
+        raise DeployRanError(
+            "INT8 needs calibration data, so it has its own command.",
+            hint=f"Run `python cli.py export {name}` then `python cli.py calibrate {name}.onnx "
+            "--data FOLDER`.",
+        )
+    if precision != "fp16":
+        raise DeployRanError(
+            f"Unknown --precision {precision!r}.", hint="Choose fp32 or fp16 (INT8: `calibrate`)."
+        )
+    ops = [*(DEFAULT_KEEP_FP32 if default_keep else []), *keep_fp32]
+    ops = list(dict.fromkeys(ops))
+    if name.endswith(".onnx") and Path(name).exists():
+        with console.status(f"Converting {name} to FP16…") as status:
+            result = convert_to_fp16(
+                name,
+                output,
+                keep_fp32=ops,
+                check=check,
+                progress=lambda msg: status.update(f"FP16: {msg}…"),
+            )
+    else:
+        with console.status(f"Exporting {name}…") as status:
+            exported, result = export_fp16(
+                name,
+                output,
+                keep_fp32=ops,
+                check=check,
+                progress=lambda msg: status.update(f"Exporting {name}: {msg}…"),
+                **export_kwargs,
+            )
+        console.print(
+            f"[green]✓[/] wrote [bold]{exported.path}[/] (FP32, "
+            f"{exported.path.stat().st_size / 1e6:.1f} MB; worst relative L2 vs eager PyTorch "
+            f"{max(c.rel_l2 for c in exported.parity):.2e})"
+            if exported.parity
+            else f"[green]✓[/] wrote [bold]{exported.path}[/] (FP32, parity skipped)"
+        )
+    console.print(
+        f"[green]✓[/] wrote [bold]{result.path}[/] (FP16, {result.size_bytes / 1e6:.1f} MB, "
+        f"{result.casts} cast(s) added) in {result.seconds:.1f} s"
+    )
+    console.print(
+        f"  kept in FP32: op types {', '.join(result.keep_fp32) or '-'} "
+        f"({len(result.kept_nodes)} node(s) in this graph); graph I/O stays FP32; "
+        f"static-graph checks {'pass' if result.graph.ok else 'FAIL'}"
+    )
+    if result.checks:
+        table = Table(title=f"FP16 (ONNX Runtime CPU) vs {result.reference}", title_justify="left")
+        for col in ("output", "batch", "max abs", "relative L2", "top-1", "limit"):
+            table.add_column(col, justify="right" if col != "output" else "left")
+        for c in result.checks:
+            table.add_row(
+                c.output,
+                str(c.batch),
+                f"{c.max_abs:.2e}",
+                f"{c.rel_l2:.2e}",
+                "-" if c.top1 is None else f"{c.top1:.0%}",
+                f"[green]pass[/] ({c.limit:.0e})" if c.ok else "[red]fail[/]",
+            )
+        console.print(table)
+    else:
+        console.print("[yellow]  FP16 check skipped (--skip-parity)[/]")
+
+
+class _PhaseProgress:
+    """A rich progress bar per calibration phase, created when the phase first reports."""
+
+    LABELS = {
+        "load": "decode + preprocess images",
+        "collect": "calibrate (ONNX Runtime)",
+        "thresholds": "entropy thresholds",
+        "sensitivity": "sensitivity (one group at a time)",
+        "auto-exclude": "auto-exclude",
+        "check": "INT8 vs FP32 check",
+    }
+
+    def __init__(self, progress) -> None:
+        self.progress = progress
+        self.tasks: dict[str, Any] = {}
+
+    def __call__(self, phase: str, done: int, total: int) -> None:
+        if phase not in self.tasks:
+            self.tasks[phase] = self.progress.add_task(self.LABELS.get(phase, phase), total=total)
+        self.progress.update(self.tasks[phase], completed=done, total=total)
+
+
+@command("calibrate")
+def calibrate_cmd(
+    model: Annotated[Path, typer.Argument(help="FP32 ONNX file (from `export`).")],
+    data: Annotated[
+        Optional[str],
+        typer.Option(
+            help="Image folder / glob / .txt list, preprocessed .npy/.npz (file.npz:key), or "
+            "'synthetic'. Default: the built-in sample photos (demo only).",
+        ),
+    ] = None,
+    method: Annotated[
+        str, typer.Option(help="percentile | entropy | minmax (see the README's digits table).")
+    ] = "percentile",
+    percentile: Annotated[float, typer.Option(help="Percentile for --method percentile.")] = 99.99,
+    bins: Annotated[
+        Optional[int],
+        typer.Option(help="Histogram bins (entropy 512, percentile 2048; TensorRT used 2048)."),
+    ] = None,
+    num_images: Annotated[int, typer.Option(help="Calibration images (seeded subset).")] = 512,
+    batch: Annotated[int, typer.Option(help="Images per ONNX Runtime run.")] = 8,
+    seed: Annotated[int, typer.Option(help="Seed of the subset and of synthetic data.")] = 0,
+    exclude: Annotated[
+        Optional[list[str]],
+        typer.Option(
+            help="Keep in FP32: node or group name patterns (stage3.*, stage1.module1, "
+            "node_conv2d_12; repeatable or comma-separated), or 'auto'.",
+        ),
+    ] = None,
+    target_agreement: Annotated[
+        float, typer.Option(help="With --exclude auto: top-1 agreement with FP32 to reach.")
+    ] = 0.99,
+    include_attention: Annotated[
+        bool,
+        typer.Option(
+            "--include-attention",
+            help="Also quantize Sigmoid/Softmax/Resize and the attention-gate Mul inputs.",
+        ),
+    ] = False,
+    sensitivity: Annotated[
+        bool,
+        typer.Option("--sensitivity", help="Quantize one group at a time: table + JSON."),
+    ] = False,
+    eval_images: Annotated[
+        int,
+        typer.Option(help="Calibration images (the first of the subset) for the FP32 comparisons."),
+    ] = 200,
+    no_cache: Annotated[
+        bool, typer.Option("--no-cache", help="Neither read nor write the range cache.")
+    ] = False,
+    output: Annotated[
+        Optional[Path], typer.Option("--output", "-o", help="Default MODEL.int8.onnx.")
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
+) -> None:
+    """Calibrate an FP32 ONNX file and write an INT8 Q/DQ ONNX file (TensorRT's explicit INT8)."""
+    from rich.panel import Panel
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
+
+    from calibration.data import BUILTIN_NOTE, SYNTHETIC_NOTE
+    from calibration.quantize import quantize_int8
+
+    if data is None and not as_json:
+        console.print(Panel(BUILTIN_NOTE, title="built-in calibration sample", style="yellow"))
+    with Progress(
+        "[progress.description]{task.description}",
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=err_console if as_json else console,
+        transient=as_json,
+    ) as bar:
+        result = quantize_int8(
+            model,
+            output,
+            data=data,
+            method=method,
+            percentile=percentile,
+            bins=bins,
+            num_images=num_images,
+            batch=batch,
+            seed=seed,
+            exclude=exclude or [],
+            include_attention=include_attention,
+            sensitivity=sensitivity,
+            target_agreement=target_agreement,
+            eval_images=eval_images,
+            use_cache=not no_cache,
+            progress=_PhaseProgress(bar),
+        )
+    if as_json:
+        print(json.dumps(result.as_dict(), indent=2, default=str))
+        return
+    for warning in result.warnings:
+        if warning in (BUILTIN_NOTE,):
+            continue
+        style = "bold yellow" if warning == SYNTHETIC_NOTE else "yellow"
+        console.print(f"[{style}]Warning:[/] {escape(warning)}", highlight=False)
+    skipped = result.data.get("skipped") or []
+    if skipped:
+        console.print(f"[yellow]Skipped {len(skipped)} unreadable file(s):[/]")
+        for item in skipped[:10]:
+            console.print(f"  - {escape(item['file'])}: {escape(item['reason'])}", highlight=False)
+        if len(skipped) > 10:
+            console.print(f"  … and {len(skipped) - 10} more (see --json)")
+    console.print(f"[cyan]Cache:[/] {escape(result.ranges.cache_note)}", highlight=False)
+    kept: dict[str, int] = {}
+    for _node, op, why in result.plan.kept_float:
+        label = f"{op} (excluded)" if why == "excluded" else op
+        kept[label] = kept.get(label, 0) + 1
+    console.print(
+        f"[green]✓[/] wrote [bold]{result.path}[/] ({result.size_bytes / 1e6:.1f} MB, from "
+        f"{result.source_size_bytes / 1e6:.1f} MB) in {result.seconds['total']:.1f} s: "
+        f"{result.method.label()} on {result.ranges.num_images} image(s), "
+        f"{result.qdq['int8_weights']} INT8 weight tensors (per-channel), "
+        f"{result.qdq['quantize']} activation Q/DQ pairs (per-tensor, zero point 0)"
+    )
+    console.print(
+        "  kept in higher precision: "
+        + (", ".join(f"{n}× {op}" for op, n in kept.items()) or "nothing")
+        + (
+            f"; excluded groups: {', '.join(result.plan.excluded_groups)}"
+            if result.plan.excluded_groups
+            else ""
+        )
+    )
+    timing = ", ".join(f"{k} {v:.1f} s" for k, v in result.seconds.items() if k != "total")
+    console.print(f"  time: {timing}")
+    table = Table(
+        title=f"INT8 vs FP32 (ONNX Runtime CPU, {result.eval_images} of the calibration images)",
+        title_justify="left",
+    )
+    for col in ("output", "relative L2", "cosine", "max abs", "top-1 agreement"):
+        table.add_column(col, justify="right" if col != "output" else "left")
+    for row in result.agreement:
+        table.add_row(
+            row.output,
+            f"{row.rel_l2:.3e}",
+            f"{row.cosine:.5f}",
+            f"{row.max_abs:.3e}",
+            "-" if row.top1 is None else f"{row.top1:.2%}",
+        )
+    console.print(table)
+    report = result.sensitivity
+    if report is not None:
+        sens = Table(
+            title=f"Sensitivity: each group quantized alone ({report.eval_images} images, "
+            f"{report.method}); all INT8: relative L2 {report.all_int8.rel_l2:.3e}, top-1 "
+            + ("-" if report.all_int8.top1 is None else f"{report.all_int8.top1:.2%}"),
+            title_justify="left",
+        )
+        for col in ("group", "INT8 convs", "activations", "relative L2", "top-1", "rank"):
+            sens.add_column(col, justify="right" if col != "group" else "left")
+        for g in report.groups:
+            sens.add_row(
+                g.group,
+                str(g.weight_nodes),
+                str(g.activations),
+                f"{g.rel_l2:.3e}",
+                "-" if g.top1 is None else f"{g.top1:.2%}",
+                str(g.rank),
+            )
+        console.print(sens)
+        if report.target_agreement is not None:
+            steps = Table(
+                title=f"--exclude auto: target top-1 agreement {report.target_agreement:.2%}",
+                title_justify="left",
+            )
+            for col in ("kept in FP32", "relative L2", "top-1"):
+                steps.add_column(col, justify="right" if col != "kept in FP32" else "left")
+            for step in report.steps:
+                steps.add_row(
+                    ", ".join(step.excluded) or "(nothing: all INT8)",
+                    f"{step.rel_l2:.3e}",
+                    "-" if step.top1 is None else f"{step.top1:.2%}",
+                )
+            console.print(steps)
+            verdict = "[green]met[/]" if report.met_target else "[red]not met[/]"
+            console.print(
+                f"  target {verdict}; kept in FP32: {', '.join(report.excluded) or 'nothing'}"
+            )
+        if result.sensitivity_path:
+            console.print(f"  sensitivity report: {result.sensitivity_path}")
 
 
 # --------------------------------------------------------------------------------------------

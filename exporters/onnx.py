@@ -73,6 +73,9 @@ class ExportResult:
     nodes_before_simplify: int = 0
     nodes_after_simplify: int = 0
     info: ArtifactInfo | None = None
+    # The eager module that was exported (weights included), so a later stage (the FP16
+    # conversion) can compare against the very same PyTorch model. Not part of the report.
+    eager: torch.nn.Module | None = field(default=None, repr=False, compare=False)
 
 
 def _quiet() -> contextlib.ExitStack:
@@ -370,4 +373,5 @@ def export_onnx(
         nodes_before_simplify=nodes_before,
         nodes_after_simplify=len(proto.graph.node),
         info=info,
+        eager=model,
     )

@@ -1,0 +1,187 @@
+"""Which part of the network INT8 hurts, and keeping just those parts in higher precision.
+
+``analyze_sensitivity`` quantizes one group at a time (the stem, each stage's transition unit, each
+attention module, the final units, the head; see :mod:`calibration.placement`) with everything else
+in FP32, and measures how far each moves the output from FP32: relative L2 error and top-1
+agreement on (the first of) the calibration images. Attention modules with their soft-mask branches are
+where a Residual Attention Network is expected to be fragile; the table shows whether they are.
+
+``auto_exclude`` then starts from the fully quantized model and moves the most sensitive group
+back to FP32, one at a time, until top-1 agreement with FP32 reaches the target.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+import onnx
+
+from calibration.evaluate import OutputAgreement, agreement, ort_session, run_batches
+from calibration.placement import GraphIndex, plan_quantization, quantizable_groups
+from calibration.qdq import build_qdq_model
+
+Progress = Callable[[str, int, int], None]
+
+
+@dataclass
+class GroupSensitivity:
+    """One group quantized alone."""
+
+    group: str
+    weight_nodes: int
+    activations: int
+    rel_l2: float
+    cosine: float
+    top1: float | None
+    rank: int = 0  # 1 = most sensitive
+
+
+@dataclass
+class AutoStep:
+    """The fully quantized model minus the groups excluded so far."""
+
+    excluded: list[str]
+    rel_l2: float
+    top1: float | None
+
+
+@dataclass
+class SensitivityReport:
+    """Per-group sensitivity, the all-INT8 baseline and (optionally) the auto-exclusion steps."""
+
+    eval_images: int
+    method: str
+    include_attention: bool
+    all_int8: AutoStep
+    groups: list[GroupSensitivity]
+    target_agreement: float | None = None
+    steps: list[AutoStep] = field(default_factory=list)
+    excluded: list[str] = field(default_factory=list)
+    met_target: bool | None = None
+
+    def most_sensitive(self) -> list[str]:
+        return [g.group for g in sorted(self.groups, key=lambda g: g.rank)]
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _main(rows: Sequence[OutputAgreement]) -> OutputAgreement:
+    """The output that decides: the logits (first output)."""
+    return rows[0]
+
+
+class _Evaluator:
+    """Builds Q/DQ variants of one model and compares them with FP32 on fixed images."""
+
+    def __init__(
+        self,
+        model: onnx.ModelProto,
+        index: GraphIndex,
+        ranges: dict[str, tuple[float, float]],
+        images: np.ndarray,
+        batch: int,
+        include_attention: bool,
+        exclude: Sequence[str],
+    ) -> None:
+        self.model, self.index, self.ranges = model, index, ranges
+        self.images, self.batch = images, batch
+        self.include_attention = include_attention
+        self.exclude = list(exclude)
+        self.names = [o.name for o in model.graph.output]
+        self.reference = run_batches(ort_session(model), images, batch)
+
+    def measure(self, *, only_groups=None, exclude_groups=()) -> tuple[OutputAgreement, Any]:
+        plan = plan_quantization(
+            self.index,
+            exclude=[*self.exclude, *exclude_groups],
+            include_attention=self.include_attention,
+            only_groups=only_groups,
+        )
+        qdq = build_qdq_model(self.model, plan, self.ranges)
+        outputs = run_batches(ort_session(qdq), self.images, self.batch)
+        return _main(agreement(self.names, self.reference, outputs)), plan
+
+
+def analyze_sensitivity(
+    model: onnx.ModelProto,
+    ranges: dict[str, tuple[float, float]],
+    images: np.ndarray,
+    *,
+    method: str,
+    batch: int = 16,
+    include_attention: bool = False,
+    exclude: Sequence[str] = (),
+    target_agreement: float | None = None,
+    progress: Progress | None = None,
+) -> SensitivityReport:
+    """Quantize each group alone; with ``target_agreement``, also run :func:`auto_exclude`.
+
+    ``model`` must carry inferred shapes; ``images`` are preprocessed inputs.
+    """
+    say = progress or (lambda _p, _d, _t: None)
+    index = GraphIndex(model)
+    evaluator = _Evaluator(model, index, ranges, images, batch, include_attention, exclude)
+    groups = quantizable_groups(index)
+    total = len(groups) + 1
+    say("sensitivity", 0, total)
+    full, _ = evaluator.measure()
+    say("sensitivity", 1, total)
+    rows = []
+    for k, group in enumerate(groups):
+        result, plan = evaluator.measure(only_groups=[group])
+        rows.append(
+            GroupSensitivity(
+                group=group,
+                weight_nodes=len(plan.weight_nodes),
+                activations=len(plan.activation_tensors),
+                rel_l2=result.rel_l2,
+                cosine=result.cosine,
+                top1=result.top1,
+            )
+        )
+        say("sensitivity", k + 2, total)
+    for rank, row in enumerate(
+        sorted(rows, key=lambda r: (-(r.rel_l2), r.top1 if r.top1 is not None else 1.0)), 1
+    ):
+        row.rank = rank
+    report = SensitivityReport(
+        eval_images=len(images),
+        method=method,
+        include_attention=include_attention,
+        all_int8=AutoStep([], full.rel_l2, full.top1),
+        groups=rows,
+    )
+    if target_agreement is not None:
+        auto_exclude(report, evaluator, target_agreement, progress=say)
+    return report
+
+
+def auto_exclude(
+    report: SensitivityReport,
+    evaluator: _Evaluator,
+    target: float,
+    progress: Progress | None = None,
+) -> None:
+    """Keep the most sensitive groups in FP32 until top-1 agreement reaches ``target``."""
+    say = progress or (lambda _p, _d, _t: None)
+    report.target_agreement = target
+    current = report.all_int8
+    report.steps = [current]
+    order = report.most_sensitive()
+    excluded: list[str] = []
+    say("auto-exclude", 0, len(order))
+    for k, group in enumerate(order):
+        if current.top1 is None or current.top1 >= target:
+            break
+        excluded.append(group)
+        result, _ = evaluator.measure(exclude_groups=excluded)
+        current = AutoStep(list(excluded), result.rel_l2, result.top1)
+        report.steps.append(current)
+        say("auto-exclude", k + 1, len(order))
+    say("auto-exclude", len(excluded), len(excluded))
+    report.excluded = excluded
+    report.met_target = current.top1 is not None and current.top1 >= target
