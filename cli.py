@@ -528,7 +528,7 @@ def calibrate_cmd(
     from rich.panel import Panel
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
 
-    from calibration.data import BUILTIN_NOTE, SYNTHETIC_NOTE
+    from calibration.data import BUILTIN_NOTE
     from calibration.quantize import quantize_int8
 
     if data is None and not as_json:
@@ -562,6 +562,13 @@ def calibrate_cmd(
     if as_json:
         print(json.dumps(result.as_dict(), indent=2, default=str))
         return
+    _print_quantize_result(result)
+
+
+def _print_quantize_result(result) -> None:
+    """The calibrate report: warnings, skipped files, cache, what was quantized, INT8 vs FP32."""
+    from calibration.data import BUILTIN_NOTE, SYNTHETIC_NOTE
+
     for warning in result.warnings:
         if warning in (BUILTIN_NOTE,):
             continue
@@ -1056,6 +1063,206 @@ def doctor_cmd(
     for key, value in env.items():
         table.add_row(key, value if isinstance(value, str) else json.dumps(value))
     console.print(table)
+
+
+# --------------------------------------------------------------------------------------------
+# build-engine: ONNX (FP32 / FP16 / INT8 Q/DQ) → TensorRT plan
+
+
+@command("build-engine")
+def build_engine_cmd(
+    target: Annotated[str, typer.Argument(help="Model name (exported first) or an .onnx file.")],
+    fp16: Annotated[
+        bool, typer.Option("--fp16", help="FP16 engine (from an FP16 ONNX made first).")
+    ] = False,
+    int8: Annotated[
+        bool, typer.Option("--int8", help="INT8 engine (from a Q/DQ ONNX calibrated first).")
+    ] = False,
+    calib_data: Annotated[
+        Optional[str],
+        typer.Option(
+            help="--int8: image folder / glob / list / .npy/.npz; default built-in sample."
+        ),
+    ] = None,
+    method: Annotated[
+        str, typer.Option(help="--int8: percentile | entropy | minmax.")
+    ] = "percentile",
+    percentile: Annotated[
+        float, typer.Option(help="--int8 --method percentile: percentile.")
+    ] = 99.99,
+    num_images: Annotated[int, typer.Option(help="--int8: calibration images.")] = 512,
+    calib_batch: Annotated[int, typer.Option(help="--int8: images per calibration run.")] = 8,
+    checkpoint: Annotated[
+        Optional[Path], typer.Option(help="Weights, when TARGET is a model name.")
+    ] = None,
+    image_size: Annotated[
+        Optional[int], typer.Option(help="Input H=W, when TARGET is a model name.")
+    ] = None,
+    num_classes: Annotated[
+        Optional[int], typer.Option(help="Classes, when TARGET is a model name.")
+    ] = None,
+    min_batch: Annotated[
+        Optional[int], typer.Option(help="Profile: smallest batch (default 1).")
+    ] = None,
+    opt_batch: Annotated[
+        Optional[int], typer.Option(help="Profile: batch TensorRT tunes for (default 8).")
+    ] = None,
+    max_batch: Annotated[
+        Optional[int], typer.Option(help="Profile: largest batch (default 32).")
+    ] = None,
+    workspace: Annotated[
+        Optional[int], typer.Option(help="Workspace limit in MiB (default: TensorRT's).")
+    ] = None,
+    opt_level: Annotated[int, typer.Option(help="Builder optimization level 0-5.")] = 3,
+    timing_cache: Annotated[
+        Optional[Path], typer.Option(help="Timing cache file, loaded and saved.")
+    ] = None,
+    allow_tf32: Annotated[
+        bool, typer.Option("--allow-tf32", help="Allow TF32 (off: FP32 parity).")
+    ] = False,
+    version_compatible: Annotated[
+        bool, typer.Option("--version-compatible", help="Plan runs on later TensorRT versions.")
+    ] = False,
+    hardware_compatibility: Annotated[
+        str, typer.Option(help="none | ampere_plus | same_cc (10.16+).")
+    ] = "none",
+    layer_info: Annotated[
+        bool, typer.Option("--layer-info", help="Per-layer report (JSON) and layer precisions.")
+    ] = False,
+    verbose: Annotated[bool, typer.Option("--verbose", help="Print TensorRT's log.")] = False,
+    output: Annotated[
+        Optional[Path], typer.Option("--output", "-o", help="Plan path; default <onnx>.plan.")
+    ] = None,
+) -> None:
+    """Build a TensorRT engine: export / FP16 / INT8-calibrate as needed, then a strongly typed build.
+
+    Exits 3 (after writing the precision ONNX) where TensorRT or a GPU is missing, printing the
+    command that finishes the build on a GPU host.
+    """
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
+
+    from deploy_ran.trt_compat import EXIT_NO_TENSORRT, TensorRTUnavailable
+    from exporters.prepare import prepare_onnx
+    from exporters.tensorrt import EngineBuildOptions, build_engine, default_plan_path
+
+    if fp16 and int8:
+        raise DeployRanError("--fp16 and --int8 exclude each other.", hint="Pick one precision.")
+    precision = "fp16" if fp16 else "int8" if int8 else None
+    options = EngineBuildOptions(
+        min_batch=min_batch,
+        opt_batch=opt_batch,
+        max_batch=max_batch,
+        workspace_mib=workspace,
+        optimization_level=opt_level,
+        timing_cache=str(timing_cache) if timing_cache else None,
+        allow_tf32=allow_tf32,
+        version_compatible=version_compatible,
+        hardware_compatibility=hardware_compatibility,
+        layer_info=layer_info,
+        verbose=verbose,
+    )
+    workdir = output.parent if output is not None else Path(".")
+    calibration = dict(
+        data=calib_data,
+        method=method,
+        percentile=percentile,
+        num_images=num_images,
+        batch=calib_batch,
+    )
+    with Progress(
+        "[progress.description]{task.description}",
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=console,
+        transient=True,
+    ) as bar:
+        status = bar.add_task("preparing the ONNX file", total=None)
+        prepared = prepare_onnx(
+            target,
+            precision or _onnx_or_fp32_precision(target),
+            workdir=workdir,
+            checkpoint=checkpoint,
+            image_size=image_size,
+            num_classes=num_classes,
+            calibration=calibration,
+            progress=lambda msg: bar.update(status, description=msg),
+            calibration_progress=_PhaseProgress(bar),
+        )
+    for step in prepared.steps:
+        console.print(f"[green]✓[/] {escape(step)}")
+    if "int8" in prepared.results:
+        _print_quantize_result(prepared.results["int8"])
+    plan = output or default_plan_path(prepared.path)
+    try:
+        with console.status(f"Building the TensorRT engine from {prepared.path}…"):
+            result = build_engine(
+                prepared.path,
+                plan,
+                options,
+                log=lambda level, msg: err_console.print(
+                    f"[dim]TensorRT {level}:[/] {escape(msg)}"
+                ),
+            )
+    except TensorRTUnavailable as exc:
+        _print_error(exc)
+        err_console.print(
+            f"[bold]{prepared.path}[/] ({prepared.precision.upper()}) is ready. Finish on a GPU host:\n"
+            f"  python cli.py build-engine {prepared.path} {_build_flags(options)}--output {plan}",
+            highlight=False,
+            soft_wrap=True,  # a command to copy must not be broken across lines
+        )
+        raise typer.Exit(EXIT_NO_TENSORRT) from None
+    console.print(
+        f"[green]✓[/] wrote [bold]{result.plan}[/] ({result.plan.stat().st_size / 1e6:.1f} MB, "
+        f"{result.precision.upper()}, TensorRT {result.tensorrt_version}, {result.gpu['name']}) "
+        f"in {result.seconds:.1f} s; metadata in {result.sidecar}"
+    )
+    for warning in result.warnings:
+        console.print(f"[yellow]Warning:[/] {escape(warning)}")
+    if result.layer_info is not None:
+        table = Table(title=f"Layer precisions ({result.layer_info})", title_justify="left")
+        table.add_column("precision")
+        table.add_column("layers", justify="right")
+        for name, count in sorted(result.layer_precisions.items(), key=lambda kv: -kv[1]):
+            table.add_row(name, str(count))
+        console.print(table)
+
+
+def _onnx_or_fp32_precision(target: str) -> str:
+    """Without --fp16/--int8: an ONNX file keeps its own precision; a model name builds FP32."""
+    if target.lower().endswith(".onnx") and Path(target).exists():
+        from exporters.prepare import _precision_of_file
+
+        return _precision_of_file(Path(target))
+    return "fp32"
+
+
+def _build_flags(options) -> str:
+    """The build options as command-line flags, for the 'finish on a GPU host' command."""
+    flags = []
+    for name, flag in (
+        ("min_batch", "--min-batch"),
+        ("opt_batch", "--opt-batch"),
+        ("max_batch", "--max-batch"),
+        ("workspace_mib", "--workspace"),
+        ("timing_cache", "--timing-cache"),
+    ):
+        value = getattr(options, name)
+        if value is not None:
+            flags.append(f"{flag} {value}")
+    if options.optimization_level != 3:
+        flags.append(f"--opt-level {options.optimization_level}")
+    if options.hardware_compatibility != "none":
+        flags.append(f"--hardware-compatibility {options.hardware_compatibility}")
+    for name, flag in (
+        ("allow_tf32", "--allow-tf32"),
+        ("version_compatible", "--version-compatible"),
+        ("layer_info", "--layer-info"),
+    ):
+        if getattr(options, name):
+            flags.append(flag)
+    return "".join(f"{f} " for f in flags)
 
 
 def main() -> None:

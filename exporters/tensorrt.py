@@ -318,7 +318,11 @@ def build_engine(
         },
         "tensorrt_version": trt.__version__,
         "gpu": gpu_dict,
-        "source_onnx": {"path": str(onnx_path), "sha256": sha256_file(onnx_path)},
+        "source_onnx": {
+            "path": str(onnx_path),
+            "sha256": sha256_file(onnx_path),
+            "metadata": get_metadata(graph),  # the toolkit's metadata_props, verbatim
+        },
         "build_options": asdict(options),
         "build_seconds": round(seconds, 3),
         "built_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),

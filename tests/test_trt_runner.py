@@ -9,6 +9,7 @@ cannot prove: TensorRT's numerics or speed (scripts/gpu_check.sh does that on a 
 from __future__ import annotations
 
 import json
+import sys
 
 import numpy as np
 import onnxruntime as ort
@@ -132,7 +133,7 @@ def test_missing_tensorrt_is_backend_unavailable(cifar_onnx, tmp_path, monkeypat
 
 
 def test_verify_bench_and_infer_take_an_engine(
-    cifar_onnx, image_folder, tmp_path, monkeypatch, host_buffers
+    cifar_onnx, cifar_checkpoint, image_folder, tmp_path, monkeypatch, host_buffers
 ):
     from typer.testing import CliRunner
 
@@ -145,6 +146,28 @@ def test_verify_bench_and_infer_take_an_engine(
         app, ["verify", str(cifar_onnx), str(plan), "-n", "4", "--batch", "2", "--threads", "1"]
     )
     assert verified.exit_code == 0, verified.output
+    # Eager PyTorch against the engine: size, options and weights' hash come from the sidecar.
+    eager = cli.invoke(
+        app,
+        [
+            "verify",
+            "ran56_cifar",
+            str(plan),
+            "--checkpoint",
+            str(cifar_checkpoint),
+            "-n",
+            "4",
+            "--batch",
+            "2",
+            "--threads",
+            "1",
+        ],
+    )
+    assert eager.exit_code == 0, eager.output
+    missing = cli.invoke(
+        app, ["verify", "ran56_cifar", str(plan), "-n", "2", "--batch", "2", "--threads", "1"]
+    )
+    assert missing.exit_code == 2 and "was exported from a checkpoint" in missing.output
     preds = tmp_path / "preds.jsonl"
     ort_preds = tmp_path / "ort.jsonl"
     for target, out in ((plan, preds), (cifar_onnx, ort_preds)):
@@ -176,3 +199,43 @@ def test_verify_bench_and_infer_take_an_engine(
             np.testing.assert_allclose(
                 [t["prob"] for t in a["topk"]], [t["prob"] for t in b["topk"]], atol=1e-5
             )
+
+
+def test_bench_runs_an_engine_row(
+    cifar_onnx, cifar_checkpoint, tmp_path, monkeypatch, host_buffers
+):
+    from deploy_ran.bench import run_benchmark
+
+    install(monkeypatch, "11.4.0.106")
+    plan = _build(cifar_onnx, tmp_path)
+    result = run_benchmark(
+        "ran56_cifar",
+        backends=["ort", "trt"],
+        artifacts=[cifar_onnx, plan],
+        batch_sizes=[1, 2],
+        warmup=0.0,
+        iterations=2,
+        threads=1,
+        checkpoint=cifar_checkpoint,
+        plot=False,
+    )
+    trt_rows = [r for r in result.rows if r.backend == "trt"]
+    assert [r.batch_size for r in trt_rows] == [1, 2]
+    assert all(r.status == "ran" and r.latency for r in trt_rows), [
+        (r.status, r.reason) for r in trt_rows
+    ]
+    # Without TensorRT the engine row is skipped with the reason, not a crash.
+    monkeypatch.setitem(sys.modules, "tensorrt", None)
+    skipped = run_benchmark(
+        "ran56_cifar",
+        backends=["trt"],
+        artifacts=[plan],
+        batch_sizes=[1],
+        warmup=0.0,
+        iterations=1,
+        threads=1,
+        checkpoint=cifar_checkpoint,
+        plot=False,
+    )
+    (row,) = skipped.rows
+    assert row.status == "skipped" and "TensorRT" in row.reason

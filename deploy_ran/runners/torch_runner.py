@@ -166,7 +166,13 @@ class TorchRunner(BaseRunner):
         return x
 
     def _forward(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        with torch.inference_mode():
+        # FP32 means FP32: cuDNN would otherwise run convolutions in TF32 on Ampere and later
+        # (PyTorch's default), and an FP32 reference would differ from itself by ~1e-3.
+        tf32 = self.torch_precision != "fp32"
+        with (
+            torch.inference_mode(),
+            torch.backends.cudnn.flags(enabled=torch.backends.cudnn.enabled, allow_tf32=tf32),
+        ):
             if self.torch_precision == "autocast":
                 with torch.autocast(self._torch_device.type, dtype=self._autocast_dtype):
                     out = self._module(x)

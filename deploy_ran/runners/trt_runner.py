@@ -21,6 +21,7 @@ from typing import Any
 
 import numpy as np
 
+from deploy_ran.artifacts import ArtifactInfo
 from deploy_ran.runners.base import BackendUnavailableError, BaseRunner, RunnerError, TensorSpec
 from deploy_ran.trt_compat import (
     TensorRTUnavailable,
@@ -134,6 +135,9 @@ class TrtRunner(BaseRunner):
             num_classes=side.get("num_classes"),
         )
         self.tensorrt_version = trt.__version__
+        metadata = side.get("source_onnx", {}).get("metadata")
+        # What the ONNX it was built from says about itself (model, size, options, weights).
+        self.info = ArtifactInfo.from_props(metadata) if metadata else None
 
     # ------------------------------------------------------------------ checks
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ctypes
 import enum
+import importlib.machinery
 import inspect
 import json
 import sys
@@ -511,6 +512,7 @@ def build_module(version: str) -> types.ModuleType:
     global _CURRENT
     surface = load_surface(version)["module"]
     module = types.ModuleType("tensorrt", f"deploy-ran test stand-in for TensorRT {version}")
+    module.__spec__ = importlib.machinery.ModuleSpec("tensorrt", None)  # find_spec() works on it
     module.__version__ = f"{version}+standin"
     module.__standin__ = True
     for name in _ENUMS:
