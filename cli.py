@@ -677,12 +677,22 @@ def demo_cmd(
     runs: Annotated[
         int, typer.Option(help="Timed runs per backend for the latency comparison.")
     ] = 10,
+    calibration_images: Annotated[
+        int, typer.Option(help="Built-in calibration images for INT8 (a demo: 500+ in real use).")
+    ] = 64,
 ) -> None:
-    """The main job on a built-in default: export, check parity, compare latency (CPU)."""
+    """The main job on a built-in default: export → FP16 → INT8 → verify → bench → engine (CPU)."""
     from deploy_ran.pipeline import run_demo
 
     workdir.mkdir(parents=True, exist_ok=True)
-    run_demo(model, workdir, image_size=image_size, runs=runs, console=console)
+    run_demo(
+        model,
+        workdir,
+        image_size=image_size,
+        runs=runs,
+        calibration_images=calibration_images,
+        console=console,
+    )
 
 
 # --------------------------------------------------------------------------------------------

@@ -1,14 +1,59 @@
 """The main job end to end on a built-in default: what ``python cli.py demo`` runs.
 
+export → FP16 → calibrate INT8 → verify each against eager PyTorch → bench → TensorRT engine.
 Each step calls the same library function its own CLI command uses, so the demo is a tour of the
-toolkit, not a separate code path.
+toolkit, not a separate code path. Everything runs on the CPU with ONNX Runtime; the TensorRT step
+builds the engine where TensorRT and a GPU exist and otherwise prints the command that finishes
+the job on a GPU host. Without a checkpoint the weights are the seeded random initialisation and
+the calibration data is the built-in sample: numbers show the pipeline works, not accuracy.
 """
 
 from __future__ import annotations
 
+import json
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
+import numpy as np
 from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+
+DEMO_CALIBRATION_IMAGES = 64  # a demo; real deployments calibrate on 500+ of their own images
+DEMO_VERIFY_IMAGES = 32
+
+
+@dataclass
+class DemoResult:
+    """Artifacts and numbers of one demo run (also written as ``demo_summary.json``)."""
+
+    model: str
+    artifacts: dict[str, str] = field(default_factory=dict)
+    parity: dict[str, dict[str, Any]] = field(default_factory=dict)
+    bench: dict[str, Any] = field(default_factory=dict)
+    engine: str = ""
+
+
+def _verify_data(path: Path, onnx_path: Path, count: int) -> Path:
+    """Held-out crops of the built-in sample photos (another seed than calibration), as .npz."""
+    from calibration.data import plan_calibration_data
+    from deploy_ran.artifacts import read_artifact_info
+    from deploy_ran.fileio import atomic_path
+
+    info = read_artifact_info(onnx_path)
+    plan = plan_calibration_data(
+        None,
+        input_shape=(3, info.image_size, info.image_size),
+        preprocessing=info.preprocessing,
+        num_images=count,
+        seed=1,
+    )
+    images = plan.load().images
+    with atomic_path(path, suffix=".npz") as tmp:
+        with open(tmp, "wb") as fh:
+            np.savez(fh, x=images)
+    return path
 
 
 def run_demo(
@@ -17,53 +62,130 @@ def run_demo(
     *,
     image_size: int | None = None,
     runs: int = 10,
+    calibration_images: int = DEMO_CALIBRATION_IMAGES,
     console: Console | None = None,
-) -> dict:
-    """Export ``model`` to ONNX, check parity, and benchmark ONNX Runtime against eager PyTorch."""
+) -> DemoResult:
+    """Run the whole pipeline for ``model`` into ``workdir``; see the module docstring."""
+    from calibration.data import BUILTIN_NOTE
+    from calibration.quantize import quantize_int8
+    from deploy_ran.bench import run_benchmark
+    from deploy_ran.fileio import atomic_write_text
+    from deploy_ran.tables import bench_table, environment_table
+    from deploy_ran.trt_compat import TensorRTUnavailable
+    from deploy_ran.verify import verify
+    from exporters.fp16 import convert_to_fp16
     from exporters.onnx import export_onnx
+    from exporters.tensorrt import build_engine
 
     console = console or Console()
-    onnx_path = workdir / f"{model}.onnx"
-    console.rule(f"[bold]1. export {model} → {onnx_path}")
+    summary = DemoResult(model)
+    fp32_path = workdir / f"{model}.onnx"
+
+    console.rule(f"[bold]1/6 export {model} → {fp32_path}")
     with console.status("exporting…") as status:
-        result = export_onnx(
-            model, onnx_path, image_size=image_size, progress=lambda m: status.update(m + "…")
+        exported = export_onnx(
+            model, fp32_path, image_size=image_size, progress=lambda m: status.update(m + "…")
         )
-    worst = max(result.parity, key=lambda c: c.rel_l2)
+    worst = max(exported.parity, key=lambda c: c.rel_l2)
     console.print(
-        f"[green]✓[/] exported in {result.seconds:.1f} s; ONNX Runtime vs eager PyTorch: "
-        f"worst relative L2 {worst.rel_l2:.2e} (limit 1e-4), max abs {worst.max_abs:.2e}"
+        f"[green]✓[/] FP32 ONNX in {exported.seconds:.1f} s, {len(exported.graph.resizes)} static "
+        f"bilinear Resize nodes; ONNX Runtime vs eager PyTorch: relative L2 {worst.rel_l2:.2e} "
+        "(limit 1e-4)"
     )
 
-    console.rule("[bold]2. latency at batch 1 (CPU): eager PyTorch vs ONNX Runtime")
-    from deploy_ran.bench import run_benchmark
-    from deploy_ran.tables import bench_table, environment_table
+    console.rule("[bold]2/6 FP16 ONNX")
+    with console.status("converting…") as status:
+        fp16 = convert_to_fp16(fp32_path, progress=lambda m: status.update(m + "…"))
+    console.print(f"[green]✓[/] {fp16.path} ({fp16.size_bytes / 1e6:.1f} MB, FP32 I/O)")
 
+    console.rule(f"[bold]3/6 INT8 Q/DQ ONNX ({calibration_images} built-in calibration images)")
+    console.print(f"[yellow]{escape(BUILTIN_NOTE)}[/]")
+    with console.status("calibrating…") as status:
+        int8 = quantize_int8(
+            fp32_path,
+            num_images=calibration_images,
+            eval_images=min(16, calibration_images),
+            progress=lambda phase, done, total: status.update(f"{phase}: {done}/{total}…"),
+        )
+    console.print(
+        f"[green]✓[/] {int8.path} ({int8.size_bytes / 1e6:.1f} MB, {int8.method.label()}, "
+        f"{int8.qdq['quantize']} activation Q/DQ pairs) in {int8.seconds['total']:.0f} s; "
+        f"{escape(int8.ranges.cache_note)}"
+    )
+    summary.artifacts = {"fp32": str(fp32_path), "fp16": str(fp16.path), "int8": str(int8.path)}
+
+    console.rule("[bold]4/6 verify each file against eager PyTorch FP32 (held-out sample crops)")
+    data = _verify_data(workdir / "verify_inputs.npz", fp32_path, DEMO_VERIFY_IMAGES)
+    table = Table(
+        title=f"{model}: ONNX Runtime (CPU) vs eager PyTorch FP32, {DEMO_VERIFY_IMAGES} images"
+    )
+    for col in (
+        "file",
+        "precision",
+        "relative L2",
+        "cosine",
+        "top-1 agreement",
+        "criteria",
+        "result",
+    ):
+        table.add_column(
+            col, justify="left" if col in ("file", "precision", "criteria", "result") else "right"
+        )
+    for precision, path in summary.artifacts.items():
+        with console.status(f"verifying {path}…"):
+            result = verify(model, path, data=str(data), image_size=exported.image_size)
+        first = result.outputs[0].agreement
+        summary.parity[precision] = {"passed": result.passed, **first.as_dict()}
+        criteria = ", ".join(f"{k.replace('_', ' ')} {v:g}" for k, v in result.criteria.items())
+        table.add_row(
+            Path(path).name,
+            precision,
+            f"{first.rel_l2:.2e}",
+            f"{first.cosine:.5f}",
+            "-" if first.top1 is None else f"{first.top1:.1%}",
+            criteria,
+            "[green]pass[/]" if result.passed else "[red]fail[/]",
+        )
+    console.print(table)
+
+    console.rule("[bold]5/6 bench at batch 1: eager PyTorch vs ONNX Runtime FP32/FP16/INT8 (CPU)")
     with console.status(f"timing {runs} runs per backend…") as status:
         bench = run_benchmark(
             model,
             backends=["torch", "ort"],
-            artifacts=[onnx_path],
+            artifacts=[fp32_path, fp16.path, int8.path],
             batch_sizes=[1],
             warmup=1.0,
             iterations=runs,
-            image_size=result.image_size,
+            image_size=exported.image_size,
             output=workdir,
             progress=lambda m: status.update(f"timing: {m}…"),
         )
     console.print(bench_table(bench))
     console.print(environment_table(bench))
+    summary.bench = {"files": bench.files, "rows": [r.as_dict() for r in bench.rows]}
     for kind, path in bench.files.items():
         console.print(f"wrote {kind.upper()}: {path}")
-    eager, ort_row = bench.row("torch", "fp32", 1), bench.row("ort", "fp32", 1)
-    eager_ms = eager.latency.median if eager and eager.latency else float("nan")
-    ort_ms = ort_row.latency.median if ort_row and ort_row.latency else float("nan")
-    return {
-        "onnx": str(onnx_path),
-        "export_seconds": result.seconds,
-        "rel_l2": worst.rel_l2,
-        "eager_ms": eager_ms,
-        "ort_ms": ort_ms,
-        "speedup": eager_ms / ort_ms,
-        "bench": bench.files,
-    }
+
+    console.rule("[bold]6/6 TensorRT engine (INT8)")
+    plan = workdir / f"{model}.int8.plan"
+    try:
+        built = build_engine(int8.path, plan)
+        summary.engine = str(built.plan)
+        console.print(
+            f"[green]✓[/] {built.plan} (TensorRT {built.tensorrt_version}, {built.gpu['name']})"
+        )
+    except TensorRTUnavailable as exc:
+        console.print(f"[yellow]skipped:[/] {escape(exc.message)}")
+        console.print(
+            "Finish on a GPU host with TensorRT:\n"
+            f"  python cli.py build-engine {int8.path} --output {plan}\n"
+            f"  python cli.py verify {model} {plan} --device cuda\n"
+            f"  python cli.py bench {model} --backends torch,ort,trt --artifacts {plan} --device cuda",
+            highlight=False,
+            soft_wrap=True,
+        )
+    summary_path = workdir / "demo_summary.json"
+    atomic_write_text(summary_path, json.dumps(asdict(summary), indent=2, default=str) + "\n")
+    console.print(f"summary: {summary_path}")
+    return summary
