@@ -1242,9 +1242,9 @@ def build_engine_cmd(
 def _onnx_or_fp32_precision(target: str) -> str:
     """Without --fp16/--int8: an ONNX file keeps its own precision; a model name builds FP32."""
     if target.lower().endswith(".onnx") and Path(target).exists():
-        from exporters.prepare import _precision_of_file
+        from exporters.prepare import precision_of_file
 
-        return _precision_of_file(Path(target))
+        return precision_of_file(target)
     return "fp32"
 
 

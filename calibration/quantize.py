@@ -51,7 +51,7 @@ from deploy_ran.artifacts import ArtifactInfo, get_metadata, load_onnx, set_meta
 from deploy_ran.errors import DeployRanError, ExportError
 from deploy_ran.fileio import atomic_write_bytes, atomic_write_text, check_writable, sha256_file
 from exporters.fp16 import require_fp32
-from exporters.graph_checks import check_graph
+from exporters.graph_checks import require_valid_graph
 
 AUTO = "auto"
 DEFAULT_BATCH = 8
@@ -370,17 +370,12 @@ def quantize_int8(
         )
     qdq = build_qdq_model(inferred, plan, ranges.ranges)
     _write_metadata(qdq, info, method_cfg, ranges, plan, data_report, onnx_sha, source)
-    graph_report = check_graph(qdq, static_batch=static_batch)
-    if not graph_report.ok:
-        raise ExportError(
-            "The Q/DQ graph breaks the toolkit's static-graph rules:\n- "
-            + "\n- ".join(graph_report.problems),
-            hint="Nothing was written. Please report the model and options.",
-        )
-    try:
-        onnx.checker.check_model(qdq, full_check=True)
-    except Exception as exc:
-        raise ExportError(f"onnx.checker rejected the Q/DQ graph: {exc}") from exc
+    require_valid_graph(
+        qdq,
+        static_batch,
+        "the Q/DQ graph",
+        hint="Nothing was written. Please report the model and options.",
+    )
     timings["quantize"] = time.perf_counter() - t3
 
     t4 = time.perf_counter()

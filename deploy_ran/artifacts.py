@@ -155,3 +155,21 @@ def load_onnx(path: str | Path, load_weights: bool = True) -> onnx.ModelProto:
 def read_artifact_info(path: str | Path) -> ArtifactInfo:
     """Metadata of an ONNX file, without loading its weights."""
     return ArtifactInfo.from_props(get_metadata(load_onnx(path, load_weights=False)))
+
+
+def precision_of(model: onnx.ModelProto) -> str:
+    """The precision an ONNX file is in: ``int8`` (Q/DQ nodes), ``fp16`` or ``fp32``.
+
+    The graph decides, so a foreign file without the toolkit's metadata is classified correctly;
+    an FP16 file that keeps some weights in FP32 is recognised by its metadata.
+    """
+    ops = {n.op_type for n in model.graph.node}
+    if ops & {"QuantizeLinear", "DequantizeLinear", "DynamicQuantizeLinear"}:
+        return "int8"
+    floats = [i.data_type for i in model.graph.initializer]
+    if any(t == onnx.TensorProto.FLOAT16 for t in floats) and not any(
+        t == onnx.TensorProto.FLOAT for t in floats
+    ):
+        return "fp16"
+    declared = get_metadata(model).get("precision")
+    return declared if declared in ("fp16", "int8") else "fp32"

@@ -30,11 +30,11 @@ from typing import Any
 import numpy as np
 import onnx
 
-from deploy_ran.artifacts import ArtifactInfo, get_metadata, load_onnx, set_metadata
-from deploy_ran.errors import DeployRanError, ExportError, OnnxFileError, ParityError
+from deploy_ran.artifacts import ArtifactInfo, get_metadata, load_onnx, precision_of, set_metadata
+from deploy_ran.errors import DeployRanError, OnnxFileError, ParityError
 from deploy_ran.fileio import atomic_path, check_writable, sha256_file
 from deploy_ran.metrics import compare
-from exporters.graph_checks import GraphReport, check_graph
+from exporters.graph_checks import GraphReport, require_valid_graph
 
 #: Op types kept in FP32 by default, and why. Reductions and norms are where FP16 fails on these
 #: networks: a sum of squares over 1024 channels passes FP16's 65504 long before any single value
@@ -51,8 +51,6 @@ DEFAULT_KEEP_FP32: dict[str, str] = {
 
 #: Relative L2 limit of FP16 outputs against the FP32 reference; beyond it nothing is written.
 FP16_REL_L2 = 1e-2
-
-_QDQ_OPS = {"QuantizeLinear", "DequantizeLinear", "DynamicQuantizeLinear"}
 
 
 @dataclass
@@ -87,23 +85,6 @@ class Fp16Result:
     checks: list[Fp16Check] = field(default_factory=list)
     size_bytes: int = 0
     source_size_bytes: int = 0
-
-
-def precision_of(model: onnx.ModelProto) -> str:
-    """The precision an ONNX file is in: ``int8`` (Q/DQ nodes), ``fp16`` or ``fp32``.
-
-    The graph decides, not only the metadata, so a foreign file is classified correctly.
-    """
-    ops = {n.op_type for n in model.graph.node}
-    if ops & _QDQ_OPS:
-        return "int8"
-    floats = [i.data_type for i in model.graph.initializer]
-    if any(t == onnx.TensorProto.FLOAT16 for t in floats) and not any(
-        t == onnx.TensorProto.FLOAT for t in floats
-    ):
-        return "fp16"
-    declared = get_metadata(model).get("precision")
-    return declared if declared in ("fp16", "int8") else "fp32"
 
 
 def require_fp32(model: onnx.ModelProto, path: str | Path, purpose: str) -> None:
@@ -271,17 +252,12 @@ def convert_to_fp16(
     set_metadata(fp16, info.to_props())
 
     say("checking the FP16 graph")
-    report = check_graph(fp16, static_batch=static_batch)
-    if not report.ok:
-        raise ExportError(
-            "The FP16 graph breaks the toolkit's static-graph rules:\n- "
-            + "\n- ".join(report.problems),
-            hint="Nothing was written. Please report the model and options.",
-        )
-    try:
-        onnx.checker.check_model(fp16, full_check=True)
-    except Exception as exc:
-        raise ExportError(f"onnx.checker rejected the FP16 graph: {exc}") from exc
+    report = require_valid_graph(
+        fp16,
+        static_batch,
+        "the FP16 graph",
+        hint="Nothing was written. Please report the model and options.",
+    )
 
     output_names = [o.name for o in fp16.graph.output]
     checks: list[Fp16Check] = []

@@ -227,3 +227,27 @@ def check_graph(model: onnx.ModelProto, static_batch: bool) -> GraphReport:
         op_histogram=ops,
         problems=problems,
     )
+
+
+def require_valid_graph(
+    model: onnx.ModelProto, static_batch: bool, what: str, hint: str
+) -> GraphReport:
+    """The static-graph checks and ``onnx.checker``'s full check, or :class:`ExportError`.
+
+    Every file the toolkit writes (FP32, FP16, INT8 Q/DQ) goes through this before it is renamed
+    into place; ``what`` names the graph in the error ("the FP16 graph").
+    """
+    from deploy_ran.errors import ExportError
+
+    report = check_graph(model, static_batch=static_batch)
+    if not report.ok:
+        raise ExportError(
+            f"{what[0].upper()}{what[1:]} breaks the toolkit's static-graph rules:\n- "
+            + "\n- ".join(report.problems),
+            hint=hint,
+        )
+    try:
+        onnx.checker.check_model(model, full_check=True)
+    except Exception as exc:
+        raise ExportError(f"onnx.checker rejected {what}: {exc}", hint=hint) from exc
+    return report

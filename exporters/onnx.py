@@ -31,7 +31,7 @@ from deploy_ran.errors import DeployRanError, ExportError, ParityError
 from deploy_ran.fileio import atomic_path, check_writable, sha256_file
 from deploy_ran.metrics import compare
 from deploy_ran.models import create_model, get_spec
-from exporters.graph_checks import GraphReport, check_graph
+from exporters.graph_checks import GraphReport, require_valid_graph
 
 DEFAULT_OPSET = 18  # the lowest opset PyTorch's torch.export-based exporter emits
 MIN_OPSET = 18
@@ -326,17 +326,12 @@ def export_onnx(
     set_metadata(proto, info.to_props())
 
     say("checking the graph")
-    report = check_graph(proto, static_batch=static_batch)
-    if not report.ok:
-        raise ExportError(
-            f"The exported graph of {name} breaks the toolkit's static-graph rules:\n- "
-            + "\n- ".join(report.problems),
-            hint="This is a bug in the model definition or exporter; please report it.",
-        )
-    try:
-        onnx.checker.check_model(proto, full_check=True)
-    except Exception as exc:
-        raise ExportError(f"onnx.checker rejected the exported graph: {exc}") from exc
+    report = require_valid_graph(
+        proto,
+        static_batch,
+        f"the exported graph of {name}",
+        hint="This is a bug in the model definition or exporter; please report it.",
+    )
 
     model_bytes = proto.SerializeToString()
     parity: list[ParityCheck] = []

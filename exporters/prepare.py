@@ -15,11 +15,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from deploy_ran.artifacts import load_onnx
+from deploy_ran.artifacts import load_onnx, precision_of
 from deploy_ran.errors import DeployRanError
 from deploy_ran.fileio import check_writable
 from deploy_ran.models import is_model_name
-from exporters.tensorrt import onnx_precision
 
 PRECISIONS = ("fp32", "fp16", "int8")
 
@@ -34,11 +33,9 @@ class PreparedOnnx:
     results: dict[str, Any] = field(default_factory=dict)  # "export", "fp16", "int8" results
 
 
-def _precision_of_file(path: Path) -> str:
-    from deploy_ran.artifacts import ArtifactInfo, get_metadata
-
-    model = load_onnx(path, load_weights=False)
-    return onnx_precision(model, ArtifactInfo.from_props(get_metadata(model)))
+def precision_of_file(path: str | Path) -> str:
+    """Precision of the ONNX file at ``path`` (fp32, fp16 or int8)."""
+    return precision_of(load_onnx(path, load_weights=False))
 
 
 def check_calibration_source(data: str | None) -> None:
@@ -116,7 +113,7 @@ def prepare_onnx(
                 "already fixes its weights and size.",
                 hint="Pass a model name to export it with those, or drop them.",
             )
-        have = _precision_of_file(path)
+        have = precision_of_file(path)
         prepared = PreparedOnnx(path, have, [f"using {path} ({have.upper()})"])
     if prepared.precision == precision:
         return prepared

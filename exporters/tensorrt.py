@@ -22,7 +22,7 @@ from typing import Any
 import onnx
 
 import deploy_ran
-from deploy_ran.artifacts import ArtifactInfo, get_metadata, load_onnx
+from deploy_ran.artifacts import ArtifactInfo, get_metadata, load_onnx, precision_of
 from deploy_ran.errors import DeployRanError
 from deploy_ran.fileio import atomic_path, check_writable, sha256_file
 from deploy_ran.trt_compat import (
@@ -76,18 +76,6 @@ def default_plan_path(onnx_path: str | Path) -> Path:
     """``ran92.int8.onnx`` → ``ran92.int8.plan``."""
     path = Path(onnx_path)
     return path.with_suffix(".plan")
-
-
-def onnx_precision(model: onnx.ModelProto, info: ArtifactInfo) -> str:
-    """Precision of an ONNX file: from the toolkit's metadata, else from what the graph holds."""
-    if info.model is not None and info.precision:
-        return info.precision
-    ops = {n.op_type for n in model.graph.node}
-    if "QuantizeLinear" in ops or "DequantizeLinear" in ops:
-        return "int8"
-    if any(init.data_type == onnx.TensorProto.FLOAT16 for init in model.graph.initializer):
-        return "fp16"
-    return "fp32"
 
 
 @dataclass(frozen=True)
@@ -207,7 +195,7 @@ def build_engine(
     info = ArtifactInfo.from_props(get_metadata(graph))
     inp = onnx_input(graph)
     profile_shapes = check_profile(inp, options)
-    precision = onnx_precision(graph, info)
+    precision = precision_of(graph)
     check_writable(plan_path)
     check_writable(sidecar_path(plan_path))
 

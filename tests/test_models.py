@@ -105,7 +105,7 @@ def test_nal_is_mask_times_trunk():
     with torch.no_grad():
         pre = module.pre(x)
         trunk = module.trunk(pre)
-        out, mask = module.forward_with_mask(x)
+        out, mask = module(x)
         assert torch.allclose(out, module.post(mask * trunk), atol=1e-5)
 
 

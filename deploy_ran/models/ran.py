@@ -172,16 +172,17 @@ class AttentionModule(nn.Module):
         self.mask_head = MaskHead(channels)
         self.post = nn.Sequential(*[make_unit() for _ in range(cfg.p)])
 
-    def forward_with_mask(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Return the module's output and its soft mask M (N×C×H×W)."""
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Return the module's output and its soft mask M (N×C×H×W).
+
+        Both come out of the module call, so forward hooks on an attention module see the mask
+        and the exporter attributes the mask's ops to the module.
+        """
         x = self.pre(x)
         trunk = self.trunk(x)
         mask = attention_activation(self.mask_head(self.mask(x, trunk)), self.attention)
         fused = (1 + mask) * trunk if self.attention_residual else mask * trunk
         return self.post(fused), mask
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.forward_with_mask(x)[0]
 
 
 class RANStage(nn.Module):
@@ -300,7 +301,7 @@ class ResidualAttentionNet(nn.Module):
         for stage in self.stages:
             x = stage.transition(x)
             for module in stage.attention:
-                x, mask = module.forward_with_mask(x)
+                x, mask = module(x)
                 if self.return_attention:
                     masks.append(mask.mean(dim=1, keepdim=True))
         x = self.final(x)

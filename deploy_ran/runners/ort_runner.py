@@ -21,9 +21,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import onnx
 
-from deploy_ran.artifacts import ArtifactInfo, get_metadata, load_onnx
+from deploy_ran.artifacts import ArtifactInfo, get_metadata, load_onnx, precision_of
 from deploy_ran.runners.base import BackendUnavailableError, BaseRunner, RunnerError, TensorSpec
 
 PROVIDER_NAMES = {
@@ -96,18 +95,6 @@ def resolve_providers(
     return full
 
 
-def _precision_of(model: onnx.ModelProto, info: ArtifactInfo, has_metadata: bool) -> str:
-    """The artifact's precision: its metadata, else what the graph holds (Q/DQ → int8)."""
-    if has_metadata and "precision" in get_metadata(model):
-        return info.precision
-    ops = {n.op_type for n in model.graph.node}
-    if {"QuantizeLinear", "DequantizeLinear"} & ops:
-        return "int8"
-    if any(i.data_type == onnx.TensorProto.FLOAT16 for i in model.graph.initializer):
-        return "fp16"
-    return "fp32"
-
-
 class OrtRunner(BaseRunner):
     """Run an ONNX file in ONNX Runtime."""
 
@@ -134,7 +121,7 @@ class OrtRunner(BaseRunner):
         proto = load_onnx(path)  # clear errors for missing/corrupt files
         props = get_metadata(proto)
         info = ArtifactInfo.from_props(props)
-        precision = _precision_of(proto, info, bool(props))
+        precision = precision_of(proto)
         full = resolve_providers(providers, device)
         on_gpu = full[0] in GPU_PROVIDERS
         if ":" in device:

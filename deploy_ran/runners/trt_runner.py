@@ -69,7 +69,7 @@ class TrtRunner(BaseRunner):
             trt = import_tensorrt()
         except TensorRTUnavailable as exc:
             raise BackendUnavailableError(
-                f"Cannot run engine {path}: {exc.message}", hint=exc.hint
+                f"Cannot run TensorRT engine {path}: {exc.message}", hint=exc.hint
             ) from None
         if _host_buffers:
             torch_device = torch.device("cpu")
@@ -77,7 +77,7 @@ class TrtRunner(BaseRunner):
         else:
             if not torch.cuda.is_available():
                 raise BackendUnavailableError(
-                    f"Cannot run engine {path}: PyTorch sees no CUDA device.",
+                    f"Cannot run TensorRT engine {path}: PyTorch sees no CUDA device.",
                     hint="TensorRT engines run on NVIDIA GPUs; install a CUDA build of PyTorch there.",
                 )
             device = "cuda" if device in ("cpu", "") else device  # an engine only runs on a GPU
