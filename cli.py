@@ -486,7 +486,9 @@ def calibrate_cmd(
     percentile: Annotated[float, typer.Option(help="Percentile for --method percentile.")] = 99.99,
     bins: Annotated[
         Optional[int],
-        typer.Option(help="Histogram bins (entropy 512, percentile 2048; TensorRT used 2048)."),
+        typer.Option(
+            help="Histogram bins over |x| (default 2048, as TensorRT's entropy calibrator)."
+        ),
     ] = None,
     num_images: Annotated[int, typer.Option(help="Calibration images (seeded subset).")] = 512,
     batch: Annotated[int, typer.Option(help="Images per ONNX Runtime run.")] = 8,

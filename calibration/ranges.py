@@ -1,8 +1,9 @@
 """Activation ranges from calibration data, with ONNX Runtime's calibrators, and their cache.
 
 The measuring is ONNX Runtime's (``onnxruntime.quantization.calibrate``): ``MinMaxCalibrater``,
-``EntropyCalibrater`` (the KL-divergence threshold search TensorRT's legacy calibrator used) and
-``PercentileCalibrater``. This module only drives them: it picks the tensors (every activation any
+``PercentileCalibrater`` and the histogram collection behind them. For ``entropy`` the histograms
+of ``|x|`` come from ONNX Runtime and the threshold search is TensorRT's
+(:mod:`calibration.entropy`, which says why). This module only drives them: it picks the tensors (every activation any
 Q/DQ placement may need, so one run serves every ``--exclude`` choice), feeds the data one batch
 at a time (histograms are merged as they come, so memory stays flat), reports progress, and runs
 the per-tensor threshold search with a progress callback instead of one silent call.
@@ -28,22 +29,18 @@ from typing import Any
 
 import numpy as np
 
+from calibration.entropy import QUANTIZED_BINS, entropy_threshold
 from deploy_ran.errors import DeployRanError
 from deploy_ran.fileio import atomic_write_text
 
 METHODS = ("entropy", "minmax", "percentile")
-#: The default method. Percentile (99.99) rather than entropy: on the digits accuracy check
-#: (``examples/digits.py``) ONNX Runtime's KL-divergence thresholds clip the rare, large ReLU
-#: activations that carry the signal and cost 3–4 points of accuracy, where percentile and min-max
-#: cost 0.2; percentile's histograms are also about twice as fast to collect.
+#: The default method: percentile 99.99, the measured best on the digits accuracy check
+#: (``examples/digits.py``, numbers in the README) and robust to a few outlier images.
 DEFAULT_METHOD = "percentile"
 DEFAULT_PERCENTILE = 99.99
-#: Histogram bins. TensorRT's legacy entropy calibrator used 2048; ONNX Runtime's threshold search
-#: is a Python loop whose cost grows with the square of the bin count, and 512 bins (with 128
-#: quantized bins, as TensorRT) keep a ran92 calibration in minutes on a laptop CPU. Pass
-#: ``bins=2048`` to match TensorRT exactly.
-DEFAULT_BINS = {"entropy": 512, "percentile": 2048}
-NUM_QUANTIZED_BINS = 128
+#: Histogram bins over ``|x|``: 2048, as TensorRT's entropy calibrator.
+DEFAULT_BINS = {"entropy": 2048, "percentile": 2048}
+NUM_QUANTIZED_BINS = QUANTIZED_BINS
 CACHE_VERSION = 1
 
 Progress = Callable[[str, int, int], None]  # (phase, done, total)
@@ -92,6 +89,7 @@ class MethodConfig:
             out["percentile"] = self.percentile
         if self.method == "entropy":
             out["quantized_bins"] = NUM_QUANTIZED_BINS
+            out["search"] = "tensorrt-kl-abs"  # caches of ONNX Runtime's search are stale
         return out
 
     def label(self) -> str:
@@ -187,23 +185,13 @@ def check_cache(path: Path, key: str, parts: dict[str, Any], needed: Sequence[st
 
 def _ort_calibrator(method: MethodConfig, model_path: Path, tensors: Sequence[str], tmp: Path):
     """An ONNX Runtime calibrator that measures exactly ``tensors``."""
-    from onnxruntime.quantization.calibrate import (
-        EntropyCalibrater,
-        MinMaxCalibrater,
-        PercentileCalibrater,
-    )
+    from onnxruntime.quantization.calibrate import MinMaxCalibrater, PercentileCalibrater
 
     wanted = set(tensors)
     base, kwargs = {
         "minmax": (MinMaxCalibrater, {"symmetric": False}),
-        "entropy": (
-            EntropyCalibrater,
-            {
-                "symmetric": False,
-                "num_bins": method.num_bins,
-                "num_quantized_bins": NUM_QUANTIZED_BINS,
-            },
-        ),
+        # Percentile's collector histograms |x|, which is what TensorRT's entropy search reads.
+        "entropy": (PercentileCalibrater, {"symmetric": True, "num_bins": method.num_bins}),
         "percentile": (
             PercentileCalibrater,
             {"symmetric": True, "num_bins": method.num_bins, "percentile": method.percentile},
@@ -282,11 +270,11 @@ def compute_ranges(
             say("collect", done, total)
         timings["collect"] = time.perf_counter() - started
         if method.method == "entropy":
-            collector = calibrator.collector
-            histograms = collector.histogram_dict
+            histograms = calibrator.collector.histogram_dict
             result = {}
-            for k, (name, histogram) in enumerate(histograms.items()):
-                result[name] = collector.get_entropy_threshold(histogram, NUM_QUANTIZED_BINS)[:2]
+            for k, (name, (hist, edges, *_)) in enumerate(histograms.items()):
+                amax = entropy_threshold(hist, edges, quantized_bins=NUM_QUANTIZED_BINS)
+                result[name] = (-amax, amax)
                 say("thresholds", k + 1, len(histograms))
         else:
             data = calibrator.compute_data()

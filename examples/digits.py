@@ -40,6 +40,10 @@ DEFAULT_MODEL = "ran56_cifar"
 DEFAULT_SIZE = 32
 RECIPE_VERSION = 1
 METHODS = ("percentile", "minmax", "entropy")
+#: Methods also evaluated with ``--exclude auto``: entropy clips the first unit's input (see the
+#: README), and the sensitivity search finds that group and keeps it in FP32.
+AUTO_EXCLUDE_METHODS = ("entropy",)
+AUTO_TARGET_AGREEMENT = 0.99
 
 
 @dataclass(frozen=True)
@@ -236,6 +240,7 @@ class PrecisionRow:
     accuracy: float
     agreement: float  # top-1 agreement with FP32
     seconds: float = 0.0
+    kept_fp32: list[str] = field(default_factory=list)  # groups --exclude auto kept in FP32
 
 
 def _predict(path: str | Path, x: np.ndarray, batch: int = 256) -> np.ndarray:
@@ -254,10 +259,16 @@ def evaluate_precisions(
     methods: Sequence[str] = METHODS,
     num_images: int = 512,
     calibration_key: str = "x_train",
+    auto_exclude: Sequence[str] = AUTO_EXCLUDE_METHODS,
     progress: Callable[[str], None] | None = None,
 ) -> list[PrecisionRow]:
-    """Export FP32, convert to FP16, calibrate INT8 per method; test accuracy and agreement."""
-    from calibration.quantize import quantize_int8
+    """Export FP32, convert to FP16, calibrate INT8 per method; test accuracy and agreement.
+
+    Each method in ``auto_exclude`` gets a second INT8 row, ``"INT8 <method> + exclude auto"``:
+    calibrated the same way, with the most sensitive groups kept in FP32 until top-1 agreement
+    with FP32 on calibration images reaches ``AUTO_TARGET_AGREEMENT`` (``--exclude auto``).
+    """
+    from calibration.quantize import cache_path_for, quantize_int8
     from exporters.fp16 import convert_to_fp16
     from exporters.onnx import export_onnx
 
@@ -286,11 +297,10 @@ def evaluate_precisions(
         )
     )
 
-    def row(label: str, path: Path, seconds: float) -> PrecisionRow:
+    def row(label: str, path: Path, seconds: float, kept: Sequence[str] = ()) -> PrecisionRow:
         pred = _predict(path, x_test).argmax(1)
-        return PrecisionRow(
-            label, str(path), float((pred == y_test).mean()), float((pred == ref).mean()), seconds
-        )
+        accuracy, agree = float((pred == y_test).mean()), float((pred == ref).mean())
+        return PrecisionRow(label, str(path), accuracy, agree, seconds, list(kept))
 
     say("convert FP16")
     t = time.perf_counter()
@@ -308,6 +318,24 @@ def evaluate_precisions(
             eval_images=64,
         )
         rows.append(row(f"INT8 {method}", result.path, time.perf_counter() - t))
+    for method in auto_exclude:
+        say(f"calibrate INT8 ({method}, --exclude auto)")
+        t = time.perf_counter()
+        result = quantize_int8(
+            fp32.path,
+            workdir / f"digits.int8-{method}-auto.onnx",
+            data=f"{npz_path}:{calibration_key}",
+            method=method,
+            num_images=num_images,
+            exclude=["auto"],
+            target_agreement=AUTO_TARGET_AGREEMENT,
+            # The ranges do not depend on what is excluded: reuse the plain run's cache.
+            cache_path=cache_path_for(workdir / f"digits.int8-{method}.onnx"),
+            eval_images=200,
+        )
+        kept = result.sensitivity.excluded if result.sensitivity is not None else []
+        label = f"INT8 {method} + exclude auto"
+        rows.append(row(label, result.path, time.perf_counter() - t, kept))
     return rows
 
 
@@ -398,8 +426,9 @@ def evaluate_cmd(
         print(json.dumps([asdict(r) for r in rows], indent=2))
         return
     table = Table(title=f"{model} on digits (test split, ONNX Runtime CPU)", title_justify="left")
-    for col in ("precision", "accuracy", "Δ vs FP32 (points)", "top-1 agreement with FP32"):
-        table.add_column(col, justify="right" if col != "precision" else "left")
+    columns = ("precision", "accuracy", "Δ vs FP32 (points)", "top-1 agreement with FP32")
+    for col in (*columns, "kept in FP32"):
+        table.add_column(col, justify="left" if col in ("precision", "kept in FP32") else "right")
     base = rows[0].accuracy
     for r in rows:
         table.add_row(
@@ -407,6 +436,7 @@ def evaluate_cmd(
             f"{r.accuracy:.2%}",
             f"{(r.accuracy - base) * 100:+.2f}",
             f"{r.agreement:.2%}",
+            ", ".join(r.kept_fp32) or ("nothing" if r.precision.endswith("auto") else ""),
         )
     console.print(table)
 
