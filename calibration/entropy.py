@@ -55,6 +55,7 @@ def kl_divergences(
     start = min(start_bin, n)
     tail = np.concatenate([np.cumsum(counts[::-1])[::-1], [0.0]])  # tail[i] = sum(counts[i:])
     nonzero = counts > 0
+    nonzero_count = nonzero.astype(np.float64)
     out = np.full(n - start + 1, np.inf)
     for k, i in enumerate(range(start, n + 1)):
         p = counts[:i].copy()
@@ -65,7 +66,7 @@ def kl_divergences(
         levels = min(quantized_bins, i)
         bounds = np.ceil(np.arange(levels) * (i / levels)).astype(np.int64)
         level_sum = np.add.reduceat(counts[:i], bounds)
-        level_nonzero = np.add.reduceat(nonzero[:i].astype(np.float64), bounds)
+        level_nonzero = np.add.reduceat(nonzero_count[:i], bounds)
         per_bin = np.divide(
             level_sum, level_nonzero, out=np.zeros_like(level_sum), where=level_nonzero > 0
         )

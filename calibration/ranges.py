@@ -40,7 +40,6 @@ DEFAULT_METHOD = "percentile"
 DEFAULT_PERCENTILE = 99.99
 #: Histogram bins over ``|x|``: 2048, as TensorRT's entropy calibrator.
 DEFAULT_BINS = {"entropy": 2048, "percentile": 2048}
-NUM_QUANTIZED_BINS = QUANTIZED_BINS
 CACHE_VERSION = 1
 
 Progress = Callable[[str, int, int], None]  # (phase, done, total)
@@ -69,9 +68,9 @@ class MethodConfig:
                 f"--percentile must be in (50, 100], got {self.percentile}.",
                 hint="Typical values are 99.9 to 99.999.",
             )
-        if self.bins is not None and self.bins < 2 * NUM_QUANTIZED_BINS:
+        if self.bins is not None and self.bins < 2 * QUANTIZED_BINS:
             raise CalibrationError(
-                f"--bins must be at least {2 * NUM_QUANTIZED_BINS}, got {self.bins}."
+                f"--bins must be at least {2 * QUANTIZED_BINS}, got {self.bins}."
             )
 
     @property
@@ -88,7 +87,7 @@ class MethodConfig:
         if self.method == "percentile":
             out["percentile"] = self.percentile
         if self.method == "entropy":
-            out["quantized_bins"] = NUM_QUANTIZED_BINS
+            out["quantized_bins"] = QUANTIZED_BINS
             out["search"] = "tensorrt-kl-abs"  # caches of ONNX Runtime's search are stale
         return out
 
@@ -273,7 +272,7 @@ def compute_ranges(
             histograms = calibrator.collector.histogram_dict
             result = {}
             for k, (name, (hist, edges, *_)) in enumerate(histograms.items()):
-                amax = entropy_threshold(hist, edges, quantized_bins=NUM_QUANTIZED_BINS)
+                amax = entropy_threshold(hist, edges)
                 result[name] = (-amax, amax)
                 say("thresholds", k + 1, len(histograms))
         else:

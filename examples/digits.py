@@ -306,35 +306,24 @@ def evaluate_precisions(
     t = time.perf_counter()
     fp16 = convert_to_fp16(fp32.path, workdir / "digits.fp16.onnx")
     rows.append(row("FP16", fp16.path, time.perf_counter() - t))
-    for method in methods:
-        say(f"calibrate INT8 ({method})")
+    variants = [(m, False) for m in methods] + [(m, True) for m in auto_exclude]
+    for method, auto in variants:
+        label = f"INT8 {method} + exclude auto" if auto else f"INT8 {method}"
+        say(f"calibrate {label}")
         t = time.perf_counter()
         result = quantize_int8(
             fp32.path,
-            workdir / f"digits.int8-{method}.onnx",
+            workdir / f"digits.int8-{method}{'-auto' if auto else ''}.onnx",
             data=f"{npz_path}:{calibration_key}",
             method=method,
             num_images=num_images,
-            eval_images=64,
-        )
-        rows.append(row(f"INT8 {method}", result.path, time.perf_counter() - t))
-    for method in auto_exclude:
-        say(f"calibrate INT8 ({method}, --exclude auto)")
-        t = time.perf_counter()
-        result = quantize_int8(
-            fp32.path,
-            workdir / f"digits.int8-{method}-auto.onnx",
-            data=f"{npz_path}:{calibration_key}",
-            method=method,
-            num_images=num_images,
-            exclude=["auto"],
-            target_agreement=AUTO_TARGET_AGREEMENT,
-            # The ranges do not depend on what is excluded: reuse the plain run's cache.
+            exclude=["auto"] if auto else (),
+            target_agreement=AUTO_TARGET_AGREEMENT if auto else None,
+            # The ranges do not depend on what is excluded: both variants share one cache.
             cache_path=cache_path_for(workdir / f"digits.int8-{method}.onnx"),
-            eval_images=200,
+            eval_images=200 if auto else 64,
         )
-        kept = result.sensitivity.excluded if result.sensitivity is not None else []
-        label = f"INT8 {method} + exclude auto"
+        kept = result.sensitivity.excluded if auto and result.sensitivity is not None else []
         rows.append(row(label, result.path, time.perf_counter() - t, kept))
     return rows
 
