@@ -49,7 +49,13 @@ from calibration.ranges import (
 from calibration.sensitivity import SensitivityReport, analyze_sensitivity
 from deploy_ran.artifacts import ArtifactInfo, get_metadata, load_onnx, set_metadata
 from deploy_ran.errors import DeployRanError, ExportError
-from deploy_ran.fileio import atomic_write_bytes, atomic_write_text, check_writable, sha256_file
+from deploy_ran.fileio import (
+    atomic_write_bytes,
+    atomic_write_text,
+    check_writable,
+    derived_output,
+    sha256_file,
+)
 from exporters.fp16 import require_fp32
 from exporters.graph_checks import require_valid_graph
 
@@ -225,13 +231,7 @@ def quantize_int8(
         raise DeployRanError(f"--eval-images must be at least 1, got {eval_images}.")
 
     source = Path(onnx_path)
-    output = Path(output) if output is not None else default_int8_path(source)
-    if output.resolve() == source.resolve():
-        raise DeployRanError(
-            f"The INT8 output {output} would overwrite its FP32 source.",
-            hint="Choose another --output (default: <name>.int8.onnx).",
-        )
-    check_writable(output)
+    output = derived_output(source, output, default_int8_path(source), "INT8")
     cache = (Path(cache_path) if cache_path else cache_path_for(output)) if use_cache else None
     if cache is not None:
         check_writable(cache)

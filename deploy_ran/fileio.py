@@ -17,6 +17,23 @@ from pathlib import Path
 from deploy_ran.errors import DeployRanError
 
 
+def derived_output(
+    source: Path, output: str | os.PathLike[str] | None, default: Path, what: str
+) -> Path:
+    """The output path of a conversion of ``source`` (``default`` when none is given), checked.
+
+    A conversion must never replace the file it reads, and must fail before any long work when
+    it could not write its result.
+    """
+    path = Path(output) if output is not None else default
+    if path.resolve() == source.resolve():
+        raise DeployRanError(
+            f"The {what} output {path} would overwrite its FP32 source.",
+            hint=f"Choose another --output (default: {default.name}).",
+        )
+    return check_writable(path)
+
+
 def check_writable(path: str | os.PathLike[str]) -> Path:
     """Fail early, before any long work, when ``path`` cannot be written."""
     path = Path(path)

@@ -32,7 +32,7 @@ import onnx
 
 from deploy_ran.artifacts import ArtifactInfo, get_metadata, load_onnx, precision_of, set_metadata
 from deploy_ran.errors import DeployRanError, OnnxFileError, ParityError
-from deploy_ran.fileio import atomic_path, check_writable, sha256_file
+from deploy_ran.fileio import atomic_path, check_writable, derived_output, sha256_file
 from deploy_ran.metrics import compare
 from exporters.graph_checks import GraphReport, require_valid_graph
 
@@ -212,13 +212,7 @@ def convert_to_fp16(
     say = progress or (lambda _msg: None)
     started = time.perf_counter()
     source = Path(onnx_path)
-    output = Path(output) if output is not None else default_fp16_path(source)
-    if output.resolve() == source.resolve():
-        raise DeployRanError(
-            f"The FP16 output {output} would overwrite its FP32 source.",
-            hint="Choose another --output (default: <name>.fp16.onnx).",
-        )
-    check_writable(output)
+    output = derived_output(source, output, default_fp16_path(source), "FP16")
     model = load_onnx(source)
     require_fp32(model, source, "FP16 conversion")
     ops = list(DEFAULT_KEEP_FP32 if keep_fp32 is None else keep_fp32)
