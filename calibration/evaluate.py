@@ -1,44 +1,35 @@
-"""Run an ONNX model (FP32 or Q/DQ) in ONNX Runtime on the CPU and compare it with FP32.
+"""Compare a Q/DQ (or partly quantized) ONNX model with FP32 on the calibration's held-out images.
 
-The comparisons behind the INT8 check, the sensitivity table and ``--exclude auto`` all come from
-here, measured with :func:`deploy_ran.metrics.compare` so the numbers mean what they mean
-everywhere else in the toolkit.
+Calibration sits below the runners, so it does not run models itself: the caller hands it a
+:data:`RunModel` (``deploy_ran.checks.RunnerChecks.run_model`` runs an ``OrtRunner``), and the
+numbers come from the one comparator core, :func:`deploy_ran.comparison.compare_outputs`, so they
+mean what they mean everywhere else in the toolkit.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass
 
 import numpy as np
 import onnx
 
-from deploy_ran.metrics import compare
+from deploy_ran.comparison import compare_outputs, criteria_for
+from deploy_ran.errors import DeployRanError
+
+#: Runs a model (in-memory graph or file) on N samples in batches; returns every output by name.
+RunModel = Callable[[onnx.ModelProto, np.ndarray, int], Mapping[str, np.ndarray]]
 
 
-def ort_session(model: onnx.ModelProto | bytes | str):
-    """A CPU InferenceSession from a proto, serialized bytes or a path."""
-    import onnxruntime as ort
-
-    if isinstance(model, onnx.ModelProto):
-        model = model.SerializeToString()
-    opts = ort.SessionOptions()
-    opts.log_severity_level = 3
-    return ort.InferenceSession(model, opts, providers=["CPUExecutionProvider"])
-
-
-def run_batches(session, images: np.ndarray, batch: int) -> list[np.ndarray]:
-    """All outputs of ``session`` over ``images``, batch by batch, concatenated."""
-    name = session.get_inputs()[0].name
-    fixed = session.get_inputs()[0].shape[0]
-    if isinstance(fixed, int) and fixed > 0:
-        batch = fixed
-    outputs: list[list[np.ndarray]] = []
-    for start in range(0, len(images), batch):
-        chunk = images[start : start + batch]
-        if len(chunk) < batch and isinstance(fixed, int) and fixed > 0:
-            break  # a static-batch model cannot take the remainder
-        outputs.append(session.run(None, {name: np.ascontiguousarray(chunk)}))
-    return [np.concatenate(parts) for parts in zip(*outputs)]
+def require_runner(run_model: RunModel | None, what: str) -> RunModel:
+    """``run_model``, or a clear error naming the parameter when a step needs it and it is absent."""
+    if run_model is None:
+        raise DeployRanError(
+            f"{what} runs the model, but no run_model was given.",
+            hint="Pass run_model=RunnerChecks().run_model (deploy_ran.checks), or "
+            "checks=RunnerChecks() to deploy_ran.convert.convert.",
+        )
+    return run_model
 
 
 @dataclass
@@ -57,12 +48,14 @@ class OutputAgreement:
 
 
 def agreement(
-    names: list[str], reference: list[np.ndarray], candidate: list[np.ndarray]
+    reference: Mapping[str, np.ndarray], candidate: Mapping[str, np.ndarray]
 ) -> list[OutputAgreement]:
-    """Per-output agreement; top-1 only for the class logits."""
-    rows = []
-    for name, ref, out in zip(names, reference, candidate):
-        finite = bool(np.isfinite(out).all())
-        a = compare(ref, np.nan_to_num(out), classification=True)
-        rows.append(OutputAgreement(name, a.rel_l2, a.cosine, a.max_abs, a.top1, finite))
-    return rows
+    """Per-output agreement (INT8 criteria); top-1 only for the class logits."""
+    result = compare_outputs(reference, candidate, criteria_for("int8"), show_worst=0)
+    return [
+        OutputAgreement(
+            o.name, o.agreement.rel_l2, o.agreement.cosine, o.agreement.max_abs, o.agreement.top1,
+            o.finite,
+        )
+        for o in result.outputs
+    ]

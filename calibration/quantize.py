@@ -36,7 +36,7 @@ from calibration.data import (
     CalibrationData,
     plan_calibration_data,
 )
-from calibration.evaluate import OutputAgreement, agreement, ort_session, run_batches
+from calibration.evaluate import OutputAgreement, RunModel, agreement, require_runner
 from calibration.placement import GraphIndex, QuantPlan, calibration_tensors, plan_quantization
 from calibration.qdq import build_qdq_model, count_qdq
 from calibration.ranges import (
@@ -203,6 +203,7 @@ def quantize_int8(
     eval_images: int = DEFAULT_EVAL_IMAGES,
     use_cache: bool = True,
     cache_path: str | Path | None = None,
+    run_model: RunModel | None = None,
     progress: Progress | None = None,
 ) -> QuantizeResult:
     """Quantize the FP32 ONNX file at ``onnx_path`` to an INT8 Q/DQ file (default ``*.int8.onnx``).
@@ -211,7 +212,10 @@ def quantize_int8(
     (``file.npz:key``), ``"synthetic"``, or ``None`` for the built-in sample. ``exclude``: shell
     patterns over node and group names kept in FP32, or ``"auto"`` to keep the most sensitive
     groups in FP32 until top-1 agreement with FP32 reaches ``target_agreement`` (default 0.99).
-    ``sensitivity``: also measure each group quantized alone. Nothing is written on failure.
+    ``sensitivity``: also measure each group quantized alone. ``run_model`` runs the FP32 and
+    Q/DQ graphs for the comparison with FP32, the sensitivity table and ``"auto"`` (calibration sits
+    below the runners: ``deploy_ran.checks.RunnerChecks().run_model``); without it the file is
+    written unchecked and ``sensitivity``/``"auto"`` are refused. Nothing is written on failure.
     """
     say = progress or (lambda _p, _d, _t: None)
     timings: dict[str, float] = {}
@@ -220,15 +224,17 @@ def quantize_int8(
     patterns, auto = _split_exclude(exclude)
     if target_agreement is not None and not 0.0 < target_agreement <= 1.0:
         raise DeployRanError(
-            f"--target-agreement must be in (0, 1], got {target_agreement}.",
+            f"target_agreement must be in (0, 1], got {target_agreement}.",
             hint="E.g. 0.99 for 99 % top-1 agreement with FP32.",
         )
     if auto and target_agreement is None:
         target_agreement = DEFAULT_TARGET_AGREEMENT
     if batch < 1:
-        raise DeployRanError(f"--batch must be at least 1, got {batch}.", hint="Use --batch 8.")
+        raise DeployRanError(f"batch must be at least 1, got {batch}.", hint="E.g. 8.")
     if eval_images < 1:
-        raise DeployRanError(f"--eval-images must be at least 1, got {eval_images}.")
+        raise DeployRanError(f"eval_images must be at least 1, got {eval_images}.")
+    if sensitivity or auto:
+        require_runner(run_model, "The sensitivity analysis" if sensitivity else 'exclude="auto"')
 
     source = Path(onnx_path)
     output = derived_output(source, output, default_int8_path(source), "INT8")
@@ -328,7 +334,7 @@ def quantize_int8(
         if ranges.num_images < RECOMMENDED_MIN_IMAGES:
             warnings.append(
                 f"The cached ranges were calibrated on {ranges.num_images} images; NVIDIA "
-                f"recommends at least {RECOMMENDED_MIN_IMAGES} for INT8 (--num-images)."
+                f"recommends at least {RECOMMENDED_MIN_IMAGES} for INT8 (num_images)."
             )
     if static_batch:
         eval_set = eval_set[: (len(eval_set) // batch) * batch]
@@ -347,6 +353,7 @@ def quantize_int8(
             include_attention=include_attention,
             exclude=patterns,
             target_agreement=target_agreement if auto else None,
+            run_model=run_model,
             progress=say,
         )
         timings["sensitivity"] = time.perf_counter() - t2
@@ -354,7 +361,7 @@ def quantize_int8(
             auto_groups = report.excluded
             if not report.met_target:
                 warnings.append(
-                    f"--exclude auto could not reach top-1 agreement {target_agreement:.3f} "
+                    f"exclude=auto could not reach top-1 agreement {target_agreement:.3f} "
                     f"even with every group in FP32 but the ones left; best "
                     f"{report.steps[-1].top1 if report.steps else float('nan'):.3f}."
                 )
@@ -366,7 +373,7 @@ def quantize_int8(
     if not plan.weight_nodes:
         raise DeployRanError(
             "Every Conv/Gemm is excluded; the INT8 file would be the FP32 model.",
-            hint="Narrow --exclude, or deploy the FP32 / FP16 file instead.",
+            hint="Narrow exclude, or deploy the FP32 / FP16 file instead.",
         )
     qdq = build_qdq_model(inferred, plan, ranges.ranges)
     _write_metadata(qdq, info, method_cfg, ranges, plan, data_report, onnx_sha, source)
@@ -378,19 +385,21 @@ def quantize_int8(
     )
     timings["quantize"] = time.perf_counter() - t3
 
-    t4 = time.perf_counter()
-    say("check", 0, len(eval_set))
-    names = [o.name for o in model.graph.output]
-    reference = run_batches(ort_session(model), eval_set, batch)
-    candidate = run_batches(ort_session(qdq), eval_set, batch)
-    rows = agreement(names, reference, candidate)
-    say("check", len(eval_set), len(eval_set))
-    if not all(r.finite for r in rows):
-        raise ExportError(
-            "The INT8 model produces NaN or infinite outputs in ONNX Runtime.",
-            hint="Nothing was written. Check the calibration data for NaN/inf, or try --method minmax.",
-        )
-    timings["check"] = time.perf_counter() - t4
+    rows: list[OutputAgreement] = []
+    if run_model is not None:
+        t4 = time.perf_counter()
+        say("check", 0, len(eval_set))
+        rows = agreement(run_model(model, eval_set, batch), run_model(qdq, eval_set, batch))
+        say("check", len(eval_set), len(eval_set))
+        if not all(r.finite for r in rows):
+            raise ExportError(
+                "The INT8 model produces NaN or infinite outputs in ONNX Runtime.",
+                hint="Nothing was written. Check the calibration data for NaN/inf, or try "
+                'method="minmax".',
+            )
+        timings["check"] = time.perf_counter() - t4
+    else:
+        warnings.append("The INT8 file was not compared with FP32 (no run_model given).")
 
     model_bytes = qdq.SerializeToString()
     atomic_write_bytes(output, model_bytes)
@@ -409,7 +418,7 @@ def quantize_int8(
         plan=plan,
         qdq=count_qdq(qdq),
         agreement=rows,
-        eval_images=len(eval_set),
+        eval_images=len(eval_set) if rows else 0,
         seconds=timings,
         warnings=warnings,
         sensitivity=report,

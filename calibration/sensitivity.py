@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 import onnx
 
-from calibration.evaluate import OutputAgreement, agreement, ort_session, run_batches
+from calibration.evaluate import OutputAgreement, RunModel, agreement
 from calibration.placement import GraphIndex, plan_quantization, quantizable_groups
 from calibration.qdq import build_qdq_model
 
@@ -86,13 +86,14 @@ class _Evaluator:
         batch: int,
         include_attention: bool,
         exclude: Sequence[str],
+        run_model: RunModel,
     ) -> None:
         self.model, self.index, self.ranges = model, index, ranges
+        self.run_model = run_model
         self.images, self.batch = images, batch
         self.include_attention = include_attention
         self.exclude = list(exclude)
-        self.names = [o.name for o in model.graph.output]
-        self.reference = run_batches(ort_session(model), images, batch)
+        self.reference = run_model(model, images, batch)
 
     def measure(self, *, only_groups=None, exclude_groups=()) -> tuple[OutputAgreement, Any]:
         plan = plan_quantization(
@@ -102,8 +103,8 @@ class _Evaluator:
             only_groups=only_groups,
         )
         qdq = build_qdq_model(self.model, plan, self.ranges)
-        outputs = run_batches(ort_session(qdq), self.images, self.batch)
-        return _main(agreement(self.names, self.reference, outputs)), plan
+        outputs = self.run_model(qdq, self.images, self.batch)
+        return _main(agreement(self.reference, outputs)), plan
 
 
 def analyze_sensitivity(
@@ -116,15 +117,19 @@ def analyze_sensitivity(
     include_attention: bool = False,
     exclude: Sequence[str] = (),
     target_agreement: float | None = None,
+    run_model: RunModel,
     progress: Progress | None = None,
 ) -> SensitivityReport:
     """Quantize each group alone; with ``target_agreement``, also run :func:`auto_exclude`.
 
-    ``model`` must carry inferred shapes; ``images`` are preprocessed inputs.
+    ``model`` must carry inferred shapes; ``images`` are preprocessed inputs; ``run_model`` runs
+    each candidate (see :mod:`calibration.evaluate`).
     """
     say = progress or (lambda _p, _d, _t: None)
     index = GraphIndex(model)
-    evaluator = _Evaluator(model, index, ranges, images, batch, include_attention, exclude)
+    evaluator = _Evaluator(
+        model, index, ranges, images, batch, include_attention, exclude, run_model
+    )
     groups = quantizable_groups(index)
     total = len(groups) + 1
     say("sensitivity", 0, total)

@@ -67,46 +67,60 @@ def run_demo(
 ) -> DemoResult:
     """Run the whole pipeline for ``model`` into ``workdir``; see the module docstring."""
     from calibration.data import BUILTIN_NOTE
-    from calibration.quantize import quantize_int8
     from deploy_ran.bench import run_benchmark
+    from deploy_ran.checks import RunnerChecks
+    from deploy_ran.convert import CalibrationConfig, ExportConfig, convert
     from deploy_ran.fileio import atomic_write_text
     from deploy_ran.tables import bench_table, environment_table
     from deploy_ran.trt_compat import TensorRTUnavailable
     from deploy_ran.verify import verify
-    from exporters.fp16 import convert_to_fp16
-    from exporters.onnx import export_onnx
     from exporters.tensorrt import build_engine
 
     console = console or Console()
     summary = DemoResult(model)
     fp32_path = workdir / f"{model}.onnx"
 
+    checks = RunnerChecks()
     console.rule(f"[bold]1/6 export {model} → {fp32_path}")
     with console.status("exporting…") as status:
-        exported = export_onnx(
-            model, fp32_path, image_size=image_size, progress=lambda m: status.update(m + "…")
-        )
-    worst = max(exported.parity, key=lambda c: c.rel_l2)
+        exported = convert(
+            model,
+            "fp32",
+            output=fp32_path,
+            export=ExportConfig(image_size=image_size),
+            checks=checks,
+            progress=lambda m: status.update(m + "…"),
+        ).export
+    assert exported is not None and exported.check is not None
     console.print(
         f"[green]✓[/] FP32 ONNX in {exported.seconds:.1f} s, {len(exported.graph.resizes)} static "
-        f"bilinear Resize nodes; ONNX Runtime vs eager PyTorch: relative L2 {worst.rel_l2:.2e} "
-        "(limit 1e-4)"
+        f"bilinear Resize nodes; ONNX Runtime vs eager PyTorch: relative L2 "
+        f"{exported.check.max_rel_l2():.2e} (limit {exported.check.criteria['max_rel_l2']:g})"
     )
 
     console.rule("[bold]2/6 FP16 ONNX")
     with console.status("converting…") as status:
-        fp16 = convert_to_fp16(fp32_path, progress=lambda m: status.update(m + "…"))
+        fp16 = convert(
+            fp32_path, "fp16", checks=checks, progress=lambda m: status.update(m + "…")
+        ).fp16
+    assert fp16 is not None
     console.print(f"[green]✓[/] {fp16.path} ({fp16.size_bytes / 1e6:.1f} MB, FP32 I/O)")
 
     console.rule(f"[bold]3/6 INT8 Q/DQ ONNX ({calibration_images} built-in calibration images)")
     console.print(f"[yellow]{escape(BUILTIN_NOTE)}[/]")
     with console.status("calibrating…") as status:
-        int8 = quantize_int8(
+        int8 = convert(
             fp32_path,
-            num_images=calibration_images,
-            eval_images=min(16, calibration_images),
-            progress=lambda phase, done, total: status.update(f"{phase}: {done}/{total}…"),
-        )
+            "int8",
+            calibration=CalibrationConfig(
+                num_images=calibration_images, eval_images=min(16, calibration_images)
+            ),
+            checks=checks,
+            calibration_progress=lambda phase, done, total: status.update(
+                f"{phase}: {done}/{total}…"
+            ),
+        ).int8
+    assert int8 is not None
     console.print(
         f"[green]✓[/] {int8.path} ({int8.size_bytes / 1e6:.1f} MB, {int8.method.label()}, "
         f"{int8.qdq['quantize']} activation Q/DQ pairs) in {int8.seconds['total']:.0f} s; "

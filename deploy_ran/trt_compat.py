@@ -30,6 +30,8 @@ from deploy_ran.errors import DeployRanError
 
 #: Exit code of commands that stop because TensorRT or a CUDA GPU is missing (documented).
 EXIT_NO_TENSORRT = 3
+#: File suffixes the toolkit treats as serialized TensorRT engines.
+ENGINE_SUFFIXES = (".plan", ".engine")
 
 
 class TensorRTUnavailable(DeployRanError):

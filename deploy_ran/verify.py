@@ -2,78 +2,30 @@
 
 ``verify(reference, candidate)`` builds both sides (model name, ONNX file or engine), feeds them the
 same inputs (images preprocessed as the artifact says, ``.npy``/``.npz`` arrays, or a seeded random
-set), compares every output with :func:`deploy_ran.metrics.compare` and judges the result against
-criteria that depend on the candidate's precision:
-
-========  ==========================================================
-FP32      relative L2 ≤ 1e-4
-FP16      relative L2 ≤ 1e-2 and top-1 agreement ≥ 99 %
-BF16      relative L2 ≤ 3e-2 and top-1 agreement ≥ 98 % (PyTorch autocast on a CPU)
-INT8      cosine similarity ≥ 0.99 and top-1 agreement ≥ 95 %
-========  ==========================================================
-
-Every criterion can be overridden or added to (``max_abs``, ``min_psnr``, ``min_top5``, and
-``atol``/``rtol`` for an element-wise ``|c - r| ≤ atol + rtol·|r|`` check). Top-k criteria apply to
-classification outputs (N × classes) only. The inputs that match worst are named (file names for
-images, ``file.npy[i]`` or ``random[i]`` otherwise) so a failure can be looked at.
+set), and hands both runners to the comparator (:func:`deploy_ran.comparator.compare`), which
+judges the candidate against the criteria of its precision (:mod:`deploy_ran.comparison` holds the
+table of limits). Every criterion can be overridden or added to (``max_abs``, ``min_psnr``,
+``min_top5``, and ``atol``/``rtol`` for an element-wise ``|c - r| ≤ atol + rtol·|r|`` check).
+The inputs that match worst are named (file names for images, ``file.npy[i]`` or ``random[i]``
+otherwise) so a failure can be looked at.
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from deploy_ran.artifacts import INIT_SEED
+from deploy_ran.comparator import VerifyResult, compare
+from deploy_ran.comparison import criteria_for, precision_family  # noqa: F401 - re-exported
 from deploy_ran.errors import DeployRanError
-from deploy_ran.metrics import Agreement, compare
 from deploy_ran.runners import BaseRunner, load_runner
 from deploy_ran.runners.loader import backend_for
-
-DEFAULT_CRITERIA: dict[str, dict[str, float]] = {
-    "fp32": {"max_rel_l2": 1e-4},
-    "fp16": {"max_rel_l2": 1e-2, "min_top1": 0.99},
-    "bf16": {"max_rel_l2": 3e-2, "min_top1": 0.98},
-    "int8": {"min_cosine": 0.99, "min_top1": 0.95},
-}
-# criterion → (metric in Agreement, "max" = value must be ≤ limit / "min" = value must be ≥ limit)
-CRITERIA = {
-    "max_rel_l2": ("rel_l2", "max"),
-    "max_abs": ("max_abs", "max"),
-    "min_cosine": ("cosine", "min"),
-    "min_psnr": ("psnr", "min"),
-    "min_top1": ("top1", "min"),
-    "min_top5": ("top5", "min"),
-}
-TOLERANCE_KEYS = ("atol", "rtol")
-
-
-def precision_family(precision: str) -> str:
-    """``autocast-bf16`` → ``bf16``, ``autocast-fp16`` → ``fp16``; others unchanged."""
-    fam = precision.split("-")[-1].lower()
-    return fam if fam in DEFAULT_CRITERIA else "fp32"
-
-
-def criteria_for(precision: str, overrides: dict[str, float | None] | None = None) -> dict:
-    """Default criteria of ``precision`` with ``overrides`` applied (``None`` = keep default)."""
-    crit: dict[str, float] = dict(DEFAULT_CRITERIA[precision_family(precision)])
-    for key, value in (overrides or {}).items():
-        if key not in CRITERIA and key not in TOLERANCE_KEYS:
-            raise DeployRanError(
-                f"Unknown verify criterion {key!r}.",
-                hint=f"Choose from: {', '.join([*CRITERIA, *TOLERANCE_KEYS])}.",
-            )
-        if value is not None:
-            crit[key] = float(value)
-    if ("atol" in crit) != ("rtol" in crit):  # one given: the other is 0, as in numpy.allclose
-        crit.setdefault("atol", 0.0)
-        crit.setdefault("rtol", 0.0)
-    return crit
-
 
 # ------------------------------------------------------------------------------------ inputs
 
@@ -180,78 +132,6 @@ def _load_array(path: Path, input_name: str) -> np.ndarray:
         return loaded[key]
 
 
-# ------------------------------------------------------------------------------------ result
-
-
-@dataclass
-class Check:
-    """One criterion on one output."""
-
-    output: str
-    criterion: str
-    value: float | None
-    limit: float
-    passed: bool
-    detail: str = ""
-
-
-@dataclass
-class OutputReport:
-    name: str
-    shape: list[int]
-    agreement: Agreement
-
-
-@dataclass
-class WorstInput:
-    name: str
-    index: int
-    rel_l2: float  # of this sample, worst over the outputs
-    reference_top1: int | None = None
-    candidate_top1: int | None = None
-
-
-@dataclass
-class VerifyResult:
-    """What ``verify`` compared, measured and decided."""
-
-    reference: dict[str, Any]
-    candidate: dict[str, Any]
-    precision: str
-    criteria: dict[str, float]
-    inputs: dict[str, Any]
-    outputs: list[OutputReport]
-    checks: list[Check]
-    worst: list[WorstInput]
-    notes: list[str]
-    seconds: float
-
-    @property
-    def passed(self) -> bool:
-        return bool(self.checks) and all(c.passed for c in self.checks)
-
-    @property
-    def failed_checks(self) -> list[Check]:
-        return [c for c in self.checks if not c.passed]
-
-    def as_dict(self) -> dict[str, Any]:
-        return {
-            "passed": self.passed,
-            "reference": self.reference,
-            "candidate": self.candidate,
-            "precision": self.precision,
-            "criteria": self.criteria,
-            "inputs": self.inputs,
-            "outputs": [
-                {"name": o.name, "shape": o.shape, **o.agreement.as_dict()} for o in self.outputs
-            ],
-            "checks": [asdict(c) for c in self.checks],
-            "worst_inputs": [asdict(w) for w in self.worst],
-            "notes": self.notes,
-            "seconds": self.seconds,
-        }
-
-
 # ------------------------------------------------------------------------------------ verify
 
 
@@ -351,66 +231,6 @@ def _build_sides(
     return built["reference"], built["candidate"], notes
 
 
-def _match_outputs(ref: BaseRunner, cand: BaseRunner, notes: list[str]) -> list[tuple[str, str]]:
-    """Pairs of (reference output, candidate output) to compare."""
-    common = [n for n in ref.output_names if n in cand.output_names]
-    if common:
-        for side, names in (("reference", ref.output_names), ("candidate", cand.output_names)):
-            extra = [n for n in names if n not in common]
-            if extra:
-                notes.append(f"outputs only the {side} has, not compared: {', '.join(extra)}")
-        return [(n, n) for n in common]
-    if len(ref.output_names) == len(cand.output_names):
-        notes.append("output names differ; compared by position")
-        return list(zip(ref.output_names, cand.output_names))
-    raise DeployRanError(
-        f"The two sides share no output: reference {ref.output_names}, candidate "
-        f"{cand.output_names}.",
-        hint="Compare artifacts of the same model with the same options (e.g. --attention-maps).",
-    )
-
-
-def _per_sample_rel_l2(ref: np.ndarray, cand: np.ndarray) -> np.ndarray:
-    r = ref.reshape(len(ref), -1).astype(np.float64)
-    d = cand.reshape(len(cand), -1).astype(np.float64) - r
-    num = np.linalg.norm(d, axis=1)
-    den = np.linalg.norm(r, axis=1)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        out = np.where(den > 0, num / np.where(den > 0, den, 1), np.where(num > 0, np.inf, 0.0))
-    return np.nan_to_num(out, nan=np.inf)
-
-
-def _checks_for(
-    name: str, agreement: Agreement, ref: np.ndarray, cand: np.ndarray, crit: dict[str, float]
-) -> list[Check]:
-    checks = []
-    for key, (metric, kind) in CRITERIA.items():
-        if key not in crit:
-            continue
-        value = getattr(agreement, metric)
-        if value is None:  # top-k on a non-classification output
-            continue
-        limit = crit[key]
-        passed = bool(value <= limit) if kind == "max" else bool(value >= limit)
-        checks.append(Check(name, key, float(value), limit, passed))
-    if "atol" in crit:
-        atol, rtol = crit["atol"], crit["rtol"]
-        r, c = ref.astype(np.float64), cand.astype(np.float64)
-        bad = ~(np.abs(c - r) <= atol + rtol * np.abs(r))
-        frac = float(bad.mean()) if bad.size else 0.0
-        checks.append(
-            Check(
-                name,
-                "allclose",
-                frac,
-                0.0,
-                not bad.any(),
-                f"{int(bad.sum())} of {bad.size} elements outside |c-r| ≤ {atol:g} + {rtol:g}·|r|",
-            )
-        )
-    return checks
-
-
 def verify(
     reference: str | Path | BaseRunner,
     candidate: str | Path | BaseRunner,
@@ -439,7 +259,7 @@ def verify(
     """
     started = time.perf_counter()
     if batch_size < 1:
-        raise DeployRanError(f"--batch must be ≥ 1, got {batch_size}.", hint="Use --batch 8.")
+        raise DeployRanError(f"batch_size must be ≥ 1, got {batch_size}.", hint="E.g. 8.")
     ref, cand, notes = _build_sides(
         reference,
         candidate,
@@ -467,8 +287,6 @@ def verify(
                 f"The inputs differ: reference {ref.input_spec[0]}, candidate {cand.input_spec[0]}.",
                 hint="Compare artifacts built at the same --image-size.",
             )
-        if ref.model and cand.model and ref.model != cand.model:
-            notes.append(f"different models: reference {ref.model}, candidate {cand.model}")
         inputs = load_inputs(
             data,
             shapes[0],  # type: ignore[arg-type]
@@ -477,72 +295,23 @@ def verify(
             seed=seed,
             input_name=ref.input_spec[0].name,
         )
-        total = len(inputs.data)
-        outs = {}
-        for side, runner in (("reference", ref), ("candidate", cand)):
-            done = 0
-
-            def tick(n: int, side: str = side) -> None:
-                nonlocal done
-                done += n
-                if progress:
-                    progress(side, done, total)
-
-            outs[side] = runner.run_many(
-                inputs.data, None if runner.fixed_batch else batch_size, on_batch=tick
-            )
-
-        precision = precision_family(cand.precision)
-        crit = criteria_for(cand.precision, criteria)
-        reports, checks = [], []
-        sample_scores = np.zeros(total)
-        top1: dict[str, np.ndarray] = {}
-        for rname, cname in _match_outputs(ref, cand, notes):
-            r, c = outs["reference"][rname], outs["candidate"][cname]
-            label = rname if rname == cname else f"{rname}/{cname}"
-            if r.shape != c.shape:
-                checks.append(
-                    Check(label, "shape", None, 0.0, False, f"{list(r.shape)} vs {list(c.shape)}")
-                )
-                continue
-            classification = r.ndim == 2 and r.shape[1] > 1
-            agreement = compare(r, c, classification=classification)
-            reports.append(OutputReport(label, list(r.shape), agreement))
-            checks.extend(_checks_for(label, agreement, r, c, crit))
-            sample_scores = np.maximum(sample_scores, _per_sample_rel_l2(r, c))
-            if classification and not top1:
-                top1 = {"reference": r.argmax(1), "candidate": c.argmax(1)}
-        order = np.argsort(-sample_scores, kind="stable")[: max(0, show_worst)]
-        worst = [
-            WorstInput(
-                inputs.names[i],
-                int(i),
-                float(sample_scores[i]),
-                int(top1["reference"][i]) if top1 else None,
-                int(top1["candidate"][i]) if top1 else None,
-            )
-            for i in order
-        ]
         if inputs.skipped:
             notes.append(f"{len(inputs.skipped)} unreadable image(s) skipped")
-        return VerifyResult(
-            reference=ref.describe(),
-            candidate=cand.describe(),
-            precision=precision,
-            criteria=crit,
-            inputs={
-                "source": inputs.source,
-                "count": total,
-                "batch_size": ref.fixed_batch or batch_size,
-                "seed": seed if data is None else None,
-                "skipped": inputs.skipped,
-            },
-            outputs=reports,
-            checks=checks,
-            worst=worst,
+        result = compare(
+            ref,
+            cand,
+            inputs.data,
+            criteria,
+            sample_names=inputs.names,
+            batch_size=batch_size,
+            input_source=inputs.source,
             notes=notes,
-            seconds=time.perf_counter() - started,
+            show_worst=show_worst,
+            progress=progress,
         )
+        result.inputs.update({"seed": seed if data is None else None, "skipped": inputs.skipped})
+        result.seconds = time.perf_counter() - started
+        return result
     finally:
         for r in owned:
             r.close()

@@ -124,30 +124,24 @@ def attention_from_model(
     **options: Any,
 ) -> AttentionResult:
     """Attention maps of registered model ``name`` (built with ``return_attention=True``)."""
-    import torch
-
-    from deploy_ran.models import create_model, get_spec
+    from deploy_ran.models import get_spec
+    from deploy_ran.runners.torch_runner import TorchRunner
 
     spec = get_spec(name)
     paths = collect_images(images)
     size = image_size or spec.image_size
     batch, crops = prepare_images(paths, spec.preprocessing(size))
-    model = create_model(
+    with TorchRunner(
         name,
         checkpoint=checkpoint,
         image_size=size,
         num_classes=num_classes,
         return_attention=True,
         **options,
-    )
-    names = list(model.output_names)
-    chunks: list[list[np.ndarray]] = []
-    with torch.no_grad():
-        for start in range(0, len(batch), CHUNK):
-            out = model(torch.from_numpy(batch[start : start + CHUNK]))
-            out = (out,) if isinstance(out, torch.Tensor) else out
-            chunks.append([o.float().numpy() for o in out])
-    outputs = [np.concatenate(parts) for parts in zip(*chunks)]
+    ) as runner:
+        names = runner.output_names
+        result = runner.run_many(batch, CHUNK)
+    outputs = [np.asarray(result[n], dtype=np.float32) for n in names]
     maps = _split_maps(names, outputs, len(paths))
     items = [ImageAttention(p, c, m) for p, c, m in zip(paths, crops, maps)]
     return AttentionResult(name, "pytorch", size, items)
@@ -250,41 +244,20 @@ def describe_onnx_for_attention(path: str | Path) -> OnnxAttentionInfo:
     )
 
 
-def run_onnx(path: str | Path, input_name: str, batch: np.ndarray, outputs: list[str]) -> list:
-    """Run ``outputs`` of an ONNX file on ``batch`` with ONNX Runtime on the CPU.
-
-    The only place this module touches ONNX Runtime, so it can move onto a shared runner.
-    """
-    import onnxruntime as ort
-
-    opts = ort.SessionOptions()
-    opts.log_severity_level = 3
-    try:
-        session = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
-    except Exception as exc:
-        raise OnnxFileError(
-            f"ONNX Runtime cannot load {path} ({type(exc).__name__}: {str(exc).splitlines()[0]}).",
-            hint="Re-export it with `python cli.py export NAME --attention-maps`.",
-        ) from None
-    return session.run(outputs, {input_name: batch})
-
-
 def attention_from_onnx(path: str | Path, images: Sequence[str | Path]) -> AttentionResult:
-    """Attention maps of an ONNX file exported with ``--attention-maps``, via ONNX Runtime."""
+    """Attention maps of an ONNX file exported with ``--attention-maps``, via one ``OrtRunner``.
+
+    The runner's batching policy applies: chunks of :data:`CHUNK` images on a dynamic batch, the
+    file's own batch on a static one (a remainder is padded and the padding dropped).
+    """
+    from deploy_ran.runners.ort_runner import OrtRunner
+
     desc = describe_onnx_for_attention(path)
     paths = collect_images(images)
     batch, crops = prepare_images(paths, desc.preprocessing)
-    batch = batch.astype(desc.input_dtype)
-    step = desc.batch or CHUNK
-    chunks = []
-    for start in range(0, len(batch), step):
-        part = batch[start : start + step]
-        real = len(part)
-        if desc.batch and real < desc.batch:  # a fixed-batch file: pad with the last image
-            part = np.concatenate([part, np.repeat(part[-1:], desc.batch - real, axis=0)])
-        outs = run_onnx(path, desc.input_name, part, desc.map_outputs)
-        chunks.append([np.asarray(o[:real], dtype=np.float32) for o in outs])
-    outputs = [np.concatenate(parts) for parts in zip(*chunks)]
+    with OrtRunner(path) as runner:
+        result = runner.run_many(batch, None if runner.fixed_batch else CHUNK)
+    outputs = [np.asarray(result[name], dtype=np.float32) for name in desc.map_outputs]
     maps = _split_maps(desc.map_outputs, outputs, len(paths))
     items = [ImageAttention(p, c, m) for p, c, m in zip(paths, crops, maps)]
     return AttentionResult(str(path), "onnxruntime", desc.image_size, items, desc.notes)
@@ -298,23 +271,25 @@ def compute_attention(
     image_size: int | None = None,
 ) -> AttentionResult:
     """Attention maps from a registered model name or an ONNX file (``source``)."""
-    from deploy_ran.models import is_model_name
+    from deploy_ran.convert import resolve_target
 
-    text = str(source)
-    if is_model_name(text):
-        return attention_from_model(text, images, checkpoint=checkpoint, image_size=image_size)
-    path = Path(text)
-    if path.suffix.lower() == ".onnx" or path.exists():
-        if checkpoint is not None or image_size is not None:
-            raise DeployRanError(
-                "--checkpoint and --image-size apply to a model name, not to an ONNX file.",
-                hint="An ONNX file holds its weights and input size; drop those options.",
-            )
-        return attention_from_onnx(path, images)
-    from deploy_ran.models import get_spec
-
-    get_spec(text)  # raises UnknownModelError with the closest names
-    raise AssertionError("unreachable")
+    target = resolve_target(source)
+    if target.kind == "model":
+        return attention_from_model(
+            target.text, images, checkpoint=checkpoint, image_size=image_size
+        )
+    if target.kind != "onnx":
+        raise DeployRanError(
+            f"{source} is a TensorRT engine; attention maps are drawn from a model name or an "
+            "ONNX file.",
+            hint="Pass the model name or the ONNX file exported with --attention-maps.",
+        )
+    if checkpoint is not None or image_size is not None:
+        raise DeployRanError(
+            "checkpoint and image_size apply to a model name, not to an ONNX file.",
+            hint="An ONNX file holds its weights and input size; drop those options.",
+        )
+    return attention_from_onnx(target.path, images)
 
 
 # --------------------------------------------------------------------------------------------

@@ -244,9 +244,11 @@ class PrecisionRow:
 
 
 def _predict(path: str | Path, x: np.ndarray, batch: int = 256) -> np.ndarray:
-    from calibration.evaluate import ort_session, run_batches
+    from deploy_ran.runners.ort_runner import OrtRunner
 
-    return run_batches(ort_session(str(path)), x, batch)[0]
+    with OrtRunner(path) as runner:
+        out = runner.run_many(x, batch)
+    return out[runner.output_names[0]]
 
 
 def evaluate_precisions(
@@ -268,9 +270,9 @@ def evaluate_precisions(
     calibrated the same way, with the most sensitive groups kept in FP32 until top-1 agreement
     with FP32 on calibration images reaches ``AUTO_TARGET_AGREEMENT`` (``--exclude auto``).
     """
-    from calibration.quantize import cache_path_for, quantize_int8
-    from exporters.fp16 import convert_to_fp16
-    from exporters.onnx import export_onnx
+    from calibration.quantize import cache_path_for
+    from deploy_ran.checks import RunnerChecks
+    from deploy_ran.convert import CalibrationConfig, ExportConfig, convert
 
     say = progress or (lambda _m: None)
     workdir = Path(workdir)
@@ -289,7 +291,14 @@ def evaluate_precisions(
     rows = []
     say("export FP32")
     t = time.perf_counter()
-    fp32 = export_onnx(model, workdir / "digits.onnx", checkpoint=checkpoint, image_size=size)
+    checks = RunnerChecks()
+    fp32 = convert(
+        model,
+        "fp32",
+        output=workdir / "digits.onnx",
+        export=ExportConfig(checkpoint=checkpoint, image_size=size),
+        checks=checks,
+    )
     ref = _predict(fp32.path, x_test).argmax(1)
     rows.append(
         PrecisionRow(
@@ -304,25 +313,30 @@ def evaluate_precisions(
 
     say("convert FP16")
     t = time.perf_counter()
-    fp16 = convert_to_fp16(fp32.path, workdir / "digits.fp16.onnx")
+    fp16 = convert(fp32.path, "fp16", output=workdir / "digits.fp16.onnx", checks=checks)
     rows.append(row("FP16", fp16.path, time.perf_counter() - t))
     variants = [(m, False) for m in methods] + [(m, True) for m in auto_exclude]
     for method, auto in variants:
         label = f"INT8 {method} + exclude auto" if auto else f"INT8 {method}"
         say(f"calibrate {label}")
         t = time.perf_counter()
-        result = quantize_int8(
+        result = convert(
             fp32.path,
-            workdir / f"digits.int8-{method}{'-auto' if auto else ''}.onnx",
-            data=f"{npz_path}:{calibration_key}",
-            method=method,
-            num_images=num_images,
-            exclude=["auto"] if auto else (),
-            target_agreement=AUTO_TARGET_AGREEMENT if auto else None,
-            # The ranges do not depend on what is excluded: both variants share one cache.
-            cache_path=cache_path_for(workdir / f"digits.int8-{method}.onnx"),
-            eval_images=200 if auto else 64,
-        )
+            "int8",
+            output=workdir / f"digits.int8-{method}{'-auto' if auto else ''}.onnx",
+            calibration=CalibrationConfig(
+                data=f"{npz_path}:{calibration_key}",
+                method=method,
+                num_images=num_images,
+                exclude=("auto",) if auto else (),
+                target_agreement=AUTO_TARGET_AGREEMENT if auto else None,
+                # The ranges do not depend on what is excluded: both variants share one cache.
+                cache_path=cache_path_for(workdir / f"digits.int8-{method}.onnx"),
+                eval_images=200 if auto else 64,
+            ),
+            checks=checks,
+        ).int8
+        assert result is not None
         kept = result.sensitivity.excluded if auto and result.sensitivity is not None else []
         rows.append(row(label, result.path, time.perf_counter() - t, kept))
     return rows

@@ -27,31 +27,15 @@ from onnx import helper, numpy_helper
 
 import deploy_ran
 from deploy_ran.artifacts import PRODUCER, ArtifactInfo, set_metadata
-from deploy_ran.errors import DeployRanError, ExportError, ParityError
+from deploy_ran.errors import DeployRanError, ExportError
 from deploy_ran.fileio import atomic_path, check_writable, sha256_file
-from deploy_ran.metrics import compare
 from deploy_ran.models import create_model, get_spec
 from exporters.graph_checks import GraphReport, require_valid_graph
 
 DEFAULT_OPSET = 18  # the lowest opset PyTorch's torch.export-based exporter emits
 MIN_OPSET = 18
-PARITY_REL_L2 = 1e-4
 INPUT_NAME = "input"
 BATCH_DIM = "batch"
-
-
-@dataclass
-class ParityCheck:
-    """Eager PyTorch vs ONNX Runtime on the same inputs, for one batch size."""
-
-    batch: int
-    output: str
-    max_abs: float
-    rel_l2: float
-
-    @property
-    def ok(self) -> bool:
-        return self.rel_l2 <= PARITY_REL_L2
 
 
 @dataclass
@@ -68,7 +52,9 @@ class ExportResult:
     output_names: list[str]
     seconds: float
     graph: GraphReport
-    parity: list[ParityCheck] = field(default_factory=list)
+    # What the caller's check returned (a comparison of eager PyTorch with this file, see
+    # deploy_ran.checks), or None when the export was not checked.
+    check: Any = None
     simplified: bool = True
     nodes_before_simplify: int = 0
     nodes_after_simplify: int = 0
@@ -202,38 +188,6 @@ def name_batch_dim(model: onnx.ModelProto, dynamic_batch: bool) -> None:
             dims[0].dim_param = BATCH_DIM
 
 
-def _ort_session(model_bytes: bytes):
-    import onnxruntime as ort
-
-    opts = ort.SessionOptions()
-    opts.log_severity_level = 3
-    return ort.InferenceSession(model_bytes, opts, providers=["CPUExecutionProvider"])
-
-
-def parity_check(
-    model: torch.nn.Module,
-    model_bytes: bytes,
-    image_size: int,
-    batches: list[int],
-    output_names: list[str],
-    seed: int = 0,
-) -> list[ParityCheck]:
-    """Run eager PyTorch and ONNX Runtime (CPU) on the same seeded inputs; compare every output."""
-    session = _ort_session(model_bytes)
-    gen = torch.Generator().manual_seed(seed)
-    checks = []
-    for batch in batches:
-        x = torch.randn(batch, 3, image_size, image_size, generator=gen)
-        with torch.no_grad():
-            ref = model(x)
-        refs = [ref] if isinstance(ref, torch.Tensor) else list(ref)
-        outs = session.run(output_names, {INPUT_NAME: x.numpy()})
-        for name, r, o in zip(output_names, refs, outs):
-            agreement = compare(r.numpy(), o)
-            checks.append(ParityCheck(batch, name, agreement.max_abs, agreement.rel_l2))
-    return checks
-
-
 def build_info(
     name: str,
     image_size: int,
@@ -277,24 +231,26 @@ def export_onnx(
     static_batch: bool = False,
     opset: int = DEFAULT_OPSET,
     simplify_graph: bool = True,
-    check_parity: bool = True,
+    check: Callable[[torch.nn.Module, Path], Any] | None = None,
     progress: Callable[[str], None] | None = None,
     **options: Any,
 ) -> ExportResult:
     """Export a registered model to a checked FP32 ONNX file (default ``NAME.onnx``).
 
-    Raises :class:`ExportError` (graph checks), :class:`ParityError` (ONNX Runtime disagrees with
-    eager PyTorch by more than relative L2 1e-4) or another :class:`DeployRanError` for bad input;
-    in every case nothing is written.
+    ``check(eager_model, written_file)`` runs on the complete file under its temporary name, before
+    it is renamed into place (:class:`deploy_ran.checks.RunnerChecks` compares eager PyTorch with
+    ONNX Runtime); whatever it raises aborts the export. Raises :class:`ExportError` (graph
+    checks) or another :class:`DeployRanError` for bad input; in every case nothing is written.
     """
     say = progress or (lambda _msg: None)
     get_spec(name)  # an unknown name fails here, before any work
     if batch < 1:
-        raise DeployRanError(f"--batch must be at least 1, got {batch}.", hint="Use --batch 1.")
-    if opset < MIN_OPSET:
+        raise DeployRanError(f"batch must be at least 1, got {batch}.", hint="E.g. batch=1.")
+    max_opset = onnx.defs.onnx_opset_version()
+    if not MIN_OPSET <= opset <= max_opset:
         raise DeployRanError(
-            f"opset {opset} is too old for this exporter (minimum {MIN_OPSET}).",
-            hint=f"Use --opset {DEFAULT_OPSET} (TensorRT 10 and ONNX Runtime both read it).",
+            f"opset must be between {MIN_OPSET} and {max_opset} (this onnx's newest), got {opset}.",
+            hint=f"Use opset {DEFAULT_OPSET} (TensorRT 10 and ONNX Runtime both read it).",
         )
     output = Path(output or f"{name}.onnx")
     check_writable(output)  # fail before the slow part
@@ -334,23 +290,12 @@ def export_onnx(
     )
 
     model_bytes = proto.SerializeToString()
-    parity: list[ParityCheck] = []
-    if check_parity:
-        batches = [batch] if static_batch else sorted({1, max(batch, 3)})
-        say(f"comparing ONNX Runtime with eager PyTorch at batch {', '.join(map(str, batches))}")
-        parity = parity_check(model, model_bytes, size, batches, output_names)
-        bad = [c for c in parity if not c.ok]
-        if bad:
-            worst = max(bad, key=lambda c: c.rel_l2)
-            raise ParityError(
-                f"ONNX Runtime disagrees with eager PyTorch on {name}: output {worst.output!r} at "
-                f"batch {worst.batch} has relative L2 {worst.rel_l2:.2e} (limit {PARITY_REL_L2:.0e}), "
-                f"max abs {worst.max_abs:.2e}.",
-                hint="Nothing was written. Try --no-simplify to rule out the simplifier, or report it.",
-            )
-
+    checked = None
     with atomic_path(output) as tmp:
         tmp.write_bytes(model_bytes)
+        if check is not None:
+            say("comparing ONNX Runtime with eager PyTorch")
+            checked = check(model, tmp)
     seconds = time.perf_counter() - started
     return ExportResult(
         path=output,
@@ -363,7 +308,7 @@ def export_onnx(
         output_names=output_names,
         seconds=seconds,
         graph=report,
-        parity=parity,
+        check=checked,
         simplified=simplify_graph,
         nodes_before_simplify=nodes_before,
         nodes_after_simplify=len(proto.graph.node),

@@ -30,7 +30,9 @@ def small_size(name: str) -> int:
 
 @pytest.fixture(scope="session")
 def export_cache(tmp_path_factory):
-    """``export(name, **kwargs)`` → ExportResult, memoised for the whole session."""
+    """``export(name, **kwargs)`` → ExportResult, checked against eager PyTorch (``result.check``),
+    memoised for the whole session. ``check=False`` skips the comparison."""
+    from deploy_ran.checks import RunnerChecks
     from exporters.onnx import export_onnx
 
     cache: dict[tuple, object] = {}
@@ -40,7 +42,9 @@ def export_cache(tmp_path_factory):
         key = (name, tuple(sorted(kwargs.items())))
         if key not in cache:
             path = folder / f"{name}-{len(cache)}.onnx"
-            cache[key] = export_onnx(name, path, **kwargs)
+            options = dict(kwargs)
+            check = RunnerChecks().check_export if options.pop("check", True) else None
+            cache[key] = export_onnx(name, path, check=check, **options)
             cache[key].eager = None  # the eager model is not needed here; keep memory flat
         return cache[key]
 

@@ -16,7 +16,8 @@ from deploy_ran.artifacts import read_artifact_info
 from deploy_ran.errors import DeployRanError
 from deploy_ran.models import create_model, get_spec, list_models
 from exporters.graph_checks import check_graph
-from exporters.onnx import PARITY_REL_L2, export_onnx
+from deploy_ran.checks import RunnerChecks
+from exporters.onnx import export_onnx
 from tests.conftest import small_size
 
 SLOW_EXPORTS = {"ran452_cifar", "ran236_cifar", "ran164_cifar"}
@@ -46,12 +47,13 @@ def test_export_matches_eager_and_is_static(name, export_cache, calibrated_check
         ckpt = calibrated_checkpoint(name, size)
         result = export_cache(name, image_size=size, checkpoint=ckpt, **ALL_OUTPUTS[family])
         # Every output of the model is a graph output and was compared.
-        assert {c.output for c in result.parity} == set(result.output_names)
+        assert {o.name for o in result.check.outputs} == set(result.output_names)
         assert len(result.output_names) > 1
     assert result.path.exists()
     # Parity at batch 1 and a larger batch, within the toolkit's FP32 limit.
-    assert {c.batch for c in result.parity} == {1, 3}
-    assert all(c.rel_l2 <= PARITY_REL_L2 for c in result.parity)
+    assert result.check.inputs["batch_size"] == "1 and 3"
+    assert result.check.criteria == {"max_rel_l2": 1e-4}
+    assert result.check.passed and result.check.max_rel_l2() <= 1e-4
     model = onnx.load(result.path)
     onnx.checker.check_model(model, full_check=True)
     report = check_graph(model, static_batch=False)
@@ -80,12 +82,12 @@ def test_resize_sizes_are_the_models_own(export_cache):
     )
     assert sorted({r.output_hw for r in result.graph.resizes}) == expected
     assert (80, 80) in expected  # stage 1 at 320 px runs at 80×80, as in the paper's test size
-    assert all(c.ok for c in result.parity)
+    assert result.check.passed
 
 
 def test_odd_input_size_exports_and_matches(export_cache):
     result = export_cache("ran92", image_size=97)
-    assert all(c.ok for c in result.parity)
+    assert result.check.passed
     assert result.graph.ok
 
 
@@ -95,7 +97,7 @@ def test_static_batch_has_no_shape_op(export_cache):
     ops = {n.op_type for n in model.graph.node}
     assert "Shape" not in ops
     assert model.graph.input[0].type.tensor_type.shape.dim[0].dim_value == 2
-    assert [c.batch for c in result.parity] == [2]
+    assert result.check.inputs["batch_size"] == 2 and result.check.passed
     assert all(r.source == "constant sizes" for r in result.graph.resizes)
 
 
@@ -111,7 +113,7 @@ def test_static_batch_has_no_shape_op(export_cache):
 )
 def test_ablation_options_export(options, export_cache):
     result = export_cache("ran56_cifar", **options)
-    assert all(c.ok for c in result.parity)
+    assert result.check.passed
     info = read_artifact_info(result.path)
     for key, value in options.items():
         assert info.options[key] == value
@@ -136,7 +138,7 @@ def test_checkpoint_hash_in_metadata_and_weights_exported(tmp_path):
     ckpt = tmp_path / "w.pt"
     torch.save({"state_dict": model.state_dict()}, ckpt)
     out = tmp_path / "w.onnx"
-    result = export_onnx("ran56_cifar", out, checkpoint=ckpt, check_parity=True)
+    result = export_onnx("ran56_cifar", out, checkpoint=ckpt, check=RunnerChecks().check_export)
     info = read_artifact_info(out)
     import hashlib
 
@@ -147,7 +149,7 @@ def test_checkpoint_hash_in_metadata_and_weights_exported(tmp_path):
     with torch.no_grad():
         ref = model(torch.from_numpy(x)).numpy()
     np.testing.assert_allclose(session.run(None, {"input": x})[0], ref, rtol=1e-4, atol=1e-5)
-    assert result.parity
+    assert result.check.passed
 
 
 def test_attention_maps_are_named_outputs(export_cache):
@@ -159,7 +161,7 @@ def test_attention_maps_are_named_outputs(export_cache):
         "attention_stage2_module1",
         "attention_stage3_module1",
     ]
-    assert {c.output for c in result.parity} == set(names)
+    assert {o.name for o in result.check.outputs} == set(names)
     assert read_artifact_info(result.path).outputs == names
 
 
@@ -190,31 +192,29 @@ def test_missing_output_folder_is_a_clear_error(tmp_path):
         export_onnx("ran56_cifar", tmp_path / "nope" / "m.onnx")
 
 
-def test_failed_parity_writes_nothing_and_keeps_existing_file(tmp_path, monkeypatch):
+def test_failed_parity_writes_nothing_and_keeps_existing_file(tmp_path):
     out = tmp_path / "m.onnx"
     out.write_bytes(b"previous")
-    import exporters.onnx as onnx_exporter
+    checks = RunnerChecks()
 
-    real = onnx_exporter.parity_check
+    def broken(eager, onnx_file):
+        with torch.no_grad():  # perturb the eager side so ONNX Runtime disagrees with it
+            eager.fc.bias.add_(1.0)
+        return checks.check_export(eager, onnx_file)
 
-    def broken(*args, **kwargs):
-        checks = real(*args, **kwargs)
-        for c in checks:
-            c.rel_l2 = 1.0
-        return checks
-
-    monkeypatch.setattr(onnx_exporter, "parity_check", broken)
-    with pytest.raises(DeployRanError, match="relative L2"):
-        export_onnx("ran56_cifar", out)
+    with pytest.raises(DeployRanError, match="rel_l2"):
+        export_onnx("ran56_cifar", out, check=broken)
     assert out.read_bytes() == b"previous"
     assert [p.name for p in tmp_path.iterdir()] == ["m.onnx"]
 
 
 def test_bad_batch_and_opset_are_rejected(tmp_path):
-    with pytest.raises(DeployRanError, match="--batch"):
+    with pytest.raises(DeployRanError, match="batch"):
         export_onnx("ran56_cifar", tmp_path / "a.onnx", batch=0)
     with pytest.raises(DeployRanError, match="opset"):
         export_onnx("ran56_cifar", tmp_path / "a.onnx", opset=11)
+    with pytest.raises(DeployRanError, match="opset"):
+        export_onnx("ran56_cifar", tmp_path / "a.onnx", opset=99)
 
 
 def test_seeded_weights_are_recorded_and_files_follow_the_umask(export_cache):

@@ -10,37 +10,16 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from deploy_ran.convert import resolve_target
 from deploy_ran.runners.base import BaseRunner, RunnerError
 
 BACKENDS = ("torch", "ort", "trt")
+_BACKEND_OF_KIND = {"model": "torch", "onnx": "ort", "engine": "trt"}
 
 
 def backend_for(target: str | Path) -> str:
     """Which backend runs ``target`` (a model name, an ONNX file or an engine)."""
-    from deploy_ran.models import closest_models, is_model_name
-    from deploy_ran.runners.trt_runner import ENGINE_SUFFIXES
-
-    text = str(target)
-    path = Path(text)
-    suffix = path.suffix.lower()
-    if suffix == ".onnx":
-        return "ort"
-    if suffix in ENGINE_SUFFIXES:
-        return "trt"
-    if is_model_name(text):
-        return "torch"
-    if path.exists():
-        raise RunnerError(
-            f"Cannot tell how to run {text}: expected a .onnx file, a .plan/.engine file or a "
-            "model name.",
-            hint="Rename the file with its real extension, or pass a model name.",
-        )
-    suggestions = closest_models(text)
-    raise RunnerError(
-        f"{text!r} is neither a model name nor an existing .onnx/.plan/.engine file.",
-        hint=(f"Did you mean: {', '.join(suggestions)}? " if suggestions else "")
-        + "Run `python cli.py models` for model names.",
-    )
+    return _BACKEND_OF_KIND[resolve_target(target).kind]
 
 
 def load_runner(
@@ -67,8 +46,8 @@ def load_runner(
     if backend == "torch":
         if providers is not None:
             raise RunnerError(
-                f"--provider applies to ONNX files, not to the PyTorch model {target}.",
-                hint="Drop --provider, or pass the exported .onnx file.",
+                f"providers apply to ONNX files, not to the PyTorch model {target}.",
+                hint="Drop providers, or pass the exported .onnx file.",
             )
         from deploy_ran.runners.torch_runner import TorchRunner
 
@@ -105,10 +84,10 @@ def load_runner(
 def _refuse_model_options(target, precision, checkpoint, image_size, num_classes, options) -> None:
     """A file already fixes its weights, size and precision: refuse options that would not apply."""
     given = {
-        "--precision": precision,
-        "--checkpoint": checkpoint,
-        "--image-size": image_size,
-        "--num-classes": num_classes,
+        "precision": precision,
+        "checkpoint": checkpoint,
+        "image_size": image_size,
+        "num_classes": num_classes,
     }
     given = {k: v for k, v in given.items() if v is not None}
     if options:

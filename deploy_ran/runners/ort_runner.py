@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import onnx
 
 from deploy_ran.artifacts import ArtifactInfo, get_metadata, load_onnx, precision_of
 from deploy_ran.runners.base import BackendUnavailableError, BaseRunner, RunnerError, TensorSpec
@@ -102,7 +103,7 @@ class OrtRunner(BaseRunner):
 
     def __init__(
         self,
-        path: str | Path,
+        path: str | Path | onnx.ModelProto,
         *,
         device: str = "cpu",
         providers: str | list[str] | None = None,
@@ -117,8 +118,13 @@ class OrtRunner(BaseRunner):
     ) -> None:
         import onnxruntime as ort
 
-        path = Path(path)
-        proto = load_onnx(path)  # clear errors for missing/corrupt files
+        if isinstance(path, onnx.ModelProto):  # an in-memory model (calibration candidates)
+            proto, source = path, path.SerializeToString()
+            path = Path(f"<in-memory {path.graph.name or 'model'}>")
+        else:
+            path = Path(path)
+            proto = load_onnx(path)  # clear errors for missing/corrupt files
+            source = str(path)
         props = get_metadata(proto)
         info = ArtifactInfo.from_props(props)
         precision = precision_of(proto)
@@ -179,7 +185,7 @@ class OrtRunner(BaseRunner):
                     trt_opts["trt_cuda_graph_enable"] = "True"
         provider_list = [(p, options.get(p, {})) for p in full]
         try:
-            session = ort.InferenceSession(str(path), opts, providers=provider_list)
+            session = ort.InferenceSession(source, opts, providers=provider_list)
         except Exception as exc:  # ORT raises its own exception types
             raise RunnerError(
                 f"ONNX Runtime could not load {path}: {type(exc).__name__}: "

@@ -24,6 +24,7 @@ import numpy as np
 from deploy_ran.artifacts import ArtifactInfo
 from deploy_ran.runners.base import BackendUnavailableError, BaseRunner, RunnerError, TensorSpec
 from deploy_ran.trt_compat import (
+    ENGINE_SUFFIXES,
     TensorRTUnavailable,
     compatibility_problems,
     current_gpu,
@@ -33,8 +34,6 @@ from deploy_ran.trt_compat import (
     read_sidecar,
     sidecar_path,
 )
-
-ENGINE_SUFFIXES = (".plan", ".engine")
 
 __all__ = ["ENGINE_SUFFIXES", "TrtRunner", "read_sidecar", "sidecar_path"]
 

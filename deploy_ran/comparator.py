@@ -1,0 +1,147 @@
+"""The comparator: run two runners on the same inputs and judge the candidate (Polygraphy's split).
+
+``compare(reference_runner, candidate_runner, inputs, criteria)`` is the one way the toolkit
+measures agreement between two artifacts: ``verify``, the export check (eager PyTorch vs the ONNX
+file), the FP16 check and the INT8 evaluation after calibration all come through here, with the
+batching policy of :meth:`BaseRunner.run_many` (a static-batch remainder is padded and the padding
+dropped) and the thresholds of :mod:`deploy_ran.comparison`.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from deploy_ran.comparison import (
+    Check,
+    Comparison,
+    OutputReport,
+    WorstInput,
+    compare_outputs,
+    criteria_for,
+    precision_family,
+)
+from deploy_ran.errors import DeployRanError
+from deploy_ran.runners import BaseRunner
+
+Progress = Callable[[str, int, int], None]  # (side, done, total)
+
+
+@dataclass
+class VerifyResult:
+    """What a comparison of two runners compared, measured and decided."""
+
+    reference: dict[str, Any]
+    candidate: dict[str, Any]
+    precision: str
+    criteria: dict[str, float]
+    inputs: dict[str, Any]
+    outputs: list[OutputReport]
+    checks: list[Check]
+    worst: list[WorstInput]
+    notes: list[str]
+    seconds: float
+
+    @property
+    def passed(self) -> bool:
+        return bool(self.checks) and all(c.passed for c in self.checks)
+
+    @property
+    def failed_checks(self) -> list[Check]:
+        return [c for c in self.checks if not c.passed]
+
+    def worst_failure(self) -> str:
+        return Comparison(self.criteria, self.outputs, self.checks).worst_failure()
+
+    def max_rel_l2(self) -> float:
+        return max((o.agreement.rel_l2 for o in self.outputs), default=0.0)
+
+    def as_dict(self) -> dict[str, Any]:
+        comparison = Comparison(self.criteria, self.outputs, self.checks, self.worst, self.notes)
+        return {
+            "passed": self.passed,
+            "reference": self.reference,
+            "candidate": self.candidate,
+            "precision": self.precision,
+            "inputs": self.inputs,
+            **{k: v for k, v in comparison.as_dict().items() if k != "passed"},
+            "seconds": self.seconds,
+        }
+
+
+def run_side(
+    runner: BaseRunner,
+    data: np.ndarray,
+    batch_size: int,
+    progress: Progress | None = None,
+    side: str = "candidate",
+) -> dict[str, np.ndarray]:
+    """All outputs of ``runner`` over ``data`` (the one batching policy: ``run_many``)."""
+    total, done = len(data), 0
+
+    def tick(n: int) -> None:
+        nonlocal done
+        done += n
+        if progress:
+            progress(side, done, total)
+
+    return runner.run_many(data, None if runner.fixed_batch else batch_size, on_batch=tick)
+
+
+def compare(
+    reference: BaseRunner,
+    candidate: BaseRunner,
+    inputs: np.ndarray,
+    criteria: Mapping[str, float | None] | None = None,
+    *,
+    sample_names: Sequence[str] | None = None,
+    batch_size: int = 8,
+    precision: str | None = None,
+    input_source: str = "given arrays",
+    notes: Sequence[str] = (),
+    show_worst: int = 5,
+    progress: Progress | None = None,
+) -> VerifyResult:
+    """Run both runners on ``inputs`` and judge the candidate.
+
+    ``criteria`` overrides the defaults of the candidate's precision (``precision`` overrides the
+    precision the candidate reports, e.g. ``fp32`` for a parity check). Runners stay open.
+    """
+    started = time.perf_counter()
+    if batch_size < 1:
+        raise DeployRanError(f"batch_size must be ≥ 1, got {batch_size}.")
+    if len(inputs) == 0:
+        raise DeployRanError("No inputs to compare on.", hint="Give at least one input sample.")
+    outs = {
+        side: run_side(runner, inputs, batch_size, progress, side)
+        for side, runner in (("reference", reference), ("candidate", candidate))
+    }
+    family = precision_family(precision or candidate.precision)
+    crit = criteria_for(family, criteria)
+    result = compare_outputs(
+        outs["reference"], outs["candidate"], crit, sample_names=sample_names, show_worst=show_worst
+    )
+    if reference.model and candidate.model and reference.model != candidate.model:
+        result.notes.append(
+            f"different models: reference {reference.model}, candidate {candidate.model}"
+        )
+    return VerifyResult(
+        reference=reference.describe(),
+        candidate=candidate.describe(),
+        precision=family,
+        criteria=crit,
+        inputs={
+            "source": input_source,
+            "count": len(inputs),
+            "batch_size": reference.fixed_batch or batch_size,
+        },
+        outputs=result.outputs,
+        checks=result.checks,
+        worst=result.worst,
+        notes=[*notes, *result.notes],
+        seconds=time.perf_counter() - started,
+    )
