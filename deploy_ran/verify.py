@@ -28,7 +28,6 @@ from typing import Any
 
 import numpy as np
 
-from deploy_ran.artifacts import INIT_SEED
 from deploy_ran.errors import DeployRanError
 from deploy_ran.metrics import Agreement, compare
 from deploy_ran.runners import BaseRunner, load_runner
@@ -301,6 +300,8 @@ def _build_sides(
                 opts = {**info.options, **opts}
                 classes = info.num_classes
                 if ckpt is None and info.checkpoint_sha256 is None:
+                    from deploy_ran.models import INIT_SEED  # this side builds a torch model anyway
+
                     if info.init_seed != INIT_SEED:
                         raise DeployRanError(
                             f"{hint_from.name} was exported from random weights this version "
