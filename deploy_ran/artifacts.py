@@ -19,9 +19,6 @@ import onnx
 
 from deploy_ran.errors import OnnxFileError
 
-#: Seed of the random initialisation of models built without a checkpoint (see create_model).
-INIT_SEED = 0
-
 PRODUCER = "deploy-ran"
 
 
@@ -40,7 +37,9 @@ class ArtifactInfo:
     preprocessing: dict[str, Any] = field(default_factory=dict)
     outputs: list[str] = field(default_factory=list)
     checkpoint_sha256: str | None = None
-    init_seed: int | None = None  # the seeded random initialisation, when no checkpoint was used
+    # Seed of the random initialisation when no checkpoint was used; the exporter passes the
+    # models' INIT_SEED (this base module does not know it: it sits below deploy_ran.models).
+    init_seed: int | None = None
     extra: dict[str, str] = field(default_factory=dict)
 
     def to_props(self) -> dict[str, str]:
@@ -56,8 +55,7 @@ class ArtifactInfo:
             "options": self.options,
             "preprocessing": self.preprocessing,
             "outputs": self.outputs,
-            "checkpoint_sha256": self.checkpoint_sha256
-            or f"none (seeded random initialisation, seed {INIT_SEED})",
+            "checkpoint_sha256": self.checkpoint_sha256 or _no_checkpoint(self.init_seed),
         }
         out = {
             k: v if isinstance(v, str) else json.dumps(v) for k, v in props.items() if v is not None
@@ -104,6 +102,11 @@ class ArtifactInfo:
             init_seed=_seed_of(sha),
             extra={k: v for k, v in props.items() if k not in known},
         )
+
+
+def _no_checkpoint(init_seed: int | None) -> str | None:
+    """The checkpoint field of weights that came from no file: the seed, when one is known."""
+    return None if init_seed is None else f"none (seeded random initialisation, seed {init_seed})"
 
 
 def _seed_of(checkpoint_field: str | None) -> int | None:

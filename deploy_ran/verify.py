@@ -20,7 +20,6 @@ from typing import Any
 
 import numpy as np
 
-from deploy_ran.artifacts import INIT_SEED
 from deploy_ran.comparator import VerifyResult, compare
 from deploy_ran.comparison import criteria_for, precision_family  # noqa: F401 - re-exported
 from deploy_ran.errors import DeployRanError
@@ -181,6 +180,8 @@ def _build_sides(
                 opts = {**info.options, **opts}
                 classes = info.num_classes
                 if ckpt is None and info.checkpoint_sha256 is None:
+                    from deploy_ran.models import INIT_SEED  # this side builds a torch model anyway
+
                     if info.init_seed != INIT_SEED:
                         raise DeployRanError(
                             f"{hint_from.name} was exported from random weights this version "

@@ -29,7 +29,7 @@ import deploy_ran
 from deploy_ran.artifacts import PRODUCER, ArtifactInfo, set_metadata
 from deploy_ran.errors import DeployRanError, ExportError
 from deploy_ran.fileio import atomic_path, check_writable, sha256_file
-from deploy_ran.models import create_model, get_spec
+from deploy_ran.models import INIT_SEED, create_model, get_spec
 from exporters.graph_checks import GraphReport, require_valid_graph
 
 DEFAULT_OPSET = 18  # the lowest opset PyTorch's torch.export-based exporter emits
@@ -211,6 +211,7 @@ def build_info(
         preprocessing=spec.preprocessing(image_size),
         outputs=output_names,
         checkpoint_sha256=sha256_file(checkpoint) if checkpoint else None,
+        init_seed=None if checkpoint else INIT_SEED,
         extra={
             "producer_version": deploy_ran.__version__,
             "opset": str(opset),

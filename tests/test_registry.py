@@ -2,6 +2,12 @@
 
 from __future__ import annotations
 
+import ast
+import json
+import subprocess
+import sys
+from pathlib import Path
+
 import pytest
 import torch
 
@@ -120,3 +126,105 @@ def test_weights_without_checkpoint_are_seeded_and_leave_global_rng_alone():
     assert torch.equal(torch.rand(1), expected_next)
     for (name, a), b in zip(first.state_dict().items(), second.state_dict().values()):
         assert torch.equal(a, b), name
+
+
+# --- How the registry is filled: timm's way, no circle, no ONNX ---------------------------------
+ROOT = Path(__file__).resolve().parents[1]
+MODELS_DIR = ROOT / "deploy_ran" / "models"
+
+
+def _run_python(code: str) -> dict:
+    """Run ``code`` in a fresh interpreter (sys.modules starts empty) and return its JSON line."""
+    done = subprocess.run(
+        [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0, done.stderr
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def test_registry_module_alone_imports_no_model_module():
+    # Importing a submodule runs the package's __init__ (which imports every family on purpose),
+    # so the package is stubbed here: what loads is the registry and what it imports itself.
+    seen = _run_python(
+        "import json, sys, types\n"
+        "import deploy_ran\n"
+        "pkg = types.ModuleType('deploy_ran.models')\n"
+        f"pkg.__path__ = [{str(MODELS_DIR)!r}]\n"
+        "sys.modules['deploy_ran.models'] = pkg\n"
+        "import deploy_ran.models.registry as r\n"
+        "mods = sorted(m for m in sys.modules if m.startswith('deploy_ran.models.'))\n"
+        "print(json.dumps({'modules': mods, 'registered': r.list_models()}))\n"
+    )
+    assert seen["modules"] == ["deploy_ran.models.registry"]
+    assert seen["registered"] == []  # names come from the model modules, not the registry
+
+
+def test_models_package_sees_every_model_without_onnx():
+    seen = _run_python(
+        "import json, sys\n"
+        "from deploy_ran.models import list_models\n"
+        "heavy = [m for m in ('onnx', 'onnxruntime', 'deploy_ran.artifacts') if m in sys.modules]\n"
+        "print(json.dumps({'heavy': heavy, 'names': list_models()}))\n"
+    )
+    assert seen["heavy"] == []
+    assert seen["names"] == list_models()
+    families = {get_spec(n).family for n in seen["names"]}
+    assert {"RAN", "RAN-CIFAR", "ABN", "ABN-CIFAR", "A&R"} <= families
+
+
+def _imports_within_models(path: Path) -> set[str]:
+    """Modules of deploy_ran.models that ``path`` imports (at any depth, lazy imports included)."""
+    package = "deploy_ran.models"
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            found |= {a.name for a in node.names if a.name.startswith(package)}
+        elif isinstance(node, ast.ImportFrom) and (node.module or "").startswith(package):
+            for alias in node.names:  # `from deploy_ran.models import ran` imports a module
+                sub = f"{node.module}.{alias.name}"
+                is_module = (MODELS_DIR / f"{alias.name}.py").exists()
+                found.add(sub if node.module == package and is_module else node.module)
+    return found
+
+
+def test_models_package_has_no_import_circle():
+    def name_of(path: Path) -> str:
+        stem = "" if path.stem == "__init__" else f".{path.stem}"
+        return f"deploy_ran.models{stem}"
+
+    graph = {name_of(p): _imports_within_models(p) for p in MODELS_DIR.glob("*.py")}
+    assert graph["deploy_ran.models.registry"] <= {"deploy_ran.models.checkpoint"}
+
+    def cycle_from(start: str, path: tuple[str, ...]) -> tuple[str, ...] | None:
+        for nxt in sorted(graph.get(start, ())):
+            if nxt in path:
+                return (*path[path.index(nxt) :], nxt)
+            found = cycle_from(nxt, (*path, nxt))
+            if found:
+                return found
+        return None
+
+    for module in graph:
+        assert cycle_from(module, (module,)) is None, (
+            f"import circle: {cycle_from(module, (module,))}"
+        )
+
+
+def test_models_import_nothing_above_them():
+    allowed_base = {"deploy_ran.errors"}
+    for path in MODELS_DIR.glob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = (
+                [a.name for a in node.names]
+                if isinstance(node, ast.Import)
+                else [node.module or ""]
+                if isinstance(node, ast.ImportFrom)
+                else []
+            )
+            for name in names:
+                top = name.split(".")[0]
+                assert top not in {"onnx", "onnxruntime", "tensorrt", "exporters", "calibration"}, (
+                    f"{path.name} imports {name}"
+                )
+                if top == "deploy_ran" and not name.startswith("deploy_ran.models"):
+                    assert name in allowed_base, f"{path.name} imports {name}"

@@ -37,10 +37,18 @@ checkpoints load as they are.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import partial
 
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from deploy_ran.models.registry import (
+    CIFAR_MEAN,
+    CIFAR_STD,
+    ModelSpec,
+    register_model,
+)
 
 GATE_TYPES = ("softmax", "sigmoid")
 
@@ -285,3 +293,50 @@ def _refold_after_load(module: nn.Module, _incompatible) -> None:
     """New BN statistics or gate weights were loaded: refresh the folded copy in eval mode."""
     if isinstance(module, AttendRectifyNet) and not module.training:
         module.fold_batchnorm1d()
+
+
+# --- Registered Attend-and-Rectify models ------------------------------------------------------
+# ``params``/``macs`` are this implementation's exact figures at the default size and class count;
+# they equal the official code's (checked by loading its state dicts, see the README), and the tests
+# rebuild every model and compare.
+
+AR_REFERENCE = "Rodríguez et al., ECCV 2018"
+AR_URL = "https://github.com/prlz77/attend-and-rectify"
+AR_OPTIONS = {"attention_type": "softmax", "return_attention": False}
+AR_CHOICES = {"attention_type": GATE_TYPES, "return_attention": (True, False)}
+
+
+def _build_ar(cfg: ARConfig, *, num_classes: int, image_size: int, **options) -> AttendRectifyNet:
+    return AttendRectifyNet(cfg, num_classes=num_classes, image_size=image_size, **options)
+
+
+_AR = {  # name: (depth, width, params, macs) at 32×32, 10 classes (CIFAR-10, as the official logs)
+    "wrn16_4_ar": (16, 4, 2_943_490, 442_158_592),
+    "wrn28_10_ar": (28, 10, 36_965_634, 5_367_194_368),
+    "wrn40_10_ar": (40, 10, 56_328_194, 8_198_349_568),
+}
+for _name, (_depth, _width, _params, _macs) in _AR.items():
+    register_model(
+        ModelSpec(
+            name=_name,
+            family="A&R",
+            builder=partial(
+                _build_ar, ARConfig(_depth, _width, attention_depth=3, attention_width=4)
+            ),
+            image_size=32,
+            num_classes=10,
+            mean=CIFAR_MEAN,
+            std=CIFAR_STD,
+            resize_size=32,
+            params=_params,
+            macs=_macs,
+            reference=AR_REFERENCE,
+            reference_url=AR_URL,
+            description=f"Attend and Rectify on WRN-{_depth}-{_width}: 3 attention modules × "
+            "4 heads, gated log-softmax aggregation, CIFAR-10",
+            outputs=("log_probs",),
+            min_image_size=8,
+            options=dict(AR_OPTIONS),
+            option_choices=dict(AR_CHOICES),
+        )
+    )

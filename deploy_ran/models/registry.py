@@ -3,6 +3,11 @@
 ``create_model(name, ...)`` builds any registered network, ``list_models(pattern)`` lists the names
 and ``get_spec(name)`` returns the :class:`ModelSpec` (input size, preprocessing, classes, outputs,
 paper figures, reference) that the exporters, calibration and runners read instead of guessing.
+
+As in timm, this module imports no model: each model module (``ran.py``, ``abn.py``,
+``attend_rectify.py``) calls :func:`register_model` for its own names when it is imported, and the
+package ``deploy_ran.models`` imports those modules, so the registry is full before anyone can ask
+it. Model modules import this one, never the other way round: no import circle.
 """
 
 from __future__ import annotations
@@ -18,8 +23,11 @@ from typing import Any
 import torch
 from torch import nn
 
-from deploy_ran.artifacts import INIT_SEED
 from deploy_ran.errors import DeployRanError, UnknownModelError
+
+#: Seed of the random initialisation of models built without a checkpoint (see create_model).
+#: Exporters record it in an artifact's metadata, so a later stage can rebuild the same weights.
+INIT_SEED = 0
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -90,7 +98,6 @@ def register_model(spec: ModelSpec) -> ModelSpec:
 
 def list_models(pattern: str = "*") -> list[str]:
     """Registered model names matching a shell-style ``pattern``, sorted."""
-    _ensure_loaded()
     return sorted((n for n in _REGISTRY if fnmatch.fnmatchcase(n, pattern)), key=_natural_key)
 
 
@@ -101,7 +108,6 @@ def _natural_key(name: str) -> list:
 
 def closest_models(name: str, n: int = 5) -> list[str]:
     """Names closest to ``name``: fuzzy matches first, then names sharing its prefix."""
-    _ensure_loaded()
     names = list(_REGISTRY)
     close = difflib.get_close_matches(name.lower(), names, n=n, cutoff=0.5)
     prefix = [m for m in sorted(names) if m.startswith(name.lower()[:3]) and m not in close]
@@ -110,7 +116,6 @@ def closest_models(name: str, n: int = 5) -> list[str]:
 
 def get_spec(name: str) -> ModelSpec:
     """The spec of a registered model; an unknown name lists the closest ones."""
-    _ensure_loaded()
     try:
         return _REGISTRY[name]
     except KeyError:
@@ -125,7 +130,6 @@ def get_spec(name: str) -> ModelSpec:
 
 def is_model_name(name: str) -> bool:
     """True when ``name`` is a registered model (and not, say, a file path)."""
-    _ensure_loaded()
     return name in _REGISTRY
 
 
@@ -189,14 +193,3 @@ def create_model(
         load_state_dict(model, state, source=str(checkpoint))
     model.eval()
     return model
-
-
-_LOADED = False
-
-
-def _ensure_loaded() -> None:
-    """Import the model families so their specs register (once, on first use)."""
-    global _LOADED
-    if not _LOADED:
-        _LOADED = True
-        import deploy_ran.models.zoo  # noqa: F401
