@@ -922,31 +922,32 @@ def bench_cmd(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of tables.")] = False,
 ) -> None:
     """Latency and throughput per backend × precision × batch size, with the environment."""
-    from deploy_ran.bench import run_benchmark
+    from deploy_ran.bench import BenchSettings, run_benchmark
     from deploy_ran.tables import bench_table, environment_table
 
-    artifact_list = [a for item in (artifacts or []) for a in _split_list(item)]
+    settings = BenchSettings(
+        model,
+        backends=tuple(_split_list(backends)) or None,
+        artifacts=tuple(a for item in (artifacts or []) for a in _split_list(item)),
+        batch_sizes=tuple(_int_list(batch_sizes, "--batch-sizes")),
+        warmup=warmup,
+        duration=duration,
+        iterations=iterations,
+        device=device,
+        copies=copies,
+        cuda_graphs=cuda_graphs,
+        interleave=interleave,
+        threads=threads,
+        torch_precisions=tuple(_split_list(torch_precisions)),
+        image_size=image_size,
+        checkpoint=checkpoint,
+        workdir=workdir,
+        output=output,
+        plot=not no_plot,
+    )
     with console.status(f"benchmarking {model}…") as status:
         result = run_benchmark(
-            model,
-            backends=_split_list(backends) or None,
-            artifacts=artifact_list,
-            batch_sizes=_int_list(batch_sizes, "--batch-sizes"),
-            warmup=warmup,
-            duration=duration,
-            iterations=iterations,
-            device=device,
-            copies=copies,
-            cuda_graphs=cuda_graphs,
-            interleave=interleave,
-            threads=threads,
-            torch_precisions=_split_list(torch_precisions),
-            image_size=image_size,
-            checkpoint=checkpoint,
-            workdir=workdir,
-            output=output,
-            plot=not no_plot,
-            progress=lambda msg: status.update(f"benchmarking: {escape(msg)}…"),
+            settings, progress=lambda msg: status.update(f"benchmarking: {escape(msg)}…")
         )
     if as_json:
         print(json.dumps(result.as_dict(), indent=2))

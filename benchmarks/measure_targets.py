@@ -30,7 +30,12 @@ from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from deploy_ran.bench import environment_tag, run_benchmark, runner_overhead  # noqa: E402
+from deploy_ran.bench import (  # noqa: E402
+    BenchSettings,
+    environment_tag,
+    run_benchmark,
+    runner_overhead,
+)
 from deploy_ran.environment import collect_environment  # noqa: E402
 from deploy_ran.fileio import atomic_write_text  # noqa: E402
 from deploy_ran.infer import run_inference  # noqa: E402
@@ -46,13 +51,15 @@ def speedup(onnx: Path, repeats: int, duration: float, threads: int) -> dict:
     for i in range(repeats):
         before = load()
         res = run_benchmark(
-            "ran92",
-            backends=["torch", "ort"],
-            artifacts=[onnx],
-            batch_sizes=[1],
-            warmup=2.0,
-            duration=duration,
-            threads=threads,
+            BenchSettings(
+                "ran92",
+                backends=("torch", "ort"),
+                artifacts=(onnx,),
+                batch_sizes=(1,),
+                warmup=2.0,
+                duration=duration,
+                threads=threads,
+            )
         )
         torch_row, ort_row = res.row("torch", "fp32", 1), res.row("ort", "fp32", 1)
         runs.append(
@@ -138,13 +145,15 @@ def infer_vs_bench(
 
         def bench_ips() -> float:
             res = run_benchmark(
-                "ran92",
-                backends=["ort"],
-                artifacts=[onnx],
-                batch_sizes=[batch],
-                warmup=2.0,
-                duration=duration,
-                threads=threads,
+                BenchSettings(
+                    "ran92",
+                    backends=("ort",),
+                    artifacts=(onnx,),
+                    batch_sizes=(batch,),
+                    warmup=2.0,
+                    duration=duration,
+                    threads=threads,
+                )
             )
             return res.row("ort", "fp32", batch).throughput
 

@@ -12,7 +12,9 @@ import importlib.metadata
 import os
 import platform
 import re
+from collections.abc import Mapping
 from functools import lru_cache
+from typing import Any
 
 
 def cpu_model() -> str:
@@ -76,3 +78,26 @@ def collect_environment() -> dict[str, object]:
         major, minor = torch.cuda.get_device_capability(0)
         env["compute_capability"] = f"{major}.{minor}"
     return env
+
+
+def _slug(text: str) -> str:
+    text = re.sub(r"\((R|TM|tm|r)\)", "", text)
+    text = re.sub(r"\b(CPU|Processor|with Radeon Graphics)\b", "", text)
+    text = text.replace("@", " ").replace("+", "-")
+    return re.sub(r"[^A-Za-z0-9.]+", "-", text).strip("-.").lower()
+
+
+def environment_tag(env: Mapping[str, Any]) -> str:
+    """CPU model, GPU (or ``nogpu``) and library versions of :func:`collect_environment`'s
+    result as one file-name-safe string, so that a result's file name says where it was measured."""
+    gpus = env.get("gpus") or []
+    parts = [
+        _slug(str(env.get("cpu", "cpu"))),
+        _slug(str(gpus[0])) if gpus else "nogpu",
+        "torch" + _slug(str(env.get("torch", "unknown"))),
+        "ort" + _slug(str(env.get("onnxruntime", "unknown"))),
+    ]
+    trt = str(env.get("tensorrt", ""))
+    if trt and re.match(r"^\d", trt):
+        parts.append("trt" + _slug(trt))
+    return "_".join(p for p in parts if p)

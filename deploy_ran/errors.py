@@ -3,20 +3,26 @@
 Every failure caused by the user's input (a name, a path, a file) is raised as a
 :class:`DeployRanError` carrying a *hint* that says how to fix it. The CLI prints the message and
 the hint and exits with a non-zero code instead of a traceback; library users can catch one type.
+
+Library messages name library parameters (``batch_sizes``), never command-line flags: a Python
+user has no ``--batch-sizes``. An error about one argument carries its name in ``param``, so the
+CLI can say which flag to change.
 """
 
 from __future__ import annotations
 
 
 class DeployRanError(Exception):
-    """An error caused by input the user can fix; ``hint`` says how."""
+    """An error caused by input the user can fix; ``hint`` says how, ``param`` names the
+    library parameter at fault (``None`` when no single one is)."""
 
     exit_code = 2
 
-    def __init__(self, message: str, hint: str | None = None) -> None:
+    def __init__(self, message: str, hint: str | None = None, *, param: str | None = None) -> None:
         super().__init__(message)
         self.message = message
         self.hint = hint
+        self.param = param
 
     def __str__(self) -> str:
         return self.message if not self.hint else f"{self.message}\nHint: {self.hint}"

@@ -94,7 +94,9 @@ def read_labels(path: str | Path) -> list[str]:
     """One class name per line (blank trailing lines ignored)."""
     path = Path(path)
     if not path.is_file():
-        raise DeployRanError(f"Labels file {path} does not exist.", hint="Check --labels.")
+        raise DeployRanError(
+            f"Labels file {path} does not exist.", hint="Check the labels path.", param="labels"
+        )
     lines = path.read_text(encoding="utf-8").splitlines()
     while lines and not lines[-1].strip():
         lines.pop()
@@ -150,7 +152,8 @@ def read_done(path: Path, fmt: str, topk: int, with_labels: bool) -> set[str]:
         if rows[0] != want:
             raise DeployRanError(
                 f"{path} was written with other settings (columns {rows[0][:6]}…).",
-                hint="Resume with the same --topk and --labels, or write to a new --output.",
+                hint="Resume with the same topk and labels, or write to a new output.",
+                param="output",
             )
         return {r[0] for r in rows[1:] if r}
     for n, line in enumerate(text.splitlines(), 1):
@@ -161,18 +164,21 @@ def read_done(path: Path, fmt: str, topk: int, with_labels: bool) -> set[str]:
         except json.JSONDecodeError:
             raise DeployRanError(
                 f"{path} line {n} is not JSON; it is not an output of `infer`.",
-                hint="Write to a new --output, or fix the file.",
+                hint="Write to a new output, or fix the file.",
+                param="output",
             ) from None
         if not isinstance(rec, dict) or "path" not in rec:
             raise DeployRanError(
                 f"{path} line {n} has no 'path'; it is not an output of `infer`.",
-                hint="Write to a new --output.",
+                hint="Write to a new output.",
+                param="output",
             )
         if "topk" in rec and (len(rec["topk"]) != topk or ("label" in rec) != with_labels):
             raise DeployRanError(
-                f"{path} was written with --topk {len(rec['topk'])}"
-                f"{' and --labels' if 'label' in rec else ''}.",
-                hint="Resume with the same --topk and --labels, or write to a new --output.",
+                f"{path} was written with topk={len(rec['topk'])}"
+                f"{' and labels' if 'label' in rec else ''}.",
+                hint="Resume with the same topk and labels, or write to a new output.",
+                param="output",
             )
         done.add(rec["path"])
     return done
@@ -283,25 +289,36 @@ def run_inference(
     from deploy_ran.images import find_images
 
     if batch_size < 1:
-        raise DeployRanError(f"--batch must be ≥ 1, got {batch_size}.", hint="Use --batch 32.")
+        raise DeployRanError(
+            f"batch_size must be ≥ 1, got {batch_size}.",
+            hint="Use e.g. batch_size=32.",
+            param="batch_size",
+        )
     if topk < 1:
-        raise DeployRanError(f"--topk must be ≥ 1, got {topk}.", hint="Use --topk 5.")
+        raise DeployRanError(
+            f"topk must be ≥ 1, got {topk}.", hint="Use e.g. topk=5.", param="topk"
+        )
     if resume and overwrite:
-        raise DeployRanError("--resume and --overwrite exclude each other.", hint="Pick one.")
+        raise DeployRanError(
+            "resume and overwrite exclude each other.", hint="Pick one.", param="overwrite"
+        )
     output = Path(output)
     fmt = output_format(output)
     check_writable(output)
     if output.exists() and output.stat().st_size > 0 and not (resume or overwrite):
         raise DeployRanError(
             f"{output} already exists.",
-            hint="Add --resume to continue it, --overwrite to start again, or choose another "
-            "--output.",
+            hint="Set resume=True to continue it, overwrite=True to start again, or choose "
+            "another output.",
+            param="output",
         )
     label_names = read_labels(labels) if labels is not None else None
     paths = find_images(images)
     workers = default_workers() if workers is None else workers
     if workers < 0:
-        raise DeployRanError(f"--workers must be ≥ 0, got {workers}.", hint="Use --workers 2.")
+        raise DeployRanError(
+            f"workers must be ≥ 0, got {workers}.", hint="Use e.g. workers=2.", param="workers"
+        )
 
     owned = not isinstance(target, BaseRunner)
     runner = (
@@ -341,8 +358,9 @@ def run_inference(
             )
         if classes is not None and topk > classes:
             raise DeployRanError(
-                f"--topk {topk} is more than the model's {classes} classes.",
-                hint=f"Use --topk {classes} or less.",
+                f"topk={topk} is more than the model's {classes} classes.",
+                hint=f"Use topk={classes} or less.",
+                param="topk",
             )
         with_labels = label_names is not None
 
@@ -392,7 +410,8 @@ def run_inference(
                         raise DeployRanError(
                             f"Output {name!r} has shape {list(logits.shape)}; infer needs "
                             "[batch, classes] logits.",
-                            hint="Choose the logits output with --output-name.",
+                            hint="Choose the logits output with output_name.",
+                            param="output_name",
                         )
                     recs = _records(paths, [i for i, _ in good], softmax(logits), topk, label_names)
                     by_index.update({i: r for (i, _), r in zip(good, recs)})

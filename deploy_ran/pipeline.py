@@ -67,7 +67,7 @@ def run_demo(
 ) -> DemoResult:
     """Run the whole pipeline for ``model`` into ``workdir``; see the module docstring."""
     from calibration.data import BUILTIN_NOTE
-    from deploy_ran.bench import run_benchmark
+    from deploy_ran.bench import BenchSettings, run_benchmark
     from deploy_ran.checks import RunnerChecks
     from deploy_ran.convert import CalibrationConfig, ExportConfig, convert
     from deploy_ran.fileio import atomic_write_text
@@ -165,14 +165,16 @@ def run_demo(
     console.rule("[bold]5/6 bench at batch 1: eager PyTorch vs ONNX Runtime FP32/FP16/INT8 (CPU)")
     with console.status(f"timing {runs} runs per backend…") as status:
         bench = run_benchmark(
-            model,
-            backends=["torch", "ort"],
-            artifacts=[fp32_path, fp16.path, int8.path],
-            batch_sizes=[1],
-            warmup=1.0,
-            iterations=runs,
-            image_size=exported.image_size,
-            output=workdir,
+            BenchSettings(
+                model,
+                backends=("torch", "ort"),
+                artifacts=(fp32_path, fp16.path, int8.path),
+                batch_sizes=(1,),
+                warmup=1.0,
+                iterations=runs,
+                image_size=exported.image_size,
+                output=workdir,
+            ),
             progress=lambda m: status.update(f"timing: {m}…"),
         )
     console.print(bench_table(bench))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
@@ -12,10 +13,12 @@ from cli import app
 from deploy_ran.bench import (
     CSV_FIELDS,
     STAT_FIELDS,
+    BenchSettings,
     LatencyStats,
     environment_tag,
     run_benchmark,
     runner_overhead,
+    time_in_turns,
 )
 from deploy_ran.environment import collect_environment
 from deploy_ran.errors import DeployRanError
@@ -26,16 +29,18 @@ cli = CliRunner()
 def test_bench_writes_documented_json_csv_png(cifar_checkpoint, cifar_onnx, tmp_path):
     out = tmp_path / "results"
     result = run_benchmark(
-        "ran56_cifar",
-        backends=["torch", "ort", "trt"],
-        artifacts=[cifar_onnx],
-        batch_sizes=[2, 1],
-        torch_precisions=["fp32", "fp8"],  # fp8 is not a PyTorch runner precision: a failed row
-        warmup=0.0,
-        iterations=3,
-        threads=1,
-        checkpoint=cifar_checkpoint,
-        output=out,
+        BenchSettings(
+            "ran56_cifar",
+            backends=["torch", "ort", "trt"],
+            artifacts=[cifar_onnx],
+            batch_sizes=[2, 1],
+            torch_precisions=["fp32", "fp8"],  # fp8 is not a PyTorch runner precision: a failed row
+            warmup=0.0,
+            iterations=3,
+            threads=1,
+            checkpoint=cifar_checkpoint,
+            output=out,
+        )
     )
     assert result.batch_sizes == [1, 2]
     by = {(r.backend, r.precision, r.batch_size): r for r in result.rows}
@@ -107,20 +112,77 @@ def test_bench_cli_prints_table_environment_and_files(cifar_onnx, tmp_path):
 
 
 def test_bench_rejects_bad_requests(cifar_onnx, tmp_path):
-    with pytest.raises(DeployRanError, match="artifact of ran56_cifar, not ran92_cifar"):
-        run_benchmark("ran92_cifar", artifacts=[cifar_onnx], iterations=1)
-    with pytest.raises(DeployRanError, match="takes 32 px"):
-        run_benchmark("ran56_cifar", artifacts=[cifar_onnx], image_size=48, iterations=1)
-    with pytest.raises(DeployRanError, match="not in --backends"):
-        run_benchmark("ran56_cifar", backends=["torch"], artifacts=[cifar_onnx], iterations=1)
+    with pytest.raises(DeployRanError, match="artifact of ran56_cifar, not ran92_cifar") as info:
+        run_benchmark(BenchSettings("ran92_cifar", artifacts=[cifar_onnx], iterations=1))
+    assert info.value.param == "artifacts"
+    with pytest.raises(DeployRanError, match="takes 32 px") as info:
+        run_benchmark(
+            BenchSettings("ran56_cifar", artifacts=[cifar_onnx], image_size=48, iterations=1)
+        )
+    assert info.value.param == "image_size" and "image_size=32" in info.value.hint
+    with pytest.raises(DeployRanError, match="not in backends"):
+        run_benchmark(
+            BenchSettings("ran56_cifar", backends=["torch"], artifacts=[cifar_onnx], iterations=1)
+        )
     with pytest.raises(DeployRanError, match="Unknown backend"):
-        run_benchmark("ran56_cifar", backends=["tensorflow"], iterations=1)
+        run_benchmark(BenchSettings("ran56_cifar", backends=["tensorflow"], iterations=1))
     with pytest.raises(DeployRanError, match="CUDA graphs need a GPU"):
-        run_benchmark("ran56_cifar", cuda_graphs=True, iterations=1)
+        run_benchmark(BenchSettings("ran56_cifar", cuda_graphs=True, iterations=1))
     bad = cli.invoke(app, ["bench", "ran56_cifar", "--batch-sizes", "1,x"])
     assert bad.exit_code == 2 and "comma-separated integers" in bad.output
     bad = cli.invoke(app, ["bench", "ran56_cifar", "--batch-sizes", "0"])
     assert bad.exit_code == 2 and "positive" in bad.output
+
+
+def test_settings_are_checked_when_made_and_errors_name_the_parameter():
+    bad = [
+        ({"batch_sizes": [0, 1]}, "batch_sizes"),
+        ({"batch_sizes": ["x"]}, "batch_sizes"),
+        ({"batch_sizes": []}, "batch_sizes"),
+        ({"iterations": 0}, "iterations"),
+        ({"duration": 0}, "duration"),
+        ({"warmup": -1.0}, "warmup"),
+        ({"cuda_graphs": True}, "cuda_graphs"),
+        ({"backends": ["tensorflow"]}, "backends"),
+        ({"backends": [" "]}, "backends"),
+    ]
+    for kwargs, param in bad:
+        with pytest.raises(DeployRanError) as info:
+            BenchSettings("ran56_cifar", **kwargs)
+        assert info.value.param == param, kwargs
+        assert "--" not in str(info.value), str(info.value)  # library errors name parameters
+    settings = BenchSettings(
+        "ran56_cifar",
+        backends=[" ORT ", "torch"],
+        artifacts=["a.onnx"],
+        batch_sizes=[8, 1, 8],
+        checkpoint="w.pt",
+        output="out",
+    )
+    assert settings.backends == ("ort", "torch")
+    assert settings.artifacts == (Path("a.onnx"),) and settings.batch_sizes == (1, 8)
+    assert settings.checkpoint == Path("w.pt") and settings.output == Path("out")
+    assert settings.copies_included and not settings.on_gpu
+    assert BenchSettings("m", device="cuda", copies=False).copies_included is False
+
+
+def test_turns_alternate_and_a_failing_timer_leaves_them():
+    calls: list[str] = []
+
+    def steady() -> float:
+        calls.append("a")
+        return 1.0
+
+    def breaks_on_second_run() -> float:
+        calls.append("b")
+        if calls.count("b") == 2:
+            raise RuntimeError("device lost")
+        return 2.0
+
+    steady_samples, broken = time_in_turns([steady, breaks_on_second_run], iterations=4)
+    assert calls == ["a", "b", "a", "b", "a", "a"]
+    assert steady_samples == [1.0] * 4
+    assert isinstance(broken, RuntimeError)
 
 
 def test_statistics_and_environment_tag():
@@ -155,13 +217,15 @@ def test_runner_overhead_reports_both_medians(cifar_onnx):
 
 def test_interleaved_rows_take_turns(cifar_checkpoint, cifar_onnx):
     result = run_benchmark(
-        "ran56_cifar",
-        artifacts=[cifar_onnx],
-        checkpoint=cifar_checkpoint,
-        iterations=3,
-        warmup=0.0,
-        threads=1,
-        interleave=True,
+        BenchSettings(
+            "ran56_cifar",
+            artifacts=[cifar_onnx],
+            checkpoint=cifar_checkpoint,
+            iterations=3,
+            warmup=0.0,
+            threads=1,
+            interleave=True,
+        )
     )
     assert result.as_dict()["method"]["interleaved"] is True
     assert [(r.label, r.status, r.iterations) for r in result.rows] == [
@@ -172,7 +236,9 @@ def test_interleaved_rows_take_turns(cifar_checkpoint, cifar_onnx):
 
 
 def test_a_failing_backend_is_a_row_not_a_crash(tmp_path):
-    result = run_benchmark("ran56_cifar", checkpoint=tmp_path / "missing.pt", iterations=1)
+    result = run_benchmark(
+        BenchSettings("ran56_cifar", checkpoint=tmp_path / "missing.pt", iterations=1)
+    )
     assert [(r.backend, r.status) for r in result.rows] == [("torch", "failed"), ("ort", "failed")]
     assert all("missing.pt does not exist" in r.reason for r in result.rows)
     assert result.rows[1].reason.startswith("export: ")

@@ -111,20 +111,22 @@ def test_gpu_check_report_reads_bench_and_verify_results(
     """scripts/gpu_check_report.py on results of the same shape gpu_check.sh writes (CPU here)."""
     import importlib.util
 
-    from deploy_ran.bench import run_benchmark
+    from deploy_ran.bench import BenchSettings, run_benchmark
     from deploy_ran.verify import verify
 
     run_benchmark(
-        "ran56_cifar",
-        backends=["torch", "ort"],
-        artifacts=[cifar_onnx],
-        batch_sizes=[1],
-        warmup=0.0,
-        iterations=2,
-        threads=1,
-        checkpoint=cifar_checkpoint,
-        plot=False,
-        output=tmp_path / "bench.json",
+        BenchSettings(
+            "ran56_cifar",
+            backends=["torch", "ort"],
+            artifacts=[cifar_onnx],
+            batch_sizes=[1],
+            warmup=0.0,
+            iterations=2,
+            threads=1,
+            checkpoint=cifar_checkpoint,
+            plot=False,
+            output=tmp_path / "bench.json",
+        )
     )
     result = verify(
         "ran56_cifar",

@@ -204,20 +204,22 @@ def test_verify_bench_and_infer_take_an_engine(
 def test_bench_runs_an_engine_row(
     cifar_onnx, cifar_checkpoint, tmp_path, monkeypatch, host_buffers
 ):
-    from deploy_ran.bench import run_benchmark
+    from deploy_ran.bench import BenchSettings, run_benchmark
 
     install(monkeypatch, "11.4.0.106")
     plan = _build(cifar_onnx, tmp_path)
     result = run_benchmark(
-        "ran56_cifar",
-        backends=["ort", "trt"],
-        artifacts=[cifar_onnx, plan],
-        batch_sizes=[1, 2],
-        warmup=0.0,
-        iterations=2,
-        threads=1,
-        checkpoint=cifar_checkpoint,
-        plot=False,
+        BenchSettings(
+            "ran56_cifar",
+            backends=["ort", "trt"],
+            artifacts=[cifar_onnx, plan],
+            batch_sizes=[1, 2],
+            warmup=0.0,
+            iterations=2,
+            threads=1,
+            checkpoint=cifar_checkpoint,
+            plot=False,
+        )
     )
     trt_rows = [r for r in result.rows if r.backend == "trt"]
     assert [r.batch_size for r in trt_rows] == [1, 2]
@@ -227,15 +229,17 @@ def test_bench_runs_an_engine_row(
     # Without TensorRT the engine row is skipped with the reason, not a crash.
     monkeypatch.setitem(sys.modules, "tensorrt", None)
     skipped = run_benchmark(
-        "ran56_cifar",
-        backends=["trt"],
-        artifacts=[plan],
-        batch_sizes=[1],
-        warmup=0.0,
-        iterations=1,
-        threads=1,
-        checkpoint=cifar_checkpoint,
-        plot=False,
+        BenchSettings(
+            "ran56_cifar",
+            backends=["trt"],
+            artifacts=[plan],
+            batch_sizes=[1],
+            warmup=0.0,
+            iterations=1,
+            threads=1,
+            checkpoint=cifar_checkpoint,
+            plot=False,
+        )
     )
     (row,) = skipped.rows
     assert row.status == "skipped" and "TensorRT" in row.reason

@@ -1,0 +1,165 @@
+"""Where a benchmark's numbers go: JSON and CSV whose file name records the environment (CPU,
+GPU, library versions), and a PNG plot (throughput against batch size, latency percentiles).
+
+Numbers measured on different machines are not comparable, so the default file name says where
+they were measured; every file is written atomically.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from deploy_ran.bench.result import BenchResult, BenchRow
+from deploy_ran.bench.timing import STAT_FIELDS
+from deploy_ran.environment import environment_tag
+from deploy_ran.fileio import atomic_path, atomic_write_text, check_writable
+
+DEFAULT_OUTPUT = Path("bench_results")
+CSV_FIELDS = (
+    "label",
+    "backend",
+    "precision",
+    "device",
+    "artifact",
+    "batch_size",
+    "status",
+    "reason",
+    "iterations",
+    *(f"{s}_ms" for s in STAT_FIELDS),
+    "throughput_ips",
+    "speedup_vs_torch_fp32",
+    "timer",
+    "copies_included",
+)
+
+
+def _fmt(value: float | None) -> str:
+    return "" if value is None else f"{value:.6g}"
+
+
+def csv_row(row: BenchRow) -> dict[str, Any]:
+    """``row`` as one CSV line keyed by :data:`CSV_FIELDS` (empty cells for missing values)."""
+    out: dict[str, Any] = {
+        "label": row.label,
+        "backend": row.backend,
+        "precision": row.precision,
+        "device": row.device,
+        "artifact": row.artifact or "",
+        "batch_size": row.batch_size,
+        "status": row.status,
+        "reason": row.reason or "",
+        "iterations": row.iterations,
+        "throughput_ips": _fmt(row.throughput),
+        "speedup_vs_torch_fp32": _fmt(row.speedup),
+        "timer": row.timer or "",
+        "copies_included": "" if row.copies_included is None else row.copies_included,
+    }
+    for s in STAT_FIELDS:
+        out[f"{s}_ms"] = _fmt(getattr(row.latency, s) if row.latency else None)
+    return out
+
+
+def default_stem(result: BenchResult) -> str:
+    """``bench_MODEL_SIZEpx_DEVICE_<environment tag>``: the file name records the environment."""
+    device = "cuda" if result.device.startswith("cuda") else "cpu"
+    return (
+        f"bench_{result.model}_{result.image_size}px_{device}_{environment_tag(result.environment)}"
+    )
+
+
+def output_paths(output: str | Path | None, stem: str) -> tuple[Path, Path, Path]:
+    """(json, csv, png) paths for ``output`` (a folder, or a file whose stem is kept); raises
+    before anything is measured when one of them cannot be written."""
+    out = Path(output) if output is not None else DEFAULT_OUTPUT
+    if out.suffix.lower() in (".json", ".csv", ".png"):
+        base = out.with_suffix("")
+    else:
+        out.mkdir(parents=True, exist_ok=True)
+        base = out / stem
+    paths = tuple(base.with_name(base.name + ext) for ext in (".json", ".csv", ".png"))
+    for p in paths:
+        check_writable(p)
+    return paths  # type: ignore[return-value]
+
+
+def save_result(
+    result: BenchResult, output: str | Path | None = None, plot: bool = True
+) -> dict[str, Path]:
+    """Write JSON + CSV (+ PNG); ``output`` is a folder (names from the environment) or a
+    ``.json`` path (CSV/PNG beside it, same stem). Records the paths in ``result.files``."""
+    json_path, csv_path, png_path = output_paths(output, default_stem(result))
+    atomic_write_text(json_path, json.dumps(result.as_dict(), indent=2) + "\n")
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=list(CSV_FIELDS), lineterminator="\n")
+    writer.writeheader()
+    for r in result.rows:
+        writer.writerow(csv_row(r))
+    atomic_write_text(csv_path, buf.getvalue())
+    paths = {"json": json_path, "csv": csv_path}
+    if plot:
+        write_plot(result, png_path)
+        paths["png"] = png_path
+    result.files = {k: str(v) for k, v in paths.items()}
+    return paths
+
+
+def write_plot(result: BenchResult, path: str | Path) -> Path:
+    """PNG: throughput against batch size per backend, and latency percentiles per row."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    ran = [r for r in result.rows if r.status == "ran" and r.latency]
+    fig, (ax1, ax2) = plt.subplots(
+        1, 2, figsize=(13 + 0.6 * max(0, len(ran) - 6), 5.5), width_ratios=(1, 1.3)
+    )
+    labels = list(dict.fromkeys(r.label for r in ran))
+    for label in labels:
+        pts = sorted((r.batch_size, r.throughput) for r in ran if r.label == label)
+        ax1.plot([p[0] for p in pts], [p[1] for p in pts], marker="o", label=label)
+    ax1.set_xscale("log", base=2)
+    ax1.set_xticks(result.batch_sizes, [str(b) for b in result.batch_sizes])
+    ax1.minorticks_off()
+    ax1.set_xlabel("batch size")
+    ax1.set_ylabel("throughput (images/s)")
+    ax1.set_title("Throughput")
+    ax1.grid(True, alpha=0.3)
+    if labels:
+        ax1.legend(fontsize=8)
+    pcts = ("median", "p90", "p95", "p99")
+    width = 0.8 / len(pcts)
+    xs = np.arange(len(ran))
+    for i, pct in enumerate(pcts):
+        ax2.bar(xs + i * width, [getattr(r.latency, pct) for r in ran], width, label=pct)
+    ax2.set_xticks(xs + width * (len(pcts) - 1) / 2)
+    ax2.set_xticklabels(
+        [f"{r.label}\nbatch {r.batch_size}".replace(" · ", "\n") for r in ran],
+        fontsize=7,
+        rotation=30,
+        ha="right",
+    )
+    ax2.set_ylabel("latency (ms)")
+    ax2.set_title("Latency percentiles")
+    ax2.grid(True, axis="y", alpha=0.3)
+    if ran:
+        ax2.legend(fontsize=8)
+    env = result.environment
+    gpus = env.get("gpus") or ["no GPU"]
+    fig.suptitle(
+        f"{result.model} at {result.image_size}px on {result.device} · {env.get('cpu')} · "
+        f"{gpus[0]} · torch {env.get('torch')} · onnxruntime {env.get('onnxruntime')} · "
+        f"{result.threads} threads",
+        fontsize=9,
+    )
+    fig.tight_layout()
+    with atomic_path(path, suffix=".png") as tmp:
+        fig.savefig(tmp, format="png", dpi=110)
+    plt.close(fig)
+    return Path(path)

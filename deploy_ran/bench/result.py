@@ -1,0 +1,102 @@
+"""What a benchmark returns: one row per backend configuration × batch size, with the method and
+the environment, in the JSON form the reports store (:meth:`BenchResult.as_dict`)."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from deploy_ran.bench.timing import MIN_ITERATIONS, LatencyStats
+from deploy_ran.environment import environment_tag
+
+
+@dataclass
+class BenchRow:
+    """One backend configuration at one batch size."""
+
+    label: str
+    backend: str
+    precision: str
+    device: str
+    artifact: str | None
+    batch_size: int
+    status: str  # "ran" | "failed" | "skipped"
+    reason: str | None = None
+    iterations: int = 0
+    latency: LatencyStats | None = None
+    throughput: float | None = None  # images/s
+    speedup: float | None = None  # vs eager PyTorch FP32, same batch size
+    timer: str | None = None
+    copies_included: bool | None = None
+    runner: dict[str, Any] = field(default_factory=dict)
+
+    def as_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["latency_ms"] = d.pop("latency")
+        d["throughput_ips"] = d.pop("throughput")
+        d["speedup_vs_torch_fp32"] = d.pop("speedup")
+        return d
+
+
+@dataclass
+class BenchResult:
+    """Everything ``bench`` measured, with the method and the environment."""
+
+    model: str
+    image_size: int
+    device: str
+    batch_sizes: list[int]
+    copies_included: bool
+    cuda_graphs: bool
+    warmup_s: float
+    duration_s: float | None
+    iterations: int | None
+    threads: int
+    environment: dict[str, Any]
+    started_at: str
+    rows: list[BenchRow]
+    notes: list[str] = field(default_factory=list)
+    files: dict[str, str] = field(default_factory=dict)  # kind ("json", "csv", "png") → path
+    interleaved: bool = False
+
+    def row(self, backend: str, precision: str, batch_size: int) -> BenchRow | None:
+        """The first row for a backend/precision/batch size (``None`` if absent)."""
+        for r in self.rows:
+            if (r.backend, r.precision, r.batch_size) == (backend, precision, batch_size):
+                return r
+        return None
+
+    def method(self) -> dict[str, Any]:
+        return {
+            "warmup_s": self.warmup_s,
+            "duration_s": self.duration_s,
+            "iterations": self.iterations,
+            "min_iterations": MIN_ITERATIONS,
+            "copies_included": self.copies_included,
+            "cuda_graphs": self.cuda_graphs,
+            "interleaved": self.interleaved,
+            "order": "backends in turn, one run each (interleaved)"
+            if self.interleaved
+            else "batch size by batch size, each backend's runs back to back",
+            "timer": "cuda events on the runner's stream"
+            if (self.device.startswith("cuda") and not self.copies_included)
+            else "host perf_counter (+ synchronize)",
+            "throughput": "batch_size * runs / timed seconds",
+            "speedup": "median latency of torch fp32 at the same batch size / row median",
+            "inputs": "seeded random normal batch in the runner's input dtype",
+        }
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "model": self.model,
+            "image_size": self.image_size,
+            "device": self.device,
+            "batch_sizes": self.batch_sizes,
+            "threads": self.threads,
+            "started_at": self.started_at,
+            "method": self.method(),
+            "environment": self.environment,
+            "environment_tag": environment_tag(self.environment),
+            "rows": [r.as_dict() for r in self.rows],
+            "notes": self.notes,
+        }

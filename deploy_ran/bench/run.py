@@ -1,0 +1,398 @@
+"""The benchmark itself: which runners to build from the settings, in what order to time them,
+and how their timings become rows.
+
+- **Rows**: *ran*, *failed* (with the error) or *skipped* (backend not installed, static batch of
+  another size, no engine given). One backend failing never stops the others.
+- Every runner is built once, up front. Rows are then measured batch size by batch size, every
+  backend in turn, so that backends compared with each other were measured close together in
+  time. With ``interleave`` the backends of one batch size take turns run by run, so that a shared
+  machine's changing load hits them alike.
+- **Speedup** = median latency of eager PyTorch FP32 at the same batch size / the row's median.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from deploy_ran.bench.report import output_paths, save_result
+from deploy_ran.bench.result import BenchResult, BenchRow
+from deploy_ran.bench.settings import BenchSettings
+from deploy_ran.bench.timing import (
+    LatencyStats,
+    run_timer,
+    time_in_turns,
+    time_runner,
+    warm_up,
+)
+from deploy_ran.environment import collect_environment
+from deploy_ran.errors import DeployRanError
+from deploy_ran.runners import BackendUnavailableError, BaseRunner, load_runner
+from deploy_ran.runners.loader import backend_for
+
+Say = Callable[[str], None]
+
+
+@dataclass
+class _Config:
+    """A backend configuration to build (a runner) and measure at every batch size."""
+
+    backend: str
+    target: str
+    precision: str  # expected; the runner's own precision replaces it once built
+    artifact: str | None
+    kwargs: dict[str, Any] = field(default_factory=dict)
+    runner: BaseRunner | None = None
+    error: tuple[str, str] | None = None  # (status, reason) when it could not be built
+    suffix: str = ""  # tells apart artifacts that share a label
+
+    @property
+    def label(self) -> str:
+        if self.runner is not None:
+            return self.runner.label + self.suffix
+        precision = "" if self.precision == "-" else f" {self.precision}"
+        return f"{self.backend}{precision}{self.suffix}"
+
+
+def run_benchmark(settings: BenchSettings, progress: Say | None = None) -> BenchResult:
+    """Benchmark ``settings.model`` on each backend (see :mod:`deploy_ran.bench` for the method).
+
+    Saves JSON/CSV (+ PNG) when ``settings.output`` is set (see
+    :func:`deploy_ran.bench.report.save_result`). ``progress(message)`` is told what is being
+    done.
+    """
+    from deploy_ran.models import get_spec
+    from deploy_ran.runners.ort_runner import default_threads
+
+    say = progress or (lambda _m: None)
+    started_at = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    size = settings.image_size or get_spec(settings.model).image_size
+    kinds = _artifact_kinds(settings.artifacts)
+    backends = settings.backends or (
+        ("torch", "ort") + (("trt",) if "trt" in kinds.values() else ())
+    )
+    for p, kind in kinds.items():
+        if kind not in backends:
+            raise DeployRanError(
+                f"{p} runs on the {kind} backend, which is not in backends {list(backends)}.",
+                hint=f"Add {kind} to backends.",
+                param="backends",
+            )
+    metas = {p: _check_artifact(p, settings.model, size) for p in kinds}
+    env = collect_environment()
+    if settings.output is not None:
+        output_paths(
+            settings.output, "bench_check"
+        )  # fail on an unwritable output before measuring
+    threads = settings.threads or default_threads()
+    notes: list[str] = []
+
+    with contextlib.ExitStack() as stack:
+        configs: list[_Config] = []
+        if "torch" in backends:
+            configs += _torch_configs(settings, size)
+        if "ort" in backends:
+            configs += _ort_configs(settings, size, kinds, metas, stack, notes, say)
+        if "trt" in backends:
+            configs += _trt_configs(kinds, metas)
+        _load_runners(configs, settings, threads, stack, say)
+        rows: list[BenchRow] = []
+        for batch in settings.batch_sizes:
+            if settings.interleave:
+                rows.extend(_measure_interleaved(configs, batch, settings, say))
+            else:
+                rows.extend(_measure_row(cfg, batch, settings, say) for cfg in configs)
+    _add_speedups(rows)
+    result = BenchResult(
+        model=settings.model,
+        image_size=size,
+        device=settings.device,
+        batch_sizes=list(settings.batch_sizes),
+        copies_included=settings.copies_included,
+        cuda_graphs=settings.cuda_graphs,
+        interleaved=settings.interleave,
+        warmup_s=settings.warmup,
+        duration_s=None if settings.iterations is not None else settings.duration,
+        iterations=settings.iterations,
+        threads=threads,
+        environment={**env, "bench_threads": str(threads)},
+        started_at=started_at,
+        rows=rows,
+        notes=notes,
+    )
+    if settings.output is not None:
+        save_result(result, settings.output, plot=settings.plot)
+    return result
+
+
+# ------------------------------------------------------------------------- what to measure
+
+
+def _artifact_kinds(artifacts: tuple[Path, ...]) -> dict[Path, str]:
+    """The backend of each artifact; PyTorch is benchmarked from the model, never a file."""
+    kinds = {p: backend_for(p) for p in artifacts}
+    for p, kind in kinds.items():
+        if kind == "torch":
+            raise DeployRanError(
+                f"artifacts take .onnx/.plan/.engine files, got {p}.",
+                hint="The PyTorch model is benchmarked from the model name itself.",
+                param="artifacts",
+            )
+    return kinds
+
+
+def _check_artifact(path: Path, model: str, image_size: int) -> dict[str, Any]:
+    """An artifact must be for the benchmarked model and size (else its speedup means nothing)."""
+    from deploy_ran.artifacts import read_artifact_info
+    from deploy_ran.trt_compat import read_sidecar
+
+    if not path.exists():
+        raise DeployRanError(
+            f"Artifact {path} does not exist.",
+            hint="Check the artifacts' paths.",
+            param="artifacts",
+        )
+    if path.suffix.lower() == ".onnx":
+        info = read_artifact_info(path)
+        meta = {"model": info.model, "image_size": info.image_size, "precision": info.precision}
+    else:
+        side = read_sidecar(path) or {}
+        meta = {
+            "model": side.get("model"),
+            "image_size": side.get("image_size"),
+            "precision": side.get("precision", "?"),
+        }
+    if meta["model"] and meta["model"] != model:
+        raise DeployRanError(
+            f"{path} is an artifact of {meta['model']}, not {model}.",
+            hint=f"Benchmark it with model {meta['model']}, or pass {model}'s artifacts.",
+            param="artifacts",
+        )
+    if meta["image_size"] and int(meta["image_size"]) != image_size:
+        raise DeployRanError(
+            f"{path} takes {meta['image_size']} px inputs; this benchmark is at {image_size} px.",
+            hint=f"Set image_size={meta['image_size']}.",
+            param="image_size",
+        )
+    return meta
+
+
+def _torch_configs(settings: BenchSettings, size: int) -> list[_Config]:
+    return [
+        _Config(
+            "torch",
+            settings.model,
+            precision,
+            None,
+            {
+                "precision": precision,
+                "checkpoint": settings.checkpoint,
+                "image_size": size,
+                "options": settings.options,
+            },
+        )
+        for precision in settings.torch_precisions
+    ]
+
+
+def _ort_configs(
+    settings: BenchSettings,
+    size: int,
+    kinds: dict[Path, str],
+    metas: dict[Path, dict[str, Any]],
+    stack: contextlib.ExitStack,
+    notes: list[str],
+    say: Say,
+) -> list[_Config]:
+    """One row per ONNX artifact, preceded by a freshly exported FP32 ONNX when none is given
+    (the reference every reduced-precision file is judged against)."""
+    model = settings.model
+    configs: list[_Config] = []
+    onnx_files = [p for p in kinds if kinds[p] == "ort"]
+    if not any(metas[p]["precision"] == "fp32" for p in onnx_files):
+        if settings.workdir is None:
+            tmp_dir = tempfile.TemporaryDirectory(prefix="deploy-ran-bench-")
+            stack.callback(tmp_dir.cleanup)
+            folder = Path(tmp_dir.name)
+        else:
+            folder = settings.workdir
+            folder.mkdir(parents=True, exist_ok=True)
+        from exporters.onnx import export_onnx
+
+        say(f"exporting {model} to FP32 ONNX")
+        try:
+            exported = export_onnx(
+                model,
+                folder / f"{model}.onnx",
+                checkpoint=settings.checkpoint,
+                image_size=size,
+                progress=lambda m: say(f"exporting {model}: {m}"),
+                **(settings.options or {}),
+            )
+            onnx_files.insert(0, exported.path)
+            notes.append(f"FP32 ONNX exported by bench ({exported.seconds:.0f} s)")
+        except DeployRanError as exc:  # the other backends still run
+            configs.append(
+                _Config("ort", "", "fp32", None, error=("failed", f"export: {exc.message}"))
+            )
+    for p in onnx_files:
+        configs.append(_Config("ort", str(p), metas.get(p, {}).get("precision", "fp32"), str(p)))
+    return configs
+
+
+def _trt_configs(kinds: dict[Path, str], metas: dict[Path, dict[str, Any]]) -> list[_Config]:
+    engines = [p for p in kinds if kinds[p] == "trt"]
+    if engines:
+        return [_Config("trt", str(p), metas[p]["precision"], str(p)) for p in engines]
+    from deploy_ran.environment import tensorrt_status
+
+    reason = (
+        "no engine given (build one, e.g. with `build-engine`, and pass it among the "
+        f"artifacts); TensorRT here: {tensorrt_status()}"
+    )
+    return [_Config("trt", "", "-", None, error=("skipped", reason))]
+
+
+def _load_runners(
+    configs: list[_Config],
+    settings: BenchSettings,
+    threads: int,
+    stack: contextlib.ExitStack,
+    say: Say,
+) -> None:
+    """Build every runner once (closed when ``stack`` closes); a failure marks its config."""
+    for cfg in configs:
+        if cfg.error is not None:
+            continue
+        say(f"loading {cfg.label}")
+        try:
+            cfg.runner = load_runner(
+                cfg.target,
+                device=settings.device,
+                threads=threads,
+                cuda_graph=settings.cuda_graphs,
+                **cfg.kwargs,
+            )
+            cfg.precision = cfg.runner.precision
+            stack.callback(cfg.runner.close)
+        except BackendUnavailableError as exc:
+            cfg.error = ("skipped", exc.message)
+        except Exception as exc:  # any backend failure is a row, not a crash
+            cfg.error = ("failed", _reason(exc))
+    labels = [c.label for c in configs]
+    for cfg in configs:
+        if cfg.artifact and labels.count(cfg.label) > 1:
+            cfg.suffix = f" · {Path(cfg.artifact).name}"
+
+
+# ------------------------------------------------------------------------------- measuring
+
+
+def _reason(exc: BaseException) -> str:
+    if isinstance(exc, DeployRanError):
+        return exc.message
+    first = str(exc).splitlines()[0] if str(exc) else ""
+    return f"{type(exc).__name__}: {first}"[:300]
+
+
+def _new_row(cfg: _Config, batch: int, device: str) -> BenchRow:
+    """The row of ``cfg`` at ``batch``, already *skipped*/*failed* when it cannot run."""
+    runner = cfg.runner
+    row = BenchRow(
+        label=cfg.label,
+        backend=cfg.backend,
+        precision=cfg.precision,
+        device=runner.device if runner else device,
+        artifact=cfg.artifact,
+        batch_size=batch,
+        status="ran",
+        runner=runner.describe() if runner else {},
+    )
+    if cfg.error is not None:
+        row.status, row.reason = cfg.error
+    elif runner is not None and runner.fixed_batch is not None and runner.fixed_batch != batch:
+        row.status, row.reason = "skipped", f"static batch of {runner.fixed_batch}"
+    return row
+
+
+def _finish_row(row: BenchRow, samples: list[float], timer: str, copies: bool) -> None:
+    row.iterations = len(samples)
+    row.latency = LatencyStats.from_samples(samples)
+    row.throughput = row.batch_size * len(samples) / (sum(samples) / 1e3)
+    row.timer = timer
+    row.copies_included = copies or not row.device.startswith("cuda")
+
+
+def _measure_row(cfg: _Config, batch: int, settings: BenchSettings, say: Say) -> BenchRow:
+    row = _new_row(cfg, batch, settings.device)
+    if row.status != "ran":
+        return row
+    assert cfg.runner is not None
+    say(f"{cfg.label}, batch {batch}")
+    try:
+        samples, timer = time_runner(
+            cfg.runner,
+            batch,
+            warmup=settings.warmup,
+            duration=settings.duration,
+            iterations=settings.iterations,
+            copies=settings.copies,
+        )
+    except Exception as exc:
+        row.status, row.reason = "failed", _reason(exc)
+        return row
+    _finish_row(row, samples, timer, settings.copies)
+    return row
+
+
+def _measure_interleaved(
+    configs: list[_Config], batch: int, settings: BenchSettings, say: Say
+) -> list[BenchRow]:
+    """Every runnable row at ``batch`` in round-robin (:func:`time_in_turns`).
+
+    The price, on a CPU: one backend's thread pool keeps spinning for a while after its run
+    (OpenMP, ONNX Runtime) and slows the next backend, so absolute latencies come out higher than
+    in back-to-back runs on a quiet machine; the ratios are what interleaving protects.
+    """
+    rows = [_new_row(cfg, batch, settings.device) for cfg in configs]
+    active: list[tuple[BenchRow, Callable[[], float], str]] = []
+    for cfg, row in zip(configs, rows):
+        if row.status != "ran":
+            continue
+        assert cfg.runner is not None
+        say(f"{cfg.label}, batch {batch}: warm-up")
+        try:
+            once, timer = run_timer(cfg.runner, batch, settings.copies)
+            warm_up(once, settings.warmup)
+        except Exception as exc:
+            row.status, row.reason = "failed", _reason(exc)
+            continue
+        active.append((row, once, timer))
+    say(f"batch {batch}: {len(active)} backends in turn")
+    outcomes = time_in_turns(
+        [once for _, once, _ in active],
+        duration=settings.duration,
+        iterations=settings.iterations,
+    )
+    for (row, _, timer), outcome in zip(active, outcomes):
+        if isinstance(outcome, Exception):
+            row.status, row.reason = "failed", _reason(outcome)
+        else:
+            _finish_row(row, outcome, timer, settings.copies)
+    return rows
+
+
+def _add_speedups(rows: list[BenchRow]) -> None:
+    base = {
+        r.batch_size: r.latency.median
+        for r in rows
+        if r.backend == "torch" and r.precision == "fp32" and r.status == "ran" and r.latency
+    }
+    for r in rows:
+        if r.status == "ran" and r.latency and r.batch_size in base and r.latency.median > 0:
+            r.speedup = base[r.batch_size] / r.latency.median

@@ -1,0 +1,132 @@
+"""What to benchmark and how: one typed, checked settings object instead of twenty arguments.
+
+The checks that need no file or model (positive batch sizes, a timing length, a known backend)
+run when the settings are made, so a wrong value fails before anything is exported or measured;
+their errors carry the parameter's name in ``DeployRanError.param``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from deploy_ran.errors import DeployRanError
+from deploy_ran.runners import BACKENDS
+
+
+@dataclass(frozen=True)
+class BenchSettings:
+    """Settings of one benchmark run (see :mod:`deploy_ran.bench` for the method).
+
+    - ``model``: registered model name; its PyTorch rows are built from it (+ ``checkpoint``,
+      ``options``, ``image_size``).
+    - ``backends``: of ``torch``, ``ort``, ``trt``; ``None``: ``torch`` and ``ort``, plus ``trt``
+      when an engine is among the artifacts.
+    - ``artifacts``: existing ONNX files (any precision; their metadata says which) and engines.
+      With ``ort`` among the backends and no FP32 ONNX among them, the FP32 ONNX is exported into
+      ``workdir`` (a temporary folder when ``None``).
+    - ``batch_sizes``: measured in increasing order, duplicates dropped.
+    - ``warmup``: seconds of untimed runs per row (at least 2 runs). ``duration``: timed seconds
+      per row, unless ``iterations`` (timed runs per row) is given.
+    - ``device``: ``cpu`` or ``cuda[:N]``. ``copies``: on a GPU, include host↔device copies.
+      ``cuda_graphs``: capture CUDA graphs where the backend can (GPU only).
+    - ``interleave``: the backends of one batch size take turns run by run.
+    - ``threads``: CPU threads for every backend (``None``: all cores).
+    - ``torch_precisions``: one PyTorch row per precision (``fp32``, ``fp16``, ``autocast``).
+    - ``output``: a folder (file names from the environment) or ``FILE.json``; ``None`` saves
+      nothing. ``plot``: also write the PNG.
+    """
+
+    model: str
+    backends: tuple[str, ...] | None = None
+    artifacts: tuple[Path, ...] = ()
+    batch_sizes: tuple[int, ...] = (1,)
+    warmup: float = 1.0
+    duration: float | None = 5.0
+    iterations: int | None = None
+    device: str = "cpu"
+    copies: bool = True
+    cuda_graphs: bool = False
+    interleave: bool = False
+    threads: int | None = None
+    torch_precisions: tuple[str, ...] = ("fp32",)
+    image_size: int | None = None
+    checkpoint: Path | None = None
+    options: dict[str, Any] | None = field(default=None, hash=False)
+    workdir: Path | None = None
+    output: Path | None = None
+    plot: bool = True
+
+    def __post_init__(self) -> None:
+        # Accept any sequence / str path from callers; store the normalised, typed form.
+        set_ = object.__setattr__
+        set_(self, "batch_sizes", _batch_sizes(self.batch_sizes))
+        set_(self, "artifacts", tuple(Path(a) for a in self.artifacts))
+        set_(self, "torch_precisions", tuple(self.torch_precisions))
+        for name in ("checkpoint", "workdir", "output"):
+            value = getattr(self, name)
+            if value is not None:
+                set_(self, name, Path(value))
+        if self.backends is not None:
+            set_(self, "backends", _backends(self.backends))
+        if self.iterations is not None and self.iterations < 1:
+            raise DeployRanError(
+                f"iterations must be ≥ 1, got {self.iterations}.",
+                hint="Use e.g. iterations=20.",
+                param="iterations",
+            )
+        if self.iterations is None and (self.duration is None or self.duration <= 0):
+            raise DeployRanError(
+                "Give duration (seconds, > 0) or iterations (runs).",
+                hint="Use e.g. duration=5.",
+                param="duration",
+            )
+        if self.warmup < 0:
+            raise DeployRanError(
+                f"warmup must be ≥ 0 s, got {self.warmup}.",
+                hint="Use e.g. warmup=1.",
+                param="warmup",
+            )
+        if self.cuda_graphs and not self.on_gpu:
+            raise DeployRanError(
+                "CUDA graphs need a GPU.",
+                hint="Set device='cuda', or cuda_graphs=False.",
+                param="cuda_graphs",
+            )
+
+    @property
+    def on_gpu(self) -> bool:
+        return self.device.startswith("cuda")
+
+    @property
+    def copies_included(self) -> bool:
+        """Whether the measured time includes host↔device copies (always, on a CPU)."""
+        return self.copies or not self.on_gpu
+
+
+def _batch_sizes(batch_sizes: Sequence[int]) -> tuple[int, ...]:
+    try:
+        sizes = sorted({int(b) for b in batch_sizes})
+    except (TypeError, ValueError):
+        sizes = []
+    if not sizes or sizes[0] < 1:
+        raise DeployRanError(
+            f"batch_sizes must be positive integers, got {list(batch_sizes)}.",
+            hint="Use e.g. batch_sizes=(1, 8, 32).",
+            param="batch_sizes",
+        )
+    return tuple(sizes)
+
+
+def _backends(backends: Sequence[str]) -> tuple[str, ...]:
+    names = tuple(b.strip().lower() for b in backends if b.strip())
+    unknown = sorted(set(names) - set(BACKENDS))
+    if unknown or not names:
+        raise DeployRanError(
+            f"Unknown backend(s) {', '.join(unknown) or '(none given)'}.",
+            hint=f"Choose from: {', '.join(BACKENDS)}.",
+            param="backends",
+        )
+    return names
