@@ -13,10 +13,10 @@ import pytest
 import torch
 
 from deploy_ran.artifacts import read_artifact_info
+from deploy_ran.checks import RunnerChecks
 from deploy_ran.errors import DeployRanError
 from deploy_ran.models import create_model, get_spec, list_models
 from exporters.graph_checks import check_graph
-from deploy_ran.checks import RunnerChecks
 from exporters.onnx import export_onnx
 from tests.conftest import small_size
 

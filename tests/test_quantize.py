@@ -18,11 +18,20 @@ from calibration.ranges import CalibrationError, MethodConfig, cache_key, check_
 from calibration.sensitivity import AutoStep, GroupSensitivity, SensitivityReport, auto_exclude
 from cli import app
 from deploy_ran.artifacts import read_artifact_info
+from deploy_ran.checks import RunnerChecks
 from deploy_ran.errors import DeployRanError, OnnxFileError
 from exporters.graph_checks import check_graph
 
 runner = CliRunner()
-FAST = dict(data="synthetic", method="minmax", num_images=16, batch=8, eval_images=8)
+# run_model: calibration sits below the runners; the check and sensitivity run an OrtRunner.
+FAST = dict(
+    data="synthetic",
+    method="minmax",
+    num_images=16,
+    batch=8,
+    eval_images=8,
+    run_model=RunnerChecks().run_model,
+)
 
 
 @pytest.fixture(scope="module")

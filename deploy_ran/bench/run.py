@@ -222,18 +222,22 @@ def _ort_configs(
         else:
             folder = settings.workdir
             folder.mkdir(parents=True, exist_ok=True)
-        from exporters.onnx import export_onnx
+        from deploy_ran.checks import RunnerChecks
+        from deploy_ran.convert import ExportConfig, convert
 
         say(f"exporting {model} to FP32 ONNX")
         try:
-            exported = export_onnx(
+            exported = convert(
                 model,
-                folder / f"{model}.onnx",
-                checkpoint=settings.checkpoint,
-                image_size=size,
+                "fp32",
+                output=folder / f"{model}.onnx",
+                export=ExportConfig(
+                    checkpoint=settings.checkpoint, image_size=size, options=settings.options or {}
+                ),
+                checks=RunnerChecks(),
                 progress=lambda m: say(f"exporting {model}: {m}"),
-                **(settings.options or {}),
-            )
+            ).export
+            assert exported is not None
             onnx_files.insert(0, exported.path)
             notes.append(f"FP32 ONNX exported by bench ({exported.seconds:.0f} s)")
         except DeployRanError as exc:  # the other backends still run
