@@ -131,12 +131,25 @@ def _probe(
     label_names: list[str] | None,
     labels: str | None,
 ) -> dict[str, Any]:
-    """Ray task with a worker's resources: can a worker build this runner, and is it usable?"""
+    """Ray task with a worker's resources: can a worker build this runner, and is it usable?
+
+    One blank image goes through :func:`predict_records` too, so an output that is not
+    ``[batch, classes]`` logits fails here rather than in every actor.
+    """
     from deploy_ran.runners import load_runner
 
     with load_runner(target, **runner_kwargs) as runner:
         name = check_runner(
             runner, output_name=output_name, topk=topk, label_names=label_names, labels=labels
+        )
+        blank = np.zeros(runner.input_spec[0].shape_for(1)[1:], np.float32)
+        predict_records(
+            runner,
+            [("blank", blank, None)],
+            output_name=name,
+            batch_size=None,
+            topk=topk,
+            label_names=label_names,
         )
         return {
             "output_name": name,
@@ -368,7 +381,7 @@ def run_inference_ray(
                         },
                         batch_size=batch,
                         batch_format="numpy",
-                        concurrency=workers,
+                        compute=ray.data.ActorPoolStrategy(size=workers),
                         **resources,
                     )
                     try:
