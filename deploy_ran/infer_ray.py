@@ -30,6 +30,7 @@ import csv
 import json
 import math
 import os
+import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -52,10 +53,20 @@ from deploy_ran.infer import (
 )
 
 INSTALL_HINT = "Install Ray Data: pip install 'deploy-ran[ray]' (or pip install 'ray[data]')."
+# Ray's servers listen on loopback only when the node IP is 127.0.0.1, and ray.init replaces
+# 127.0.0.1 by the host's address unless this is "0" when ray is first imported (Ray 2.60; the
+# single-machine mode Ray uses on macOS and Windows). Set only for a private local Ray.
+LOOPBACK_ONLY_ENV = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"
 
 
-def import_ray() -> Any:
-    """``ray`` with Ray Data, or a :class:`DeployRanError` saying how to install it."""
+def import_ray(loopback_only: bool = False) -> Any:
+    """``ray`` with Ray Data, or a :class:`DeployRanError` saying how to install it.
+
+    ``loopback_only``: a Ray started later by this process listens on 127.0.0.1 only (effective
+    when ``ray`` is imported here for the first time).
+    """
+    if loopback_only and "ray" not in sys.modules:
+        os.environ.setdefault(LOOPBACK_ONLY_ENV, "0")
     try:
         import ray
         import ray.data  # noqa: F401  (ray without the [data] extra lacks pandas/pyarrow)
@@ -203,14 +214,18 @@ def _ray_session(ray: Any, address: str | None) -> Iterator[None]:
     if ray.is_initialized():
         yield
         return
-    if address is None and not os.environ.get("RAY_ADDRESS"):
-        root = str(Path(__file__).resolve().parents[1])
-        path = os.pathsep.join(p for p in (root, os.environ.get("PYTHONPATH")) if p)
+    if _starts_local_ray(address):
+        root = Path(__file__).resolve().parents[1]
+        env: dict[str, str] = {}
+        if (root / "pyproject.toml").exists():  # a source checkout: workers import this copy
+            env["PYTHONPATH"] = os.pathsep.join(
+                p for p in (str(root), os.environ.get("PYTHONPATH")) if p
+            )
         ray.init(
             address="local",
             include_dashboard=False,
             _node_ip_address="127.0.0.1",
-            runtime_env={"env_vars": {"PYTHONPATH": path}},
+            runtime_env={"env_vars": env},
             log_to_driver=False,
         )
     else:
@@ -229,8 +244,19 @@ def _ray_session(ray: Any, address: str | None) -> Iterator[None]:
         ray.shutdown()
 
 
+def _starts_local_ray(address: str | None) -> bool:
+    """No Ray joined yet, no address given or in RAY_ADDRESS: a private local Ray is started."""
+    ray = sys.modules.get("ray")
+    joined = ray is not None and ray.is_initialized()
+    return not joined and address is None and not os.environ.get("RAY_ADDRESS")
+
+
 def _unwrap(ray: Any, exc: Exception) -> Exception:
-    """The user's error inside a failed Ray task (a DeployRanError keeps its hint)."""
+    """The user's error inside a failed Ray task (a DeployRanError keeps its hint).
+
+    Works for plain tasks (the probe); Ray Data keeps only the text of an error raised in a
+    ``map_batches`` function, which is why the probe checks everything it can first.
+    """
     cause = getattr(exc, "cause", None)
     if isinstance(exc, ray.exceptions.RayTaskError) and isinstance(cause, DeployRanError):
         return cause
@@ -268,9 +294,9 @@ def run_inference_ray(
     node belongs to; ``"HOST:PORT"``), ``workers`` model actors (default: as many as the
     cluster's GPUs allow with ``gpus_per_worker``, else 1), ``gpus_per_worker`` GPUs per actor
     (fractions share a GPU; needs ``device="cuda"``), ``cpus_per_worker`` CPUs Ray reserves per
-    actor (default: at most 1, and at most a quarter of the cluster's CPUs per actor, so the
-    decode tasks always have CPUs left; two actors at one CPU each would starve them on two
-    cores), and ``no_progress_timeout_s``, after which a stalled Ray Data job fails instead of
+    actor (default: at most 1, and the actors together at most a quarter of the cluster's CPUs,
+    so the decode tasks always have CPUs left; two actors at one CPU each would starve them on
+    two cores), and ``no_progress_timeout_s``, after which a stalled Ray Data job fails instead of
     hanging. ``target`` and the images must be readable at the same paths on every node.
     """
     from deploy_ran.images import find_images
@@ -293,7 +319,7 @@ def run_inference_ray(
         "providers": providers,
         "threads": threads,
     }
-    ray = import_ray()
+    ray = import_ray(loopback_only=_starts_local_ray(address))
 
     with _ray_session(ray, address):
         cluster = ray.cluster_resources()
@@ -384,17 +410,14 @@ def run_inference_ray(
                         compute=ray.data.ActorPoolStrategy(size=workers),
                         **resources,
                     )
-                    try:
-                        for out in ds.iter_batches(batch_size=None, batch_format="numpy"):
-                            records = [json.loads(r) for r in out["record"]]
-                            fh.write(format_records(records, fmt, topk, with_labels))
-                            fh.flush()
-                            processed += len(records)
-                            failed += sum(1 for r in records if "error" in r)
-                            if progress is not None:
-                                progress(processed, len(pending))
-                    except ray.exceptions.RayError as exc:
-                        raise _unwrap(ray, exc) from None
+                    for out in ds.iter_batches(batch_size=None, batch_format="numpy"):
+                        records = [json.loads(r) for r in out["record"]]
+                        fh.write(format_records(records, fmt, topk, with_labels))
+                        fh.flush()
+                        processed += len(records)
+                        failed += sum(1 for r in records if "error" in r)
+                        if progress is not None:
+                            progress(processed, len(pending))
         finally:
             (
                 ctx.execution_options.preserve_order,

@@ -8,7 +8,6 @@ stalled job fails instead of hanging, shut down at the end.
 from __future__ import annotations
 
 import csv
-import json
 import os
 import sys
 from pathlib import Path
@@ -28,28 +27,34 @@ cli = CliRunner()
 
 @pytest.fixture(scope="module")
 def local_ray():
-    ray = pytest.importorskip("ray", reason="infer --ray needs the [ray] extra")
-    pytest.importorskip("ray.data", reason="infer --ray needs the [ray] extra")
-    saved = {k: os.environ.get(k) for k in ("RAY_USAGE_STATS_ENABLED",)}
-    os.environ["RAY_USAGE_STATS_ENABLED"] = "0"
-    ray.init(
-        address="local",
-        include_dashboard=False,
-        num_cpus=2,
-        num_gpus=0,
-        _node_ip_address="127.0.0.1",
-        # Workers import this checkout's deploy_ran (not another install) and share two cores.
-        runtime_env={"env_vars": {"PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}},
-        log_to_driver=False,
-    )
-    ctx = ray.data.DataContext.get_current()
-    timeout = ctx.execution_no_progress_timeout_s
-    ctx.execution_no_progress_timeout_s = 180
+    # Ray's servers listen on loopback only if its node IP stays 127.0.0.1, which needs this at
+    # ray's first import (see deploy_ran.infer_ray.LOOPBACK_ONLY_ENV).
+    env = {"RAY_USAGE_STATS_ENABLED": "0", "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0"}
+    saved = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)
     try:
-        yield
+        ray = pytest.importorskip("ray", reason="infer --ray needs the [ray] extra")
+        pytest.importorskip("ray.data", reason="infer --ray needs the [ray] extra")
+        ray.init(
+            address="local",
+            include_dashboard=False,
+            num_cpus=2,
+            num_gpus=0,
+            _node_ip_address="127.0.0.1",
+            # Workers import this checkout's deploy_ran (not another install), share two cores.
+            runtime_env={"env_vars": {"PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}},
+            log_to_driver=False,
+        )
+        ctx = ray.data.DataContext.get_current()
+        timeout = ctx.execution_no_progress_timeout_s
+        try:
+            assert ray.util.get_node_ip_address() == "127.0.0.1", "Ray would listen beyond loopback"
+            ctx.execution_no_progress_timeout_s = 180
+            yield
+        finally:
+            ctx.execution_no_progress_timeout_s = timeout
+            ray.shutdown()
     finally:
-        ctx.execution_no_progress_timeout_s = timeout
-        ray.shutdown()
         for key, value in saved.items():
             if value is None:
                 os.environ.pop(key, None)
@@ -88,99 +93,65 @@ def _same_predictions(got: list[dict], want: list[dict]) -> None:
         )
 
 
-def _jsonl(path: Path) -> list[dict]:
-    return [json.loads(line) for line in path.read_text().splitlines()]
-
-
 def _csv(path: Path) -> list[dict]:
+    """CSV rows back as JSONL-like records (labels kept), for _same_predictions."""
     with open(path, newline="") as fh:
         rows = list(csv.DictReader(fh))
-    return [
-        {
-            "path": r["path"],
-            **({"error": r["error"]} if r["error"] else {}),
-            **(
+    out = []
+    for r in rows:
+        rec: dict = {"path": r["path"]}
+        if r["error"]:
+            rec["error"] = r["error"]
+        else:
+            rec["topk"] = [
                 {
-                    "topk": [
-                        {"class": int(r[f"class_{k}"]), "prob": float(r[f"prob_{k}"])}
-                        for k in (1, 2, 3)
-                    ]
+                    "class": int(r[f"class_{k}"]),
+                    "label": r[f"label_{k}"],
+                    "prob": float(r[f"prob_{k}"]),
                 }
-                if not r["error"]
-                else {}
-            ),
-        }
-        for r in rows
-    ]
+                for k in (1, 2, 3)
+            ]
+        out.append(rec)
+    return out
 
 
-def test_ray_writes_what_local_infer_writes(local_ray, cifar_checkpoint, many_images, tmp_path):
-    from deploy_ran.infer_ray import run_inference_ray
-
-    labels = tmp_path / "labels.txt"
-    labels.write_text("\n".join(f"class {i}" for i in range(10)) + "\n")
-    local = tmp_path / "local.jsonl"
-    run_inference(
-        "ran56_cifar",
-        many_images,
-        local,
-        batch_size=4,
-        topk=3,
-        labels=labels,
-        workers=0,
-        **_model(cifar_checkpoint),
-    )
-    seen: list[tuple[int, int]] = []
-    out = tmp_path / "ray.jsonl"
-    result = run_inference_ray(
-        "ran56_cifar",
-        many_images,
-        out,
-        workers=2,
-        cpus_per_worker=0.5,
-        batch_size=4,
-        topk=3,
-        labels=labels,
-        progress=lambda done, total: seen.append((done, total)),
-        **_model(cifar_checkpoint),
-    )
-    assert (result.total, result.processed, result.failed, result.already_done) == (32, 32, 2, 0)
-    assert result.runner["ray"]["workers"] == 2 and seen[-1] == (32, 32)
-    records = _jsonl(out)
-    errors = {Path(r["path"]).name: r["error"] for r in records if "error" in r}
-    assert set(errors) == {"im11_corrupt.png", "im23_empty.jpg"}
-    assert all("not a readable image" in e for e in errors.values())
-    assert all(r["label"] == f"class {r['class']}" for r in records if "error" not in r)
-    _same_predictions(records, _jsonl(local))
-
-
-def test_ray_resumes_a_partial_csv_through_the_cli(
+def test_ray_resumes_with_the_predictions_of_local_infer(
     local_ray, cifar_checkpoint, many_images, tmp_path
 ):
+    """One Ray run through the CLI: two actors finish a torn local output (CSV, labels)."""
+    labels = tmp_path / "labels.txt"
+    labels.write_text("\n".join(f"class {i}" for i in range(10)) + "\n")
     whole = tmp_path / "whole.csv"
-    run_inference(
+    local = run_inference(
         "ran56_cifar",
         many_images,
         whole,
         batch_size=4,
         topk=3,
+        labels=labels,
         workers=0,
         **_model(cifar_checkpoint),
     )
+    assert (local.processed, local.failed) == (32, 2)
     part = tmp_path / "part.csv"
     lines = whole.read_text().splitlines(keepends=True)
     part.write_text("".join(lines[:11]) + lines[11][:15])  # header, 10 rows, a torn row
     args = ["infer", "ran56_cifar", "--checkpoint", str(cifar_checkpoint), "--threads", "1"]
-    args += ["--images", str(many_images), "--output", str(part), "--topk", "3", "--batch", "4"]
-    args += ["--ray", "--workers", "2", "--resume"]
+    args += ["--images", str(many_images), "--output", str(part), "--labels", str(labels)]
+    args += ["--topk", "3", "--batch", "4", "--ray", "--workers", "2", "--resume"]
     run = cli.invoke(app, args)
     assert run.exit_code == 0, run.output
-    assert "22 image(s)" in run.output and "10 already in the output" in run.output
-    _same_predictions(_csv(part), _csv(whole))
+    for said in ("22 image(s)", "2 Ray workers", "2 unreadable", "10 already in the output"):
+        assert said in run.output, run.output
+    got, want = _csv(part), _csv(whole)
+    errors = {Path(r["path"]).name: r["error"] for r in got if "error" in r}
+    assert set(errors) == {"im11_corrupt.png", "im23_empty.jpg"}  # both after the cut: Ray's
+    assert all("not a readable image" in e for e in errors.values())
+    _same_predictions(got, want)
 
-    again = cli.invoke(app, args)  # nothing left to do: no dataset, no actors
+    again = cli.invoke(app, args)  # nothing left: no dataset, no actors
     assert again.exit_code == 0 and "0 image(s)" in again.output, again.output
-    assert part.read_text().count("\n") == 33
+    assert part.read_bytes().count(b"\n") == 33
 
 
 def test_ray_refuses_bad_requests(local_ray, cifar_checkpoint, many_images, tmp_path):
