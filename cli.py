@@ -996,7 +996,7 @@ def infer_cmd(
     ] = None,
     # --- infer --ray (issue 14, part 3): same records, computed by Ray Data actors
     use_ray: Annotated[
-        bool, typer.Option("--ray", help="Run on Ray Data (pip install 'deploy-ran[ray]').")
+        bool, typer.Option("--ray", help="Run on Ray Data (pip install 'deploy-ran\\[ray]').")
     ] = False,
     address: Annotated[
         Optional[str],
