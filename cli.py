@@ -977,7 +977,11 @@ def infer_cmd(
     ] = False,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Start the output again.")] = False,
     workers: Annotated[
-        Optional[int], typer.Option(help="Decode/preprocess processes (0: in the main process).")
+        Optional[int],
+        typer.Option(
+            help="Decode/preprocess processes (0: in the main process); with --ray: model "
+            "workers (Ray actors, default: one per GPU, else 1)."
+        ),
     ] = None,
     device: Annotated[str, typer.Option(help="cpu | cuda[:N].")] = "cpu",
     checkpoint: Annotated[Optional[Path], typer.Option(help="Weights for a model name.")] = None,
@@ -990,6 +994,18 @@ def infer_cmd(
     threads: Annotated[Optional[int], typer.Option(help="CPU threads for the backend.")] = None,
     output_name: Annotated[
         Optional[str], typer.Option(help="Which output holds the logits (default: logits).")
+    ] = None,
+    # --- infer --ray (issue 14, part 3): same records, computed by Ray Data actors
+    use_ray: Annotated[
+        bool, typer.Option("--ray", help="Run on Ray Data (pip install 'deploy-ran\\[ray]').")
+    ] = False,
+    address: Annotated[
+        Optional[str],
+        typer.Option(help="With --ray: auto | HOST:PORT (default: RAY_ADDRESS, else local Ray)."),
+    ] = None,
+    gpus_per_worker: Annotated[
+        Optional[float],
+        typer.Option(help="With --ray: GPUs per worker (0.5 shares a GPU); needs --device cuda."),
     ] = None,
 ) -> None:
     """Top-k predictions for many images: batched, resumable, bad images recorded."""
@@ -1026,31 +1042,49 @@ def infer_cmd(
         rate = f"{(done - first[1]) / (now - first[0]):.1f} img/s" if now > first[0] else ""
         bar.update(task, completed=done, total=total, rate=rate)
 
-    try:
-        result = run_inference(
-            target,
-            images,
-            output,
-            batch_size=batch,
-            topk=topk,
-            labels=labels,
-            resume=resume,
-            overwrite=overwrite,
-            workers=workers,
-            device=device,
-            checkpoint=checkpoint,
-            precision=precision,
-            providers=provider,
-            threads=threads,
-            output_name=output_name,
-            progress=progress,
+    common = dict(
+        batch_size=batch,
+        topk=topk,
+        labels=labels,
+        resume=resume,
+        overwrite=overwrite,
+        workers=workers,
+        device=device,
+        checkpoint=checkpoint,
+        precision=precision,
+        providers=provider,
+        threads=threads,
+        output_name=output_name,
+        progress=progress,
+    )
+    if not use_ray and (address is not None or gpus_per_worker is not None):
+        raise DeployRanError(
+            "--address and --gpus-per-worker apply to --ray.", hint="Add --ray, or drop them."
         )
+    try:
+        if use_ray:
+            from deploy_ran.infer_ray import run_inference_ray
+
+            result = run_inference_ray(
+                target,
+                images,
+                output,
+                address=address,
+                gpus_per_worker=gpus_per_worker or 0.0,
+                **common,
+            )
+        else:
+            result = run_inference(target, images, output, **common)
     finally:
         bar.stop()
+    how = (
+        f"{result.workers} Ray workers"
+        if use_ray
+        else f"{result.workers} loader workers, backend busy {result.backend_busy:.0%} of the time"
+    )
     console.print(
         f"[green]✓[/] {result.processed} image(s) in {result.seconds:.1f} s "
-        f"({result.images_per_s:.1f} img/s, batch {result.batch_size}, {result.workers} loader "
-        f"workers, backend busy {result.backend_busy:.0%} of the time); {result.failed} "
+        f"({result.images_per_s:.1f} img/s, batch {result.batch_size}, {how}); {result.failed} "
         f"unreadable; {result.already_done} already in the output; wrote {escape(result.output)}"
     )
 

@@ -58,15 +58,8 @@ class ImageDataset:
         return len(self.indices)
 
     def __getitem__(self, i: int) -> tuple[int, np.ndarray | None, str | None]:
-        from deploy_ran.images import ImageError, load_and_preprocess
-
         index = self.indices[i]
-        try:
-            return index, load_and_preprocess(self.paths[index], self.preprocessing), None
-        except ImageError as exc:
-            return index, None, _one_line(exc.message)
-        except Exception as exc:  # a decoder bug must not stop a million-image run either
-            return index, None, _one_line(f"{type(exc).__name__}: {exc}")
+        return (index, *decode_image(self.paths[index], self.preprocessing))
 
 
 def _keep_list(items: list) -> list:
@@ -206,7 +199,9 @@ def _records(
     return out
 
 
-def _format(records: list[dict[str, Any]], fmt: str, topk: int, with_labels: bool) -> str:
+def format_records(records: list[dict[str, Any]], fmt: str, topk: int, with_labels: bool) -> str:
+    """Records as the text appended to the output: JSON Lines, or CSV rows (one column group
+    per top-k rank; empty cells for an error record)."""
     if fmt == "jsonl":
         return "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records)
     buf = io.StringIO()
@@ -229,6 +224,125 @@ def softmax(logits: np.ndarray) -> np.ndarray:
     x = x - x.max(axis=1, keepdims=True)
     e = np.exp(x)
     return e / e.sum(axis=1, keepdims=True)
+
+
+# ----------------------------------------------------------- shared with deploy_ran.infer_ray
+# The checks, decoding and record building of one batch, used by the local loop below and by the
+# Ray actors (deploy_ran.infer_ray), so both write the same records for the same images.
+
+
+def check_request(
+    output: str | Path, *, batch_size: int, topk: int, resume: bool, overwrite: bool
+) -> tuple[Path, str]:
+    """Refuse bad settings before any work; returns the output path and its format."""
+    if batch_size < 1:
+        raise DeployRanError(
+            f"batch_size must be ≥ 1, got {batch_size}.",
+            hint="Use e.g. batch_size=32.",
+            param="batch_size",
+        )
+    if topk < 1:
+        raise DeployRanError(
+            f"topk must be ≥ 1, got {topk}.", hint="Use e.g. topk=5.", param="topk"
+        )
+    if resume and overwrite:
+        raise DeployRanError(
+            "resume and overwrite exclude each other.", hint="Pick one.", param="overwrite"
+        )
+    output = Path(output)
+    fmt = output_format(output)
+    check_writable(output)
+    if output.exists() and output.stat().st_size > 0 and not (resume or overwrite):
+        raise DeployRanError(
+            f"{output} already exists.",
+            hint="Set resume=True to continue it, overwrite=True to start again, or choose "
+            "another output.",
+            param="output",
+        )
+    return output, fmt
+
+
+def check_runner(
+    runner: BaseRunner,
+    *,
+    output_name: str | None,
+    topk: int,
+    label_names: list[str] | None,
+    labels: str | Path | None,
+) -> str:
+    """Refuse a runner ``infer`` cannot use; returns the name of the output holding the logits."""
+    name = output_name or ("logits" if "logits" in runner.output_names else runner.output_names[0])
+    if name not in runner.output_names:
+        raise DeployRanError(
+            f"{runner.name} has no output {name!r}.",
+            hint=f"Outputs: {', '.join(runner.output_names)}.",
+        )
+    if len(runner.input_spec) != 1:
+        raise DeployRanError("infer runs single-input image models.", hint="Check the model.")
+    if runner.preprocessing is None:
+        raise DeployRanError(
+            f"{runner.name} does not say how to preprocess images.",
+            hint="Use an ONNX file exported by deploy-ran (it carries the preprocessing) or a "
+            "model name.",
+        )
+    classes = runner.num_classes
+    if label_names is not None and classes is not None and len(label_names) != classes:
+        raise DeployRanError(
+            f"{labels} has {len(label_names)} labels but the model has {classes} classes.",
+            hint="One label per class, in class-index order.",
+        )
+    if classes is not None and topk > classes:
+        raise DeployRanError(
+            f"topk={topk} is more than the model's {classes} classes.",
+            hint=f"Use topk={classes} or less.",
+            param="topk",
+        )
+    return name
+
+
+def decode_image(path: str | Path, preprocessing: dict) -> tuple[np.ndarray | None, str | None]:
+    """``(array, None)``, or ``(None, error)`` for an image that cannot be used; never raises."""
+    from deploy_ran.images import ImageError, load_and_preprocess
+
+    try:
+        return load_and_preprocess(path, preprocessing), None
+    except ImageError as exc:
+        return None, _one_line(exc.message)
+    except Exception as exc:  # a decoder bug must not stop a million-image run either
+        return None, _one_line(f"{type(exc).__name__}: {exc}")
+
+
+def predict_records(
+    runner: BaseRunner,
+    items: Sequence[tuple[str | Path, np.ndarray | None, str | None]],
+    *,
+    output_name: str,
+    batch_size: int | None,
+    topk: int,
+    label_names: list[str] | None,
+) -> tuple[list[dict[str, Any]], float]:
+    """One record per ``(path, array or None, error or None)`` item, in order; + seconds in the
+    runner. ``batch_size`` goes to ``run_many`` (``None`` for a static-batch artifact)."""
+    good = [(n, a) for n, (_, a, _) in enumerate(items) if a is not None]
+    by_pos: dict[int, dict[str, Any]] = {
+        n: {"path": str(p), "error": err} for n, (p, a, err) in enumerate(items) if a is None
+    }
+    seconds = 0.0
+    if good:
+        arrays = np.stack([a for _, a in good])
+        t_run = time.perf_counter()
+        logits = runner.run_many(arrays, batch_size)[output_name]
+        seconds = time.perf_counter() - t_run
+        if logits.ndim != 2:
+            raise DeployRanError(
+                f"Output {output_name!r} has shape {list(logits.shape)}; infer needs "
+                "[batch, classes] logits.",
+                hint="Choose the logits output with --output-name.",
+            )
+        paths = [items[n][0] for n, _ in good]
+        recs = _records(paths, list(range(len(good))), softmax(logits), topk, label_names)
+        by_pos.update({n: r for (n, _), r in zip(good, recs)})
+    return [by_pos[n] for n in range(len(items))], seconds
 
 
 # ---------------------------------------------------------------------------------- infer
@@ -288,30 +402,9 @@ def run_inference(
     """
     from deploy_ran.images import find_images
 
-    if batch_size < 1:
-        raise DeployRanError(
-            f"batch_size must be ≥ 1, got {batch_size}.",
-            hint="Use e.g. batch_size=32.",
-            param="batch_size",
-        )
-    if topk < 1:
-        raise DeployRanError(
-            f"topk must be ≥ 1, got {topk}.", hint="Use e.g. topk=5.", param="topk"
-        )
-    if resume and overwrite:
-        raise DeployRanError(
-            "resume and overwrite exclude each other.", hint="Pick one.", param="overwrite"
-        )
-    output = Path(output)
-    fmt = output_format(output)
-    check_writable(output)
-    if output.exists() and output.stat().st_size > 0 and not (resume or overwrite):
-        raise DeployRanError(
-            f"{output} already exists.",
-            hint="Set resume=True to continue it, overwrite=True to start again, or choose "
-            "another output.",
-            param="output",
-        )
+    output, fmt = check_request(
+        output, batch_size=batch_size, topk=topk, resume=resume, overwrite=overwrite
+    )
     label_names = read_labels(labels) if labels is not None else None
     paths = find_images(images)
     workers = default_workers() if workers is None else workers
@@ -334,34 +427,9 @@ def run_inference(
         else target
     )
     try:
-        name = output_name or (
-            "logits" if "logits" in runner.output_names else runner.output_names[0]
+        name = check_runner(
+            runner, output_name=output_name, topk=topk, label_names=label_names, labels=labels
         )
-        if name not in runner.output_names:
-            raise DeployRanError(
-                f"{runner.name} has no output {name!r}.",
-                hint=f"Outputs: {', '.join(runner.output_names)}.",
-            )
-        if len(runner.input_spec) != 1:
-            raise DeployRanError("infer runs single-input image models.", hint="Check the model.")
-        if runner.preprocessing is None:
-            raise DeployRanError(
-                f"{runner.name} does not say how to preprocess images.",
-                hint="Use an ONNX file exported by deploy-ran (it carries the preprocessing) or a "
-                "model name.",
-            )
-        classes = runner.num_classes
-        if label_names is not None and classes is not None and len(label_names) != classes:
-            raise DeployRanError(
-                f"{labels} has {len(label_names)} labels but the model has {classes} classes.",
-                hint="One label per class, in class-index order.",
-            )
-        if classes is not None and topk > classes:
-            raise DeployRanError(
-                f"topk={topk} is more than the model's {classes} classes.",
-                hint=f"Use topk={classes} or less.",
-                param="topk",
-            )
         with_labels = label_names is not None
 
         done: set[str] = set()
@@ -397,26 +465,16 @@ def run_inference(
                 waited += time.perf_counter() - t_wait
                 if items is None:
                     break
-                good = [(i, a) for i, a, _ in items if a is not None]
-                by_index: dict[int, dict[str, Any]] = {
-                    i: {"path": str(paths[i]), "error": err} for i, _, err in items if err
-                }
-                if good:
-                    arrays = np.stack([a for _, a in good])
-                    t_run = time.perf_counter()
-                    logits = runner.run_many(arrays, None if fixed else batch)[name]
-                    backend += time.perf_counter() - t_run
-                    if logits.ndim != 2:
-                        raise DeployRanError(
-                            f"Output {name!r} has shape {list(logits.shape)}; infer needs "
-                            "[batch, classes] logits.",
-                            hint="Choose the logits output with output_name.",
-                            param="output_name",
-                        )
-                    recs = _records(paths, [i for i, _ in good], softmax(logits), topk, label_names)
-                    by_index.update({i: r for (i, _), r in zip(good, recs)})
-                records = [by_index[i] for i, _, _ in items]
-                fh.write(_format(records, fmt, topk, with_labels))
+                records, seconds_in_runner = predict_records(
+                    runner,
+                    [(paths[i], a, err) for i, a, err in items],
+                    output_name=name,
+                    batch_size=None if fixed else batch,
+                    topk=topk,
+                    label_names=label_names,
+                )
+                backend += seconds_in_runner
+                fh.write(format_records(records, fmt, topk, with_labels))
                 fh.flush()
                 processed += len(items)
                 failed += sum(1 for _, a, _ in items if a is None)
