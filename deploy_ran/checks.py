@@ -63,7 +63,7 @@ class RunnerChecks:
             candidate,
             data[:1] if not fixed else data,
             precision=precision,
-            batch_size=1,
+            batch_size=fixed or 1,
             input_source=f"seeded random normal (seed {self.seed})",
         )
         if not fixed and count > 1:
