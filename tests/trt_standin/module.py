@@ -60,7 +60,7 @@ class ITimingCache:
         self._entries = json.loads(data.decode()) if data else {"builds": 0, **_cache_header()}
 
     def serialize(self):
-        return IHostMemory(json.dumps(self._entries).encode())
+        return _cls("IHostMemory")(json.dumps(self._entries).encode())
 
 
 class IOptimizationProfile:
@@ -129,12 +129,12 @@ class OnnxParser:
         try:
             proto = onnx.load(model)
         except Exception as exc:  # noqa: BLE001 - reported like the real parser does
-            self._errors.append(ParserError(-1, "", "", f"failed to parse ONNX: {exc}"))
+            self._errors.append(_cls("ParserError")(-1, "", "", f"failed to parse ONNX: {exc}"))
             return False
         for index, node in enumerate(proto.graph.node):
             if node.domain in self.UNSUPPORTED_DOMAINS:
                 self._errors.append(
-                    ParserError(
+                    _cls("ParserError")(
                         index,
                         node.name,
                         node.op_type,
@@ -215,7 +215,7 @@ class IBuilderConfig:
 
     def create_timing_cache(self, serialized_timing_cache):
         try:
-            return ITimingCache(bytes(serialized_timing_cache))
+            return _cls("ITimingCache")(bytes(serialized_timing_cache))
         except (UnicodeDecodeError, json.JSONDecodeError):
             return None
 
@@ -237,13 +237,13 @@ class Builder:
         _module().__standin_state__["logger"] = logger
 
     def create_network(self, flags):
-        return INetworkDefinition(flags)
+        return _cls("INetworkDefinition")(flags)
 
     def create_builder_config(self):
-        return IBuilderConfig()
+        return _cls("IBuilderConfig")()
 
     def create_optimization_profile(self):
-        return IOptimizationProfile()
+        return _cls("IOptimizationProfile")()
 
     def build_serialized_network(self, network, config):
         if network._onnx is None or not config._profiles:
@@ -263,7 +263,7 @@ class Builder:
             "tf32": any(getattr(f, "name", "") == "TF32" for f in config._flags),
             "detailed": getattr(config._verbosity, "name", "") == "DETAILED",
         }
-        return IHostMemory(PLAN_MAGIC + json.dumps(header).encode() + b"\n" + network._onnx_bytes)
+        return _cls("IHostMemory")(PLAN_MAGIC + json.dumps(header).encode() + b"\n" + network._onnx_bytes)
 
 
 class Runtime:
@@ -316,7 +316,7 @@ class Runtime:
                 f"expecting library version {_module().__version__} got {header['standin_version']}",
             )
             return None
-        return ICudaEngine(header, proto, onnx_bytes)
+        return _cls("ICudaEngine")(header, proto, onnx_bytes)
 
 
 class ICudaEngine:
@@ -378,10 +378,10 @@ class ICudaEngine:
         return [list(s) for s in self._header["profiles"][profile_index][name]]
 
     def create_execution_context(self, strategy=None):
-        return IExecutionContext(self)
+        return _cls("IExecutionContext")(self)
 
     def create_engine_inspector(self):
-        return EngineInspector(self)
+        return _cls("EngineInspector")(self)
 
 
 class EngineInspector:
@@ -603,6 +603,11 @@ _ENUMS = (
 )
 
 _CURRENT: types.ModuleType | None = None
+
+
+def _cls(name: str) -> type:
+    """The version's class (what TensorRT hands out), so tests can patch what users get."""
+    return getattr(_CURRENT, name, None) or _IMPLEMENTATIONS[name]
 
 
 def _module() -> types.ModuleType:
