@@ -396,9 +396,7 @@ def _inspect_engine(
     ``--dumpLayerInfo`` and Polygraphy's ``inspect model`` do; without one every layer's format
     reads "N/A due to dynamic shapes".
     """
-    _, engine = deserialize_engine(
-        trt, logger, plan_bytes, version_compatible=version_compatible
-    )
+    _, engine = deserialize_engine(trt, logger, plan_bytes, version_compatible=version_compatible)
     if engine is None:
         return None, "TensorRT could not load the plan it built (" + (
             "; ".join(logger.errors()[-3:]) or "no details"
@@ -409,7 +407,9 @@ def _inspect_engine(
     if context is not None and context.set_input_shape(input_name, shape):
         inspector.execution_context = context
     else:
-        problem = "layer formats of a dynamic-shape engine need an execution context; none could be made"
+        problem = (
+            "layer formats of a dynamic-shape engine need an execution context; none could be made"
+        )
     info = json.loads(inspector.get_engine_information(trt.LayerInformationFormat.JSON))
     return info, problem
 

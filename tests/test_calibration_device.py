@@ -52,7 +52,9 @@ def test_providers_for_each_device(monkeypatch):
 @pytest.mark.parametrize("method", ["minmax", "percentile", "entropy"])
 def test_device_path_gives_the_cpu_ranges(method, tmp_path, monkeypatch):
     model = _tiny(tmp_path / "tiny.onnx")
-    batches = [np.random.default_rng(i).standard_normal((4, 3, 8, 8)).astype(np.float32) for i in range(3)]
+    batches = [
+        np.random.default_rng(i).standard_normal((4, 3, 8, 8)).astype(np.float32) for i in range(3)
+    ]
     tensors = ["input", "r1", "y"]
     cfg = MethodConfig(method)
     cpu = compute_ranges(model, batches, tensors, cfg, device="cpu")

@@ -393,6 +393,9 @@ def test_standin_refuses_what_tensorrt_refuses(cifar_onnx, tmp_path, monkeypatch
     install(monkeypatch, "10.16.1.11")
     _build(cifar_onnx, tmp_path / "old.plan")
     newer = install(monkeypatch, V11)
-    assert newer.Runtime(make_logger(newer)).deserialize_cuda_engine(
-        (tmp_path / "old.plan").read_bytes()
-    ) is None
+    assert (
+        newer.Runtime(make_logger(newer)).deserialize_cuda_engine(
+            (tmp_path / "old.plan").read_bytes()
+        )
+        is None
+    )

@@ -156,7 +156,9 @@ def tensorrt_provider_options(
     for inp in proto.graph.input:
         if inp.name in initializers:
             continue
-        dims = [d.dim_value if d.HasField("dim_value") else None for d in inp.type.tensor_type.shape.dim]
+        dims = [
+            d.dim_value if d.HasField("dim_value") else None for d in inp.type.tensor_type.shape.dim
+        ]
         if not dims or dims[0] is not None:
             continue  # a static shape needs no profile
         if any(d is None for d in dims[1:]):

@@ -203,7 +203,6 @@ class TrtRunner(BaseRunner):
     def _buffers_for(self, shapes: tuple) -> dict[str, Any]:
         """Device buffers for one set of input shapes, allocated once and kept (CUDA graphs
         replay fixed addresses); output shapes come from the execution context."""
-        import torch
 
         if shapes in self._buffers:
             return self._buffers[shapes]

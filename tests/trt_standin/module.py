@@ -263,7 +263,9 @@ class Builder:
             "tf32": any(getattr(f, "name", "") == "TF32" for f in config._flags),
             "detailed": getattr(config._verbosity, "name", "") == "DETAILED",
         }
-        return _cls("IHostMemory")(PLAN_MAGIC + json.dumps(header).encode() + b"\n" + network._onnx_bytes)
+        return _cls("IHostMemory")(
+            PLAN_MAGIC + json.dumps(header).encode() + b"\n" + network._onnx_bytes
+        )
 
 
 class Runtime:
@@ -325,9 +327,7 @@ class ICudaEngine:
 
         self._header = header
         self._proto = proto
-        self._half = any(
-            i.data_type == onnx.TensorProto.FLOAT16 for i in proto.graph.initializer
-        )
+        self._half = any(i.data_type == onnx.TensorProto.FLOAT16 for i in proto.graph.initializer)
         initializers = {i.name for i in proto.graph.initializer}
         self._inputs = [i for i in proto.graph.input if i.name not in initializers]
         self._outputs = list(proto.graph.output)
@@ -435,8 +435,16 @@ class EngineInspector:
 
 #: Ops TensorRT fuses into the layer before them (pointwise tails, Q/DQ pairs).
 _FUSED_TAILS = {
-    "Relu", "Sigmoid", "Add", "Mul", "BatchNormalization", "QuantizeLinear", "DequantizeLinear",
-    "Identity", "Cast", "Clip",
+    "Relu",
+    "Sigmoid",
+    "Add",
+    "Mul",
+    "BatchNormalization",
+    "QuantizeLinear",
+    "DequantizeLinear",
+    "Identity",
+    "Cast",
+    "Clip",
 }
 
 
@@ -561,7 +569,10 @@ def _is_device(address: int, shape: tuple, dtype: np.dtype) -> bool:
     for start, size in state["device_memory"].items():
         if start <= address and address + nbytes <= start + size:
             return True
-    _log("ERROR", f"IExecutionContext::enqueueV3: Cuda Runtime (an illegal memory access: {address:#x} is not device memory)")
+    _log(
+        "ERROR",
+        f"IExecutionContext::enqueueV3: Cuda Runtime (an illegal memory access: {address:#x} is not device memory)",
+    )
     return False
 
 
