@@ -25,7 +25,7 @@ fi
 have_trt=0
 "$py" -c "import tensorrt" 2>/dev/null && have_trt=1
 echo "gpu_check: TensorRT $([ $have_trt = 1 ] && echo present || echo absent: engines skipped)"
-mkdir -p "$out"
+mkdir -p "$out" "$out/bench"
 ckpt=()
 [ -n "${CHECKPOINT:-}" ] && ckpt=(--checkpoint "$CHECKPOINT")
 calib=()
