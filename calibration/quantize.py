@@ -205,6 +205,7 @@ def quantize_int8(
     cache_path: str | Path | None = None,
     run_model: RunModel | None = None,
     progress: Progress | None = None,
+    device: str = "cpu",
 ) -> QuantizeResult:
     """Quantize the FP32 ONNX file at ``onnx_path`` to an INT8 Q/DQ file (default ``*.int8.onnx``).
 
@@ -303,6 +304,7 @@ def quantize_int8(
         cache_path=cache,
         input_name=input_name,
         progress=say,
+        device=device,
     )
     timings["calibrate"] = time.perf_counter() - t0 - timings.get("load", 0.0)
     for phase, seconds in ranges.phases.items():  # "collect" (run + histograms), "ranges"

@@ -64,6 +64,36 @@ def version_tuple(version: str) -> tuple[int, int, int]:
     return tuple(parts + [0] * (3 - len(parts)))  # type: ignore[return-value]
 
 
+def full_version(version: str) -> tuple[int, int, int, int]:
+    """``"10.16.1.11"`` → ``(10, 16, 1, 11)``: major, minor, patch and build, as TensorRT compares
+    them when it deserializes a plan; a local suffix (``+standin``) is ignored."""
+    parts = [int(p) for p in re.findall(r"\d+", version.split("+", 1)[0])[:4]]
+    return tuple(parts + [0] * (4 - len(parts)))  # type: ignore[return-value]
+
+
+def cuda_device_index(device: str, current: int | None = None) -> int:
+    """The CUDA device index of ``"cuda"`` / ``"cuda:N"`` (``"cuda"`` is the current device).
+
+    ``torch.cuda.set_device(torch.device("cuda"))`` raises ``ValueError`` (a device without an
+    index), so every CUDA consumer resolves the index here first. ``current`` defaults to
+    ``torch.cuda.current_device()``.
+    """
+    text = (device or "cuda").strip().lower()
+    kind, _, index = text.partition(":")
+    if kind != "cuda" or (index and not index.isdigit()):
+        raise DeployRanError(
+            f"{device!r} is not a CUDA device.",
+            hint="Use --device cuda or cuda:N (N: the GPU index, 0 for the first).",
+        )
+    if index:
+        return int(index)
+    if current is not None:
+        return current
+    import torch
+
+    return int(torch.cuda.current_device()) if torch.cuda.is_available() else 0
+
+
 def network_flags(trt: Any) -> int:
     """Creation flags for a strongly typed network on every supported version."""
     flag = getattr(trt.NetworkDefinitionCreationFlag, "STRONGLY_TYPED", None)
@@ -116,7 +146,12 @@ def numpy_dtype(trt_dtype: Any) -> np.dtype:
 
 
 def make_logger(trt: Any, verbose: bool = False, echo=None) -> Any:
-    """A ``tensorrt.ILogger`` that keeps every message (to report parser and build errors)."""
+    """A ``tensorrt.ILogger`` that keeps messages (to report parser and build errors).
+
+    TensorRT calls a Python logger for every message whatever its severity (a custom ``ILogger``
+    has no minimum severity), and a build logs tens of thousands of VERBOSE lines: unless
+    ``verbose``, they are dropped on arrival, as Polygraphy's logger and trtexec do by default.
+    """
 
     class CapturingLogger(trt.ILogger):
         def __init__(self) -> None:
@@ -125,6 +160,8 @@ def make_logger(trt: Any, verbose: bool = False, echo=None) -> Any:
 
         def log(self, severity: Any, msg: str) -> None:
             level = getattr(severity, "name", str(severity))
+            if level == "VERBOSE" and not verbose:
+                return
             self.messages.append((level, msg))
             if echo is not None and (verbose or level in ("ERROR", "INTERNAL_ERROR", "WARNING")):
                 echo(level, msg)
@@ -189,32 +226,71 @@ def read_sidecar(plan: str | Path) -> dict[str, Any] | None:
     return data
 
 
+#: Lowest compute capability a plan built with ``--hardware-compatibility ampere_plus`` runs on.
+AMPERE_CC = (8, 0)
+
+
+def _cc(text: str) -> tuple[int, int] | None:
+    try:
+        major, minor = (int(p) for p in str(text).split(".")[:2])
+    except ValueError:
+        return None
+    return major, minor
+
+
 def compatibility_problems(
     sidecar: dict[str, Any], trt_version: str, gpu: GpuInfo | None
 ) -> list[str]:
     """Why a plan described by ``sidecar`` cannot run with this TensorRT and GPU (empty: it can).
 
-    A plan runs only on the TensorRT version (major.minor) that built it, unless it was built
-    version-compatible, and only on GPUs of the same compute capability, unless it was built with
-    a hardware-compatibility level.
+    As strict as TensorRT's own check at deserialization: a plain plan runs only on the exact
+    TensorRT version that built it (major, minor, patch and build); a version-compatible plan on
+    that version or a newer one. A plain plan (and a ``same_cc`` one) needs a GPU of the same
+    compute capability; an ``ampere_plus`` plan any GPU of compute capability 8.0 or newer.
     """
     problems = []
     options = sidecar.get("build_options", {})
-    built = sidecar.get("tensorrt_version", "unknown")
-    if (
-        not options.get("version_compatible")
-        and version_tuple(built)[:2] != version_tuple(trt_version)[:2]
-    ):
-        problems.append(f"it was built with TensorRT {built}, this host has TensorRT {trt_version}")
-    built_cc = sidecar.get("gpu", {}).get("compute_capability", "unknown")
-    if (
-        gpu is not None
-        and built_cc != "unknown"
-        and options.get("hardware_compatibility", "none") == "none"
-        and built_cc != gpu.compute_capability
-    ):
+    built = str(sidecar.get("tensorrt_version", "unknown"))
+    if options.get("version_compatible"):
+        if full_version(trt_version) < full_version(built):
+            problems.append(
+                f"it was built version-compatible with TensorRT {built}, which runs on that "
+                f"version or newer; this host has the older TensorRT {trt_version}"
+            )
+    elif full_version(built) != full_version(trt_version):
+        problems.append(
+            f"it was built with TensorRT {built}, this host has TensorRT {trt_version} "
+            "(a plan runs only on the exact version that built it)"
+        )
+    built_gpu = sidecar.get("gpu", {})
+    built_cc = str(built_gpu.get("compute_capability", "unknown"))
+    level = options.get("hardware_compatibility", "none")
+    if gpu is None:
+        return problems
+    here = _cc(gpu.compute_capability)
+    if level == "ampere_plus":
+        if here is not None and here < AMPERE_CC:
+            problems.append(
+                f"it was built for Ampere or newer GPUs (compute capability 8.0+), this one is "
+                f"{gpu.compute_capability} ({gpu.name})"
+            )
+    elif built_cc != "unknown" and _cc(built_cc) != here:
         problems.append(
             f"it was built on a GPU of compute capability {built_cc} "
-            f"({sidecar.get('gpu', {}).get('name', '?')}), this one is {gpu.compute_capability} ({gpu.name})"
+            f"({built_gpu.get('name', '?')}), this one is {gpu.compute_capability} ({gpu.name})"
         )
     return problems
+
+
+def deserialize_engine(trt: Any, logger: Any, plan: bytes, *, version_compatible: bool) -> Any:
+    """``(runtime, engine)`` for a serialized plan; ``engine`` is ``None`` when TensorRT refuses it.
+
+    A version-compatible plan embeds the lean runtime that executes it, and TensorRT loads that
+    host code only when ``Runtime.engine_host_code_allowed`` is set (trtexec sets it for
+    ``--versionCompatible``, Polygraphy's ``EngineFromBytes`` before deserializing); without it
+    deserialization fails. It is set only for plans built version-compatible.
+    """
+    runtime = trt.Runtime(logger)
+    if version_compatible:
+        runtime.engine_host_code_allowed = True
+    return runtime, runtime.deserialize_cuda_engine(plan)

@@ -31,6 +31,7 @@ from deploy_ran.trt_compat import (
     EngineError,
     TensorRTUnavailable,
     current_gpu,
+    deserialize_engine,
     hardware_compatibility_level,
     import_tensorrt,
     make_logger,
@@ -214,6 +215,13 @@ def build_engine(
         )
     started = time.perf_counter()
     network = builder.create_network(network_flags(trt))
+    if network is None:  # TensorRT returns None, not an exception
+        raise EngineError(
+            "TensorRT could not create a network definition ("
+            + ("; ".join(logger.errors()[-3:]) or "no details")
+            + ").",
+            hint="Check the TensorRT installation (`python cli.py doctor`) and free device memory.",
+        )
     parser = trt.OnnxParser(network, logger)
     if not parser.parse_from_file(str(onnx_path)):
         errors = _parser_errors(parser) or logger.errors() or ["no details from the parser"]
@@ -239,8 +247,21 @@ def build_engine(
         config.profiling_verbosity = trt.ProfilingVerbosity.DETAILED
 
     profile = builder.create_optimization_profile()
-    profile.set_shape(inp.name, *profile_shapes)
-    config.add_optimization_profile(profile)
+    try:  # the bindings raise when TensorRT refuses the shapes
+        profile.set_shape(inp.name, *profile_shapes)
+    except (RuntimeError, ValueError, TypeError) as exc:
+        raise EngineError(
+            f"TensorRT refused the optimisation profile {[list(s) for s in profile_shapes]} "
+            f"for input {inp.name}: {exc}",
+            hint="Use 1 <= --min-batch <= --opt-batch <= --max-batch.",
+        ) from None
+    if config.add_optimization_profile(profile) < 0:  # -1: an invalid profile, no exception
+        raise EngineError(
+            f"TensorRT rejected the optimisation profile for input {inp.name} ("
+            + ("; ".join(logger.errors()[-3:]) or "no details")
+            + ").",
+            hint="Check --min-batch/--opt-batch/--max-batch against the ONNX input shape.",
+        )
 
     cache_path = Path(options.timing_cache) if options.timing_cache else None
     warnings: list[str] = []
@@ -251,7 +272,22 @@ def build_engine(
     if timing_cache is None and cache_bytes:
         warnings.append(f"timing cache {cache_path} is unreadable; starting a new one")
         timing_cache = config.create_timing_cache(b"")
-    config.set_timing_cache(timing_cache, False)
+    # False: a cache from another GPU or TensorRT version (its header does not match). It is not
+    # used (ignore_mismatch=True would apply timings of another device, as trtexec refuses to by
+    # default); a new cache is built and replaces the file.
+    if not config.set_timing_cache(timing_cache, False):
+        warnings.append(
+            f"timing cache {cache_path} was made on another GPU or TensorRT version and cannot "
+            "be used here; a new one replaces it"
+        )
+        timing_cache = config.create_timing_cache(b"")
+        if timing_cache is None or not config.set_timing_cache(timing_cache, False):
+            raise EngineError(
+                "TensorRT refused a new, empty timing cache ("
+                + ("; ".join(logger.errors()[-3:]) or "no details")
+                + ").",
+                hint="Build without --timing-cache.",
+            )
 
     serialized = builder.build_serialized_network(network, config)
     if serialized is None:
@@ -262,17 +298,6 @@ def build_engine(
         )
     plan_bytes = bytes(memoryview(serialized))
     seconds = time.perf_counter() - started
-
-    layer_info_path = None
-    layer_precisions: dict[str, int] = {}
-    engine_info: dict | None = None
-    if options.layer_info:
-        runtime = trt.Runtime(logger)
-        engine = runtime.deserialize_cuda_engine(plan_bytes)
-        inspector = engine.create_engine_inspector()
-        engine_info = json.loads(inspector.get_engine_information(trt.LayerInformationFormat.JSON))
-        layer_precisions = summarize_layer_precisions(engine_info)
-        layer_info_path = Path(f"{plan_path}.layers.json")
 
     gpu_dict = (
         asdict(gpu)
@@ -321,7 +346,21 @@ def build_engine(
     with atomic_path(sidecar_path(plan_path)) as tmp_side, atomic_path(plan_path) as tmp_plan:
         tmp_side.write_text(json.dumps(sidecar, indent=2) + "\n", encoding="utf-8")
         tmp_plan.write_bytes(plan_bytes)
-        if layer_info_path is not None:
+    # The layer report comes after the plan is safely written: a failure here costs the report,
+    # never the (minutes-long) build.
+    layer_info_path = None
+    layer_precisions: dict[str, int] = {}
+    if options.layer_info:
+        engine_info, problem = _inspect_engine(
+            trt, logger, plan_bytes, options.version_compatible, inp.name, profile_shapes[1]
+        )
+        if engine_info is None:
+            warnings.append(f"no layer report: {problem}")
+        else:
+            if problem:
+                warnings.append(problem)
+            layer_precisions = summarize_layer_precisions(engine_info)
+            layer_info_path = Path(f"{plan_path}.layers.json")
             with atomic_path(layer_info_path) as tmp_layers:
                 tmp_layers.write_text(json.dumps(engine_info, indent=1) + "\n", encoding="utf-8")
     if cache_path is not None:
@@ -340,6 +379,39 @@ def build_engine(
         layer_precisions=layer_precisions,
         warnings=warnings,
     )
+
+
+def _inspect_engine(
+    trt: Any,
+    logger: Any,
+    plan_bytes: bytes,
+    version_compatible: bool,
+    input_name: str,
+    shape: tuple,
+) -> tuple[dict | None, str]:
+    """The engine inspector's JSON, and a problem to report ("" when none).
+
+    On a dynamic-batch engine the inspector can only give formats for concrete shapes: it is given
+    an execution context with the input shape set (the profile's opt shape), as trtexec's
+    ``--dumpLayerInfo`` and Polygraphy's ``inspect model`` do; without one every layer's format
+    reads "N/A due to dynamic shapes".
+    """
+    _, engine = deserialize_engine(trt, logger, plan_bytes, version_compatible=version_compatible)
+    if engine is None:
+        return None, "TensorRT could not load the plan it built (" + (
+            "; ".join(logger.errors()[-3:]) or "no details"
+        ) + ")"
+    inspector = engine.create_engine_inspector()
+    problem = ""
+    context = engine.create_execution_context()
+    if context is not None and context.set_input_shape(input_name, shape):
+        inspector.execution_context = context
+    else:
+        problem = (
+            "layer formats of a dynamic-shape engine need an execution context; none could be made"
+        )
+    info = json.loads(inspector.get_engine_information(trt.LayerInformationFormat.JSON))
+    return info, problem
 
 
 def _sha256_bytes(data: bytes) -> str:

@@ -141,7 +141,11 @@ def test_model_options_on_a_file_are_refused(fp32_file):
 def test_engine_target_precision_comes_from_the_sidecar(tmp_path):
     plan = tmp_path / "e.plan"
     plan.write_bytes(b"not really an engine")
-    (tmp_path / "e.plan.json").write_text(json.dumps({"precision": "int8"}))
+    from deploy_ran.trt_compat import SIDECAR_FORMAT
+
+    (tmp_path / "e.plan.json").write_text(
+        json.dumps({"format": SIDECAR_FORMAT, "precision": "int8"})
+    )
     target = resolve_target(plan)
     assert target.kind == "engine" and target.precision == "int8"
     assert convert(plan).path == plan

@@ -70,8 +70,9 @@ def test_layer_info_report(version, cifar_onnx, tmp_path, monkeypatch):
     )
     assert result.layer_info.exists()
     info = json.loads(result.layer_info.read_text())
-    assert len(info["Layers"]) == len(onnx.load(cifar_onnx).graph.node)
-    assert sum(result.layer_precisions.values()) == len(info["Layers"])
+    # Fusion never gives one layer per ONNX node: the report is TensorRT's, counted as it comes.
+    assert info["Layers"] and sum(result.layer_precisions.values()) == len(info["Layers"])
+    assert set(result.layer_precisions) == {"fp32"}  # formats known: shapes were set
     header = json.loads((tmp_path / "m.plan").read_bytes().split(b"\n")[1])
     assert header["detailed"] is True and header["tf32"] is True
 

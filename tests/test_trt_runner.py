@@ -46,7 +46,7 @@ def _ort(onnx_path, x):
 
 @pytest.mark.parametrize("version", SUPPORTED_VERSIONS)
 def test_runner_runs_the_engine_glue(version, cifar_onnx, tmp_path, monkeypatch, host_buffers):
-    install(monkeypatch, version)
+    install(monkeypatch, version, host_memory=True)
     plan = _build(cifar_onnx, tmp_path)
     x = np.random.default_rng(0).standard_normal((3, 3, 32, 32)).astype(np.float32)
     with load_runner(plan) as runner:
@@ -64,7 +64,7 @@ def test_runner_runs_the_engine_glue(version, cifar_onnx, tmp_path, monkeypatch,
 
 
 def test_batch_outside_the_profile(cifar_onnx, tmp_path, monkeypatch, host_buffers):
-    install(monkeypatch, "11.4.0.106")
+    install(monkeypatch, "11.4.0.106", host_memory=True)
     plan = _build(cifar_onnx, tmp_path)
     with (
         load_runner(plan) as runner,
@@ -75,7 +75,7 @@ def test_batch_outside_the_profile(cifar_onnx, tmp_path, monkeypatch, host_buffe
 
 
 def test_plan_from_another_tensorrt_version(cifar_onnx, tmp_path, monkeypatch, host_buffers):
-    install(monkeypatch, "10.16.1.11")
+    install(monkeypatch, "10.16.1.11", host_memory=True)
     plan = _build(cifar_onnx, tmp_path)
     side = json.loads(sidecar_path(plan).read_text())
     side["tensorrt_version"] = "10.3.0"
@@ -103,7 +103,7 @@ def test_plan_from_another_gpu():
 
 
 def test_corrupt_and_replaced_plans(cifar_onnx, tmp_path, monkeypatch, host_buffers):
-    install(monkeypatch, "11.4.0.106")
+    install(monkeypatch, "11.4.0.106", host_memory=True)
     plan = _build(cifar_onnx, tmp_path)
     plan.write_bytes(plan.read_bytes()[:100])  # truncated: no longer what the sidecar describes
     with pytest.raises(RunnerError, match="does not match its sidecar"):
@@ -139,7 +139,7 @@ def test_verify_bench_and_infer_take_an_engine(
 
     from cli import app
 
-    install(monkeypatch, "10.16.1.11")
+    install(monkeypatch, "10.16.1.11", host_memory=True)
     plan = _build(cifar_onnx, tmp_path)
     cli = CliRunner()
     verified = cli.invoke(
@@ -206,7 +206,7 @@ def test_bench_runs_an_engine_row(
 ):
     from deploy_ran.bench import BenchSettings, run_benchmark
 
-    install(monkeypatch, "11.4.0.106")
+    install(monkeypatch, "11.4.0.106", host_memory=True)
     plan = _build(cifar_onnx, tmp_path)
     result = run_benchmark(
         BenchSettings(

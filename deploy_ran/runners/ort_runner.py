@@ -12,6 +12,14 @@ ONNX Runtime's compute stream is a stream the runner owns (``user_compute_stream
 ``bench`` time it with CUDA events. ``cuda_graph=True`` turns on the CUDA provider's graph capture
 (one graph per batch size, selected with the ``gpu_graph_id`` run option); it needs fixed buffer
 addresses, so inputs are copied into per-shape buffers when staged.
+
+ONNX Runtime's TensorRT provider (``providers="tensorrt"``) builds its own engines: the runner gives
+it the CUDA provider as the fallback for subgraphs TensorRT does not take (ONNX Runtime's
+documented order: TensorRT, CUDA, CPU), an engine cache and a timing cache in a folder beside the
+ONNX (engine builds take minutes; without a cache every session rebuilds), and an explicit
+optimisation profile (without one the provider rebuilds its engine for every new batch size).
+Its CUDA graphs hold one input shape, so a TensorRT-provider runner with ``cuda_graph=True``
+accepts one batch size.
 """
 
 from __future__ import annotations
@@ -91,9 +99,89 @@ def resolve_providers(
             )
         if name not in full:
             full.append(name)
+    if (
+        "TensorrtExecutionProvider" in full
+        and "CUDAExecutionProvider" not in full
+        and "CUDAExecutionProvider" in available
+    ):
+        # Nodes TensorRT rejects go to CUDA, not the CPU (ONNX Runtime's documented order).
+        full.insert(full.index("TensorrtExecutionProvider") + 1, "CUDAExecutionProvider")
     if "CPUExecutionProvider" not in full:
         full.append("CPUExecutionProvider")
     return full
+
+
+#: Batch sizes of the TensorRT provider's optimisation profile (min, opt, max), as build-engine's.
+DEFAULT_TRT_PROFILE = (1, 8, 32)
+
+
+def default_trt_cache_dir(path: str | Path) -> Path:
+    """``ran92.onnx`` → ``ran92.onnx.ort-trt-cache/`` (engines and timing cache of the provider)."""
+    path = Path(path)
+    return path.with_name(path.name + ".ort-trt-cache")
+
+
+def tensorrt_provider_options(
+    proto: Any,
+    *,
+    device_id: int,
+    stream_handle: int | None,
+    precision: str,
+    cuda_graph: bool,
+    cache_dir: Path,
+    profile_batches: tuple[int, int, int] = DEFAULT_TRT_PROFILE,
+) -> dict[str, str]:
+    """Options of ONNX Runtime's TensorRT provider for one of the toolkit's ONNX files.
+
+    Explicit min/opt/max shapes for every dynamic-batch input (one engine for the whole batch
+    range), the engine and timing caches in ``cache_dir``, the runner's stream, and the precision
+    flags the provider's weakly typed build needs to honour an FP16 or Q/DQ ONNX.
+    """
+    lo, opt, hi = profile_batches
+    if not 1 <= lo <= opt <= hi:
+        raise RunnerError(
+            f"TensorRT provider profile {lo}/{opt}/{hi} is not ordered.",
+            hint="Use 1 <= min <= opt <= max batch.",
+        )
+    options = {
+        "device_id": str(device_id),
+        "trt_engine_cache_enable": "True",
+        "trt_engine_cache_path": str(cache_dir),
+        "trt_timing_cache_enable": "True",
+        "trt_timing_cache_path": str(cache_dir),
+    }
+    if stream_handle is not None:
+        options["user_compute_stream"] = str(stream_handle)
+    initializers = {i.name for i in proto.graph.initializer}
+    shapes: dict[str, list[str]] = {"min": [], "opt": [], "max": []}
+    for inp in proto.graph.input:
+        if inp.name in initializers:
+            continue
+        dims = [
+            d.dim_value if d.HasField("dim_value") else None for d in inp.type.tensor_type.shape.dim
+        ]
+        if not dims or dims[0] is not None:
+            continue  # a static shape needs no profile
+        if any(d is None for d in dims[1:]):
+            raise RunnerError(
+                f"Input {inp.name} has dynamic dimensions besides the batch; the TensorRT "
+                "provider needs a profile the toolkit cannot choose.",
+                hint="Export with a fixed image size (every deploy-ran export has one).",
+            )
+        for key, batch in (("min", lo), ("opt", opt), ("max", hi)):
+            shapes[key].append(f"{inp.name}:" + "x".join(str(d) for d in [batch, *dims[1:]]))
+    if shapes["min"]:
+        for key in ("min", "opt", "max"):
+            options[f"trt_profile_{key}_shapes"] = ",".join(shapes[key])
+    # Precision is explicit in the ONNX (FP16 tensors, Q/DQ); these flags only let the
+    # provider's (weakly typed) TensorRT build honour it.
+    if precision == "fp16":
+        options["trt_fp16_enable"] = "True"
+    if precision == "int8":
+        options["trt_int8_enable"] = "True"
+    if cuda_graph:
+        options["trt_cuda_graph_enable"] = "True"
+    return options
 
 
 class OrtRunner(BaseRunner):
@@ -115,6 +203,8 @@ class OrtRunner(BaseRunner):
         cuda_graph: bool = False,
         provider_options: dict[str, dict[str, Any]] | None = None,
         device_id: int = 0,
+        trt_cache_dir: str | Path | None = None,
+        trt_profile_batches: tuple[int, int, int] = DEFAULT_TRT_PROFILE,
     ) -> None:
         import onnxruntime as ort
 
@@ -172,17 +262,19 @@ class OrtRunner(BaseRunner):
             if cuda_graph:
                 cuda_opts["enable_cuda_graph"] = "1"
             if "TensorrtExecutionProvider" in full:
+                cache_dir = Path(trt_cache_dir) if trt_cache_dir else default_trt_cache_dir(path)
+                cache_dir.mkdir(parents=True, exist_ok=True)
                 trt_opts = options.setdefault("TensorrtExecutionProvider", {})
-                trt_opts.setdefault("device_id", str(device_id))
-                trt_opts.setdefault("user_compute_stream", str(self._stream.cuda_stream))
-                # Precision is explicit in the ONNX (FP16 tensors, Q/DQ); these flags only let the
-                # provider's (weakly typed) TensorRT build honour it.
-                if precision == "fp16":
-                    trt_opts.setdefault("trt_fp16_enable", "True")
-                if precision == "int8":
-                    trt_opts.setdefault("trt_int8_enable", "True")
-                if cuda_graph:
-                    trt_opts["trt_cuda_graph_enable"] = "True"
+                for key, value in tensorrt_provider_options(
+                    proto,
+                    device_id=device_id,
+                    stream_handle=self._stream.cuda_stream,
+                    precision=precision,
+                    cuda_graph=cuda_graph,
+                    cache_dir=cache_dir,
+                    profile_batches=trt_profile_batches,
+                ).items():
+                    trt_opts.setdefault(key, value)
         provider_list = [(p, options.get(p, {})) for p in full]
         try:
             session = ort.InferenceSession(source, opts, providers=provider_list)
@@ -279,6 +371,17 @@ class OrtRunner(BaseRunner):
         dev = "cuda" if self._on_gpu else "cpu"
         if self._cuda_graph:
             key = tuple((k, v.shape) for k, v in feed.items())
+            if (
+                key not in self._graph_buffers
+                and self._graph_buffers
+                and self._providers[0] == "TensorrtExecutionProvider"
+            ):
+                raise RunnerError(
+                    f"ONNX Runtime's TensorRT provider captured its CUDA graph for "
+                    f"{list(self._graph_buffers)[0]}; it cannot replay another batch size.",
+                    hint="Use one batch size per runner with CUDA graphs, the CUDA provider "
+                    "(--device cuda), or no --cuda-graphs.",
+                )
             if key not in self._graph_buffers:
                 self._graph_buffers[key] = self._graph_binding(feed)
             graph_id, binding, in_values, _ = self._graph_buffers[key]

@@ -9,7 +9,9 @@ engine runs on the runner's own ``torch.cuda.Stream`` through ``set_input_shape`
 ``set_tensor_address`` and ``execute_async_v3``, and output shapes come from the execution
 context. One process, one CUDA context: no pycuda (NVIDIA's samples moved to cuda-python in
 TensorRT 10.14, and TensorRT 11 has no calibrators for pycuda to feed). With ``cuda_graph=True``,
-the enqueue for each input shape is captured once in a CUDA graph and replayed.
+the enqueue is captured in a CUDA graph on the runner's stream and replayed there; a new input
+shape (or new buffers) recaptures, as Polygraphy's ``TrtRunner`` does, because a graph holds the
+shapes and addresses of one capture and an execution context serves one shape at a time.
 
 These calls exist unchanged in TensorRT 10.3, 10.16 and 11.4 (tests/test_trt_api_surface.py).
 """
@@ -27,7 +29,9 @@ from deploy_ran.trt_compat import (
     ENGINE_SUFFIXES,
     TensorRTUnavailable,
     compatibility_problems,
+    cuda_device_index,
     current_gpu,
+    deserialize_engine,
     import_tensorrt,
     make_logger,
     numpy_dtype,
@@ -79,21 +83,26 @@ class TrtRunner(BaseRunner):
                     f"Cannot run TensorRT engine {path}: PyTorch sees no CUDA device.",
                     hint="TensorRT engines run on NVIDIA GPUs; install a CUDA build of PyTorch there.",
                 )
-            device = "cuda" if device in ("cpu", "") else device  # an engine only runs on a GPU
-            torch_device = torch.device(device)
-            torch.cuda.set_device(torch_device)
+            # An engine only runs on a GPU. "cuda" has no index, and torch.cuda.set_device
+            # raises ValueError on an index-less device: resolve it first.
+            index = cuda_device_index("cuda" if device in ("cpu", "") else device)
+            torch_device = torch.device("cuda", index)
+            torch.cuda.set_device(index)
+            device = f"cuda:{index}"
         self._torch_device = torch_device
         plan = path.read_bytes()
         if self.sidecar is not None and check_compatibility:
             self._check_sidecar(
                 plan,
                 trt.__version__,
-                None if _host_buffers else current_gpu(torch_device.index or 0),
+                None if _host_buffers else current_gpu(torch_device.index),
             )
 
         self._logger = make_logger(trt)
-        self._runtime = trt.Runtime(self._logger)
-        self._engine = self._runtime.deserialize_cuda_engine(plan)
+        options = (self.sidecar or {}).get("build_options", {})
+        self._runtime, self._engine = deserialize_engine(
+            trt, self._logger, plan, version_compatible=bool(options.get("version_compatible"))
+        )
         if self._engine is None:
             details = "; ".join(self._logger.errors()[-3:]) or "no details"
             raise RunnerError(
@@ -116,12 +125,20 @@ class TrtRunner(BaseRunner):
                 outputs.append((name, dtype))
         self._output_dtypes = dict(outputs)
         self._context = self._engine.create_execution_context()
+        if self._context is None:  # TensorRT returns None (no exception), e.g. out of memory
+            details = "; ".join(self._logger.errors()[-3:]) or "no details"
+            raise RunnerError(
+                f"TensorRT could not create an execution context for {path} ({details}).",
+                hint="Usually out of device memory: free the GPU, or rebuild with a smaller "
+                "--max-batch.",
+            )
         self._stream = None if _host_buffers else torch.cuda.Stream(torch_device)
         self._cuda_graph = cuda_graph and not _host_buffers
         if cuda_graph and _host_buffers:
             raise RunnerError("CUDA graphs need a CUDA device.", hint="Drop --cuda-graphs.")
         self._buffers: dict[tuple, dict[str, Any]] = {}  # per input shapes: name -> tensor
-        self._graphs: dict[tuple, Any] = {}
+        # (shapes, id(buffers)) of the one captured graph, the graph, and its buffers (kept alive).
+        self._graph: tuple[tuple, Any, dict[str, Any]] | None = None
         side = self.sidecar or {}
         super().__init__(
             name=str(path),
@@ -185,7 +202,6 @@ class TrtRunner(BaseRunner):
     def _buffers_for(self, shapes: tuple) -> dict[str, Any]:
         """Device buffers for one set of input shapes, allocated once and kept (CUDA graphs
         replay fixed addresses); output shapes come from the execution context."""
-        import torch
 
         if shapes in self._buffers:
             return self._buffers[shapes]
@@ -193,22 +209,32 @@ class TrtRunner(BaseRunner):
         for (name, shape), spec in zip(shapes, self._input_spec):
             if not self._context.set_input_shape(name, shape):
                 raise RunnerError(f"TensorRT refused input shape {list(shape)} for {name}.")
-            buffers[name] = torch.empty(
-                shape, dtype=_torch_dtype(spec.dtype), device=self._torch_device
-            )
+            buffers[name] = self._alloc(shape, _torch_dtype(spec.dtype))
         for name, dtype in self._output_dtypes.items():
             shape = tuple(int(d) for d in self._context.get_tensor_shape(name))
             if any(d < 0 for d in shape):
                 raise RunnerError(
                     f"TensorRT left output {name} with an unknown shape {list(shape)}."
                 )
-            buffers[name] = torch.empty(
-                shape, dtype=_torch_dtype(dtype.name), device=self._torch_device
-            )
-        if len(self._buffers) >= 8 and not self._cuda_graph:  # bound memory for odd batch sizes
+            buffers[name] = self._alloc(shape, _torch_dtype(dtype.name))
+        if len(self._buffers) >= 8:  # bound memory for odd batch sizes (staged feeds keep theirs)
             self._buffers.pop(next(iter(self._buffers)))
         self._buffers[shapes] = buffers
         return buffers
+
+    def _alloc(self, shape: tuple[int, ...], dtype: Any) -> Any:
+        """A device buffer that TensorRT reads or writes on the runner's stream.
+
+        The caching allocator ties a block to the stream it was allocated on (the current one);
+        ``record_stream`` tells it that the runner's stream uses the block too, so a freed
+        buffer is not handed out again while queued TensorRT work still touches it.
+        """
+        import torch
+
+        tensor = torch.empty(shape, dtype=dtype, device=self._torch_device)
+        if self._stream is not None:
+            tensor.record_stream(self._stream)
+        return tensor
 
     def _bind(self, shapes: tuple, buffers: dict[str, Any]) -> None:
         for name, shape in shapes:
@@ -237,28 +263,59 @@ class TrtRunner(BaseRunner):
     def _execute(self, staged: tuple) -> dict[str, Any]:
         shapes, buffers = staged
         if self._cuda_graph:
-            graph = self._graphs.get(shapes)
-            if graph is None:
-                graph = self._graphs[shapes] = self._capture(shapes, buffers)
-            graph.replay()
+            import torch
+
+            key = (shapes, id(buffers))
+            if self._graph is None or self._graph[0] != key:
+                # A graph replays the shapes and addresses of its capture, and the context holds
+                # one set of shapes: a new shape drops the graph and recaptures (Polygraphy's
+                # TrtRunner; trtexec captures once per context).
+                self._graph = None
+                self._graph = (key, self._capture(shapes, buffers), buffers)
+            with torch.cuda.stream(self._stream):  # replay() launches on the current stream
+                self._graph[1].replay()
         else:
             self._bind(shapes, buffers)
-            if not self._context.execute_async_v3(self.stream_handle or 0):
-                details = "; ".join(self._logger.errors()[-3:]) or "no details"
-                raise RunnerError(f"TensorRT failed to run {self.path} ({details}).")
+            self._enqueue("run")
         return {name: buffers[name] for name in self._output_dtypes}
 
+    def _enqueue(self, what: str) -> None:
+        # execute_async_v3 needs a real stream handle: the runner's own (0, the legacy default
+        # stream, makes TensorRT synchronize around every launch).
+        if not self._context.execute_async_v3(self.stream_handle or 0):
+            details = "; ".join(self._logger.errors()[-3:]) or "no details"
+            raise RunnerError(f"TensorRT failed to {what} {self.path} ({details}).")
+
     def _capture(self, shapes: tuple, buffers: dict[str, Any]) -> Any:
-        """One enqueue before capture (TensorRT finishes deferred work there), then capture."""
+        """One enqueue outside the capture (TensorRT does deferred, shape-dependent work there,
+        which must not be captured; trtexec and Polygraphy do the same), then the capture.
+
+        A capture that fails is an error, never a graph that silently replays nothing (later
+        batches would return the warm-up's outputs): ``execute_async_v3`` returning False, an
+        error logged by TensorRT during the capture, or CUDA invalidating the capture.
+        """
         import torch
 
         self._bind(shapes, buffers)
-        if not self._context.execute_async_v3(self.stream_handle):
-            raise RunnerError(f"TensorRT failed to run {self.path} before CUDA-graph capture.")
+        self._enqueue("run (before CUDA-graph capture)")
         self._stream.synchronize()
+        hint = "Run without --cuda-graphs (this engine or TensorRT version cannot be captured)."
         graph = torch.cuda.CUDAGraph()
-        with torch.cuda.graph(graph, stream=self._stream):
-            self._context.execute_async_v3(self.stream_handle)
+        logged = len(self._logger.errors())
+        try:
+            with torch.cuda.graph(graph, stream=self._stream):
+                ok = self._context.execute_async_v3(self.stream_handle)
+        except RuntimeError as exc:  # e.g. cudaErrorStreamCaptureInvalidated
+            raise RunnerError(
+                f"CUDA-graph capture of {self.path} failed: {exc}".splitlines()[0], hint=hint
+            ) from None
+        errors = self._logger.errors()[logged:]
+        if not ok or errors:
+            raise RunnerError(
+                f"CUDA-graph capture of {self.path} failed "
+                f"({'; '.join(errors[-3:]) or 'execute_async_v3 returned False'}).",
+                hint=hint,
+            )
         return graph
 
     def _fetch(self, outputs: dict[str, Any]) -> dict[str, np.ndarray]:
@@ -273,7 +330,7 @@ class TrtRunner(BaseRunner):
 
     def _close(self) -> None:
         self.synchronize()
-        self._graphs.clear()
+        self._graph = None
         self._buffers.clear()
         self._context = None
         self._engine = None

@@ -54,11 +54,13 @@ class IHostMemory(bytes):
 
 
 class ITimingCache:
+    """Carries the device and version it was made on, like TensorRT's verification header."""
+
     def __init__(self, data: bytes = b"") -> None:
-        self._entries = json.loads(data.decode()) if data else {"builds": 0}
+        self._entries = json.loads(data.decode()) if data else {"builds": 0, **_cache_header()}
 
     def serialize(self):
-        return IHostMemory(json.dumps(self._entries).encode())
+        return _cls("IHostMemory")(json.dumps(self._entries).encode())
 
 
 class IOptimizationProfile:
@@ -66,7 +68,15 @@ class IOptimizationProfile:
         self._shapes: dict[str, tuple] = {}
 
     def set_shape(self, input, min, opt, max):  # noqa: A002 - TensorRT's parameter names
-        self._shapes[input] = (tuple(min), tuple(opt), tuple(max))
+        shapes = (tuple(min), tuple(opt), tuple(max))
+        ranked = len({len(s) for s in shapes}) == 1
+        if not ranked or not all(a <= b <= c for a, b, c in zip(*shapes)) or min[0] < 1:
+            # pyCore.cpp's lambda raises when setDimensions() returns false.
+            raise RuntimeError(f"Failed to set shape for input {input}: {shapes}")
+        self._shapes[input] = shapes
+
+    def __bool__(self) -> bool:  # TensorRT: a profile is valid once its shapes are set
+        return bool(self._shapes)
 
     def get_shape(self, input):  # noqa: A002
         return [list(s) for s in self._shapes[input]]
@@ -119,12 +129,12 @@ class OnnxParser:
         try:
             proto = onnx.load(model)
         except Exception as exc:  # noqa: BLE001 - reported like the real parser does
-            self._errors.append(ParserError(-1, "", "", f"failed to parse ONNX: {exc}"))
+            self._errors.append(_cls("ParserError")(-1, "", "", f"failed to parse ONNX: {exc}"))
             return False
         for index, node in enumerate(proto.graph.node):
             if node.domain in self.UNSUPPORTED_DOMAINS:
                 self._errors.append(
-                    ParserError(
+                    _cls("ParserError")(
                         index,
                         node.name,
                         node.op_type,
@@ -198,16 +208,22 @@ class IBuilderConfig:
         self._verbosity = value
 
     def add_optimization_profile(self, profile):
+        if not profile:  # TensorRT returns -1 for an invalid profile (no exception)
+            return -1
         self._profiles.append(profile)
         return len(self._profiles) - 1
 
     def create_timing_cache(self, serialized_timing_cache):
         try:
-            return ITimingCache(bytes(serialized_timing_cache))
+            return _cls("ITimingCache")(bytes(serialized_timing_cache))
         except (UnicodeDecodeError, json.JSONDecodeError):
             return None
 
     def set_timing_cache(self, cache, ignore_mismatch):
+        header = {k: cache._entries.get(k) for k in _cache_header()}
+        if header != _cache_header() and not ignore_mismatch:
+            _log("ERROR", f"Timing cache was created on another device or version: {header}")
+            return False
         self._cache = cache
         return True
 
@@ -218,15 +234,16 @@ class IBuilderConfig:
 class Builder:
     def __init__(self, logger) -> None:
         self._logger = logger
+        _module().__standin_state__["logger"] = logger
 
     def create_network(self, flags):
-        return INetworkDefinition(flags)
+        return _cls("INetworkDefinition")(flags)
 
     def create_builder_config(self):
-        return IBuilderConfig()
+        return _cls("IBuilderConfig")()
 
     def create_optimization_profile(self):
-        return IOptimizationProfile()
+        return _cls("IOptimizationProfile")()
 
     def build_serialized_network(self, network, config):
         if network._onnx is None or not config._profiles:
@@ -238,17 +255,32 @@ class Builder:
             config._cache._entries["builds"] = config._cache._entries.get("builds", 0) + 1
         header = {
             "standin_version": _module().__version__,
+            "version_compatible": any(
+                getattr(f, "name", "") == "VERSION_COMPATIBLE" for f in config._flags
+            ),
             "flags": network._flags,
             "profiles": [p._shapes for p in config._profiles],
             "tf32": any(getattr(f, "name", "") == "TF32" for f in config._flags),
             "detailed": getattr(config._verbosity, "name", "") == "DETAILED",
         }
-        return IHostMemory(PLAN_MAGIC + json.dumps(header).encode() + b"\n" + network._onnx_bytes)
+        return _cls("IHostMemory")(
+            PLAN_MAGIC + json.dumps(header).encode() + b"\n" + network._onnx_bytes
+        )
 
 
 class Runtime:
     def __init__(self, logger) -> None:
         self._logger = logger
+        _module().__standin_state__["logger"] = logger
+        self._host_code = False
+
+    @property
+    def engine_host_code_allowed(self):
+        return self._host_code
+
+    @engine_host_code_allowed.setter
+    def engine_host_code_allowed(self, value):
+        self._host_code = bool(value)
 
     def deserialize_cuda_engine(self, serialized_engine):
         data = bytes(serialized_engine)
@@ -266,7 +298,27 @@ class Runtime:
                 _module().ILogger.Severity.ERROR, "Serialization assertion failed: corrupt plan"
             )
             return None
-        return ICudaEngine(header, proto, onnx_bytes)
+        here, built = _version(_module().__version__), _version(header["standin_version"])
+        if header.get("version_compatible"):
+            # A version-compatible plan carries its lean runtime as host code.
+            if not self._host_code:
+                self._logger.log(
+                    _module().ILogger.Severity.ERROR,
+                    "Cannot deserialize a version-compatible engine: engine host code is not "
+                    "allowed (set engine_host_code_allowed)",
+                )
+                return None
+            ok = here >= built
+        else:
+            ok = here == built
+        if not ok:
+            self._logger.log(
+                _module().ILogger.Severity.ERROR,
+                f"The engine plan file is not compatible with this version of TensorRT, "
+                f"expecting library version {_module().__version__} got {header['standin_version']}",
+            )
+            return None
+        return _cls("ICudaEngine")(header, proto, onnx_bytes)
 
 
 class ICudaEngine:
@@ -275,6 +327,7 @@ class ICudaEngine:
 
         self._header = header
         self._proto = proto
+        self._half = any(i.data_type == onnx.TensorProto.FLOAT16 for i in proto.graph.initializer)
         initializers = {i.name for i in proto.graph.initializer}
         self._inputs = [i for i in proto.graph.input if i.name not in initializers]
         self._outputs = list(proto.graph.output)
@@ -307,7 +360,10 @@ class ICudaEngine:
         return modes.NONE
 
     def get_tensor_dtype(self, name):
-        return _module().DataType.FLOAT
+        for vi in self._inputs + self._outputs:
+            if vi.name == name:
+                return getattr(_module().DataType, _ONNX_TO_TRT[vi.type.tensor_type.elem_type])
+        raise KeyError(name)
 
     def get_tensor_shape(self, name):
         for vi in self._inputs + self._outputs:
@@ -322,28 +378,88 @@ class ICudaEngine:
         return [list(s) for s in self._header["profiles"][profile_index][name]]
 
     def create_execution_context(self, strategy=None):
-        return IExecutionContext(self)
+        return _cls("IExecutionContext")(self)
 
     def create_engine_inspector(self):
-        return EngineInspector(self)
+        return _cls("EngineInspector")(self)
 
 
 class EngineInspector:
+    """Layer information as TensorRT reports it: fused layers (never one per ONNX node), and
+    formats only where shapes are known (an execution context with input shapes set)."""
+
     def __init__(self, engine: ICudaEngine) -> None:
         self._engine = engine
+        self._context = None
+
+    @property
+    def execution_context(self):
+        return self._context
+
+    @execution_context.setter
+    def execution_context(self, value):
+        self._context = value
 
     def get_engine_information(self, format):  # noqa: A002 - TensorRT's parameter name
-        layers = []
-        for node in self._engine._proto.graph.node:
-            kind = "Int8" if node.op_type in ("QuantizeLinear",) else "Float"
+        engine = self._engine
+        dynamic = any(d < 0 for n in engine._names for d in engine.get_tensor_shape(n))
+        shapes_known = not dynamic or (
+            self._context is not None
+            and all(i.name in self._context._shapes for i in engine._inputs)
+        )
+        layers = [
+            {
+                "Name": "Reformatting CopyNode for Input Tensor 0 to " + engine._names[0],
+                "LayerType": "Reformat",
+                "Outputs": [{"Format/Datatype": "Row major linear FP32"}],
+            }
+        ]
+        for group in _fuse(engine._proto.graph.node):
+            if not shapes_known:
+                kind = "N/A due to dynamic shapes"
+            elif any(n.op_type in ("QuantizeLinear", "DequantizeLinear") for n in group):
+                kind = "Channel major 4 Int8 format"
+            elif engine._half:
+                kind = "Channel major FP16 format where channel % 8 == 0"
+            else:
+                kind = "Row major linear FP32"
             layers.append(
                 {
-                    "Name": node.name,
-                    "LayerType": node.op_type,
+                    "Name": " + ".join(n.name or n.op_type for n in group),
+                    "LayerType": "CaskConvolution" if group[0].op_type == "Conv" else "Myelin",
                     "Outputs": [{"Format/Datatype": kind}],
                 }
             )
-        return json.dumps({"Layers": layers, "Bindings": self._engine._names})
+        return json.dumps({"Layers": layers, "Bindings": engine._names})
+
+
+#: Ops TensorRT fuses into the layer before them (pointwise tails, Q/DQ pairs).
+_FUSED_TAILS = {
+    "Relu",
+    "Sigmoid",
+    "Add",
+    "Mul",
+    "BatchNormalization",
+    "QuantizeLinear",
+    "DequantizeLinear",
+    "Identity",
+    "Cast",
+    "Clip",
+}
+
+
+def _fuse(nodes) -> list[list]:
+    """Group ONNX nodes the way an optimizer would: a node joins its producer's layer when it is
+    a pointwise tail; shape-only nodes vanish (folded at build time)."""
+    groups: list[list] = []
+    for node in nodes:
+        if node.op_type in ("Shape", "Constant", "Gather", "Unsqueeze", "Concat") and groups:
+            continue
+        if groups and node.op_type in _FUSED_TAILS:
+            groups[-1].append(node)
+        else:
+            groups.append([node])
+    return groups
 
 
 class IExecutionContext:
@@ -374,25 +490,97 @@ class IExecutionContext:
         return self._addresses.get(name, 0)
 
     def execute_async_v3(self, stream_handle):
+        if isinstance(stream_handle, bool) or not isinstance(stream_handle, int):
+            # pybind11 rejects anything but an int (None included): TypeError, as here.
+            raise TypeError(
+                "execute_async_v3(): incompatible function arguments; stream_handle: int, got "
+                f"{type(stream_handle).__name__}"
+            )
+        if stream_handle == 0:
+            _log("WARNING", "Using default stream in enqueueV3() may lead to performance issues")
         engine = self._engine
         feeds = {}
         for vi in engine._inputs:
             if vi.name not in self._shapes or vi.name not in self._addresses:
+                _log("ERROR", f"IExecutionContext::enqueueV3: input {vi.name} not set")
                 return False
-            feeds[vi.name] = _read(self._addresses[vi.name], self._shapes[vi.name]).copy()
+            shape, dtype = self._shapes[vi.name], _np_dtype(vi)
+            if not _is_device(self._addresses[vi.name], shape, dtype):
+                return False
+            feeds[vi.name] = _read(self._addresses[vi.name], shape, dtype).copy()
         outputs = engine._session.run([o.name for o in engine._outputs], feeds)
         for vi, value in zip(engine._outputs, outputs):
             if vi.name not in self._addresses:
+                _log("ERROR", f"IExecutionContext::enqueueV3: output {vi.name} has no address")
                 return False
-            np.copyto(_read(self._addresses[vi.name], value.shape), value.astype(np.float32))
+            dtype = _np_dtype(vi)
+            if not _is_device(self._addresses[vi.name], value.shape, dtype):
+                return False
+            np.copyto(_read(self._addresses[vi.name], value.shape, dtype), value.astype(dtype))
         return True
 
 
-def _read(address: int, shape: tuple) -> np.ndarray:
-    """A float32 view of host memory at ``address`` (the stand-in's "device" is the CPU)."""
+_ONNX_TO_TRT = {
+    onnx.TensorProto.FLOAT: "FLOAT",
+    onnx.TensorProto.FLOAT16: "HALF",
+    onnx.TensorProto.INT8: "INT8",
+    onnx.TensorProto.UINT8: "UINT8",
+    onnx.TensorProto.INT32: "INT32",
+    onnx.TensorProto.INT64: "INT64",
+    onnx.TensorProto.BOOL: "BOOL",
+}
+
+
+def _np_dtype(value_info) -> np.dtype:
+    return np.dtype(onnx.helper.tensor_dtype_to_np_dtype(value_info.type.tensor_type.elem_type))
+
+
+def _version(text: str) -> tuple[int, ...]:
+    import re
+
+    parts = [int(p) for p in re.findall(r"\d+", text.split("+", 1)[0])[:4]]
+    return tuple(parts + [0] * (4 - len(parts)))
+
+
+def _log(level: str, msg: str) -> None:
+    """Log through the most recently created user logger, as TensorRT's global logger does."""
+    logger = _module().__standin_state__.get("logger")
+    if logger is not None:
+        logger.log(getattr(_module().ILogger.Severity, level), msg)
+
+
+def _cache_header() -> dict:
+    state = _module().__standin_state__
+    return {"device": state["device"], "version": _module().__version__}
+
+
+def register_device_memory(trt: types.ModuleType, address: int, nbytes: int) -> None:
+    """Mark ``[address, address + nbytes)`` as device memory (tests that fake a CUDA device)."""
+    trt.__standin_state__["device_memory"][int(address)] = int(nbytes)
+
+
+def _is_device(address: int, shape: tuple, dtype: np.dtype) -> bool:
+    """TensorRT reads and writes device memory only: a host address fails the enqueue (a CUDA
+    illegal-address error on a real GPU) unless the test opted into host buffers."""
+    state = _module().__standin_state__
+    if state["host_memory"]:
+        return True
+    nbytes = int(np.prod(shape)) * dtype.itemsize if shape else dtype.itemsize
+    for start, size in state["device_memory"].items():
+        if start <= address and address + nbytes <= start + size:
+            return True
+    _log(
+        "ERROR",
+        f"IExecutionContext::enqueueV3: Cuda Runtime (an illegal memory access: {address:#x} is not device memory)",
+    )
+    return False
+
+
+def _read(address: int, shape: tuple, dtype: np.dtype = np.dtype(np.float32)) -> np.ndarray:
+    """A view of memory at ``address`` (the stand-in's "device" is the CPU)."""
     count = int(np.prod(shape)) if shape else 1
-    buffer = (ctypes.c_float * count).from_address(address)
-    return np.ctypeslib.as_array(buffer).reshape(shape)
+    buffer = (ctypes.c_byte * (count * dtype.itemsize)).from_address(address)
+    return np.frombuffer(buffer, dtype=dtype, count=count).reshape(shape)
 
 
 _IMPLEMENTATIONS = {
@@ -426,6 +614,11 @@ _ENUMS = (
 )
 
 _CURRENT: types.ModuleType | None = None
+
+
+def _cls(name: str) -> type:
+    """The version's class (what TensorRT hands out), so tests can patch what users get."""
+    return getattr(_CURRENT, name, None) or _IMPLEMENTATIONS[name]
 
 
 def _module() -> types.ModuleType:
@@ -507,14 +700,28 @@ def _enum(version: str, name: str, members: list[str]) -> type:
     return enum.IntEnum(name, {m: i for i, m in enumerate(members)}, module="tensorrt")
 
 
-def build_module(version: str) -> types.ModuleType:
-    """A ``tensorrt`` module for ``version`` (one of :data:`SUPPORTED_VERSIONS`)."""
+#: The stand-in's "GPU", recorded in timing caches (a cache from another device is refused).
+STANDIN_DEVICE = "stand-in GPU (sm_90)"
+
+
+def build_module(version: str, *, host_memory: bool = False) -> types.ModuleType:
+    """A ``tensorrt`` module for ``version`` (one of :data:`SUPPORTED_VERSIONS`).
+
+    ``host_memory=True`` lets engines read and write host buffers (CPU-only tests, explicitly);
+    otherwise only memory registered with :func:`register_device_memory` is "device" memory.
+    """
     global _CURRENT
     surface = load_surface(version)["module"]
     module = types.ModuleType("tensorrt", f"deploy-ran test stand-in for TensorRT {version}")
     module.__spec__ = importlib.machinery.ModuleSpec("tensorrt", None)  # find_spec() works on it
     module.__version__ = f"{version}+standin"
     module.__standin__ = True
+    module.__standin_state__ = {
+        "host_memory": host_memory,
+        "device_memory": {},
+        "device": STANDIN_DEVICE,
+        "logger": None,
+    }
     for name in _ENUMS:
         if name in surface:
             setattr(module, name, _enum(version, name, surface[name]["members"]))
@@ -532,8 +739,8 @@ def build_module(version: str) -> types.ModuleType:
     return module
 
 
-def install(monkeypatch, version: str) -> types.ModuleType:
+def install(monkeypatch, version: str, *, host_memory: bool = False) -> types.ModuleType:
     """Put the stand-in for ``version`` in ``sys.modules['tensorrt']`` for one test."""
-    module = build_module(version)
+    module = build_module(version, host_memory=host_memory)
     monkeypatch.setitem(sys.modules, "tensorrt", module)
     return module
