@@ -64,7 +64,10 @@ class TritonPythonModel:
         results = self.session.run(self.outputs, batch)
         responses, start = [], 0
         for size in sizes:
-            tensors = [pb_utils.Tensor(n, r[start : start + size]) for n, r in zip(self.outputs, results)]
+            tensors = [
+                pb_utils.Tensor(n, np.array(r[start : start + size], copy=True))
+                for n, r in zip(self.outputs, results)
+            ]
             responses.append(pb_utils.InferenceResponse(tensors))
             start += size
         return responses
@@ -407,18 +410,19 @@ def test_dynamic_batching_groups_concurrent_requests(server):
     try:
         before = client.get_inference_statistics("ran56", as_json=True)["model_stats"][0]
         x = np.zeros((1, 3, 32, 32), np.float32)
-        done = threading.Barrier(9)
         errors: list[object] = []
+        all_back = threading.Event()
 
         def callback(result, error):
             errors.append(error)
-            done.wait()
+            if len(errors) == 8:
+                all_back.set()
 
         for _ in range(8):
             inp = grpcclient.InferInput("input", [1, 3, 32, 32], "FP32")
             inp.set_data_from_numpy(x)
             client.async_infer("ran56", [inp], callback)
-        done.wait(timeout=60)
+        assert all_back.wait(timeout=60)
         assert errors == [None] * 8
         after = client.get_inference_statistics("ran56", as_json=True)["model_stats"][0]
     finally:

@@ -5,8 +5,11 @@ Python backend (no ONNX Runtime or TensorRT backend: those only exist in NVIDIA'
 wheel pins ``numpy<2``, so it is never installed into the environment: the first test that needs
 the server unpacks it with ``pip install --no-deps --target .cache/tritonserver`` (ignored by git)
 and only its binary is used. The Python backend's stub embeds the interpreter's shared
-``libpython``, so ``LD_LIBRARY_PATH`` gets ``sysconfig``'s ``LIBDIR``; the stub finds numpy and
-ONNX Runtime through ``PYTHONPATH`` (this interpreter's ``sys.path``).
+``libpython``, so ``LD_LIBRARY_PATH`` gets ``sysconfig``'s ``LIBDIR``. The stub ignores
+``PYTHONPATH`` and takes its packages from the ``python`` first on ``PATH``; its pybind11 code
+predates numpy 2 (arrays it returns arrive empty with numpy 2), so that ``python`` is a small venv in
+``.cache/tritonserver/stub-venv`` holding only ``numpy<2``, with a ``.pth`` file that adds this
+interpreter's packages (ONNX Runtime, Pillow) after it.
 
 When the binary cannot be obtained (no network, another OS), :func:`server_binary` says why and
 the tests skip with that reason.
@@ -53,7 +56,7 @@ def server_binary() -> Path:
     ready = CACHE / "server"
     with open(CACHE / ".lock", "w") as lock:  # several xdist workers may arrive together
         fcntl.flock(lock, fcntl.LOCK_EX)
-        if (ready / "bin" / "tritonserver").exists():
+        if (ready / "bin" / "tritonserver").exists() and (CACHE / "stub-venv" / "ok").exists():
             return ready
         wheel = CACHE / "wheel"
         if not (wheel / "pytriton" / "tritonserver" / "bin" / "tritonserver").exists():
@@ -74,12 +77,40 @@ def server_binary() -> Path:
         stub = dist / "python_backend_stubs" / version / "triton_python_backend_stub"
         if not stub.exists():
             raise ServerUnavailable(f"{PYTRITON} has no Python backend stub for Python {version}")
+        _stub_venv(CACHE / "stub-venv")
         staging = CACHE / "server.tmp"
         shutil.rmtree(staging, ignore_errors=True)
         shutil.copytree(dist, staging, ignore=shutil.ignore_patterns("python_backend_stubs"))
         shutil.copy2(stub, staging / "backends" / "python" / "triton_python_backend_stub")
+        shutil.rmtree(ready, ignore_errors=True)  # a copy from before the stub venv existed
         os.replace(staging, ready)
         return ready
+
+
+def _stub_venv(venv: Path) -> None:
+    """A venv with numpy<2 first and this interpreter's packages after it (see the docstring)."""
+    if (venv / "ok").exists():
+        return
+    shutil.rmtree(venv, ignore_errors=True)
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True,
+                   timeout=120)
+    version = f"python{sys.version_info[0]}.{sys.version_info[1]}"
+    packages = venv / "lib" / version / "site-packages"
+    done = subprocess.run(
+        [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--target",
+         str(packages), "numpy>=1.26,<2"],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    if done.returncode != 0:
+        raise ServerUnavailable(
+            "`pip install numpy<2` for the Python backend stub failed: "
+            + (done.stderr.strip().splitlines() or ["no output"])[-1]
+        )
+    parents = [p for p in sys.path if p and Path(p).is_dir() and Path(p).resolve() != ROOT]
+    (packages / "zz_deploy_ran_tests.pth").write_text("\n".join(parents) + "\n")
+    (venv / "ok").write_text("")
 
 
 def free_port() -> int:
@@ -114,8 +145,8 @@ def _environment(folder: Path) -> dict[str, str]:
     if env.get("LD_LIBRARY_PATH"):
         libs.append(env["LD_LIBRARY_PATH"])
     env["LD_LIBRARY_PATH"] = os.pathsep.join(libs)
-    env["PYTHONPATH"] = os.pathsep.join(p for p in sys.path if p and Path(p).exists())
-    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
+    env.pop("PYTHONPATH", None)  # the stub ignores it; its packages come from the stub venv
+    env["PATH"] = f"{folder.parent / 'stub-venv' / 'bin'}{os.pathsep}{env.get('PATH', '')}"
     env["OMP_NUM_THREADS"] = "1"
     return env
 
