@@ -493,3 +493,52 @@ def test_server_rejects_a_config_with_the_batch_left_in_dims(tmp_path):
     with pytest.raises(RuntimeError, match="tritonserver"):
         with triton_server.serve(served, tmp_path / "bad.log"):
             pass
+
+
+def test_verify_and_infer_accept_a_served_model(server, tmp_path):
+    """`verify MODEL triton://…` rebuilds the eager side from the served config's metadata."""
+    from PIL import Image
+
+    from deploy_ran.infer import run_inference
+    from deploy_ran.verify import verify
+
+    running, exported = server
+    url = f"triton://127.0.0.1:{running.http_port}/ran56"
+    result = verify("ran56_cifar", url, num_inputs=4, batch_size=4)
+    assert result.passed, result.failed_checks
+    assert {o.name for o in result.outputs} == set(exported.output_names)
+    assert result.candidate["backend"] == "triton"
+
+    rng = np.random.default_rng(3)
+    for i in range(3):
+        Image.fromarray(rng.integers(0, 255, (40, 40, 3), dtype=np.uint8)).save(tmp_path / f"{i}.png")
+    served, local = tmp_path / "served.jsonl", tmp_path / "local.jsonl"
+    run_inference(url, tmp_path, output=served, batch_size=2, workers=0)
+    run_inference(exported.path, tmp_path, output=local, batch_size=2, workers=0)
+    rows = [json.loads(line) for line in served.read_text().splitlines()]
+    expected = [json.loads(line) for line in local.read_text().splitlines()]
+    assert len(rows) == 3 and "error" not in rows[0]
+    assert [[t["class"] for t in r["topk"]] for r in rows] == [
+        [t["class"] for t in r["topk"]] for r in expected
+    ]
+    for r, e in zip(rows, expected):
+        assert r["prob"] == pytest.approx(e["prob"], rel=1e-4, abs=1e-6)
+
+
+def test_cli_triton_repo_writes_and_refuses(tmp_path):
+    from typer.testing import CliRunner
+
+    import cli
+
+    path = tiny_onnx(tmp_path / "tiny.onnx")
+    runner = CliRunner()
+    args = ["triton-repo", str(path), "--output", str(tmp_path / "repo"), "--kind", "cpu",
+            "--max-batch", "4", "--max-queue-delay-us", "500", "--name", "tiny_v"]
+    done = runner.invoke(cli.app, args)
+    assert done.exit_code == 0, done.output
+    cfg = read_config(tmp_path / "repo", "tiny_v")
+    assert cfg.max_batch_size == 4 and cfg.dynamic_batching.max_queue_delay_microseconds == 500
+    again = runner.invoke(cli.app, args)
+    assert again.exit_code == 2 and "--force" in again.output
+    forced = runner.invoke(cli.app, [*args, "--force"])
+    assert forced.exit_code == 0, forced.output
