@@ -1308,8 +1308,10 @@ def _onnx_for_target(
 def triton_repo_cmd(
     targets: Annotated[
         list[str],
-        typer.Argument(help=".onnx files (FP32/FP16/INT8 Q/DQ), .plan files with their "
-                       ".plan.json, or model names (exported to FP32 ONNX first)."),
+        typer.Argument(
+            help=".onnx files (FP32/FP16/INT8 Q/DQ), .plan files with their "
+            ".plan.json, or model names (exported to FP32 ONNX first)."
+        ),
     ],
     output: Annotated[Path, typer.Option("--output", "-o", help="Repository folder.")] = Path(
         "model_repository"
@@ -1331,18 +1333,22 @@ def triton_repo_cmd(
     ] = None,
     preprocess: Annotated[
         bool,
-        typer.Option(help="Add a Python-backend image decoder and an ensemble that take "
-                     "encoded images."),
+        typer.Option(
+            help="Add a Python-backend image decoder and an ensemble that take encoded images."
+        ),
     ] = False,
     tensorrt_accelerator: Annotated[
         bool,
-        typer.Option(help="ONNX files: run under ONNX Runtime's TensorRT provider "
-                     "(INT8 Q/DQ files get precision_mode INT8)."),
+        typer.Option(
+            help="ONNX files: run under ONNX Runtime's TensorRT provider "
+            "(INT8 Q/DQ files get precision_mode INT8)."
+        ),
     ] = False,
     force: Annotated[
         bool,
-        typer.Option(help="Replace this command's files in existing model folders "
-                     "(other files are kept)."),
+        typer.Option(
+            help="Replace this command's files in existing model folders (other files are kept)."
+        ),
     ] = False,
     checkpoint: Annotated[
         Optional[Path], typer.Option(help="Weights, when a target is a model name.")
