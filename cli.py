@@ -1312,6 +1312,118 @@ def _build_flags(options) -> str:
     return "".join(f"{f} " for f in flags)
 
 
+# --------------------------------------------------------------------------------------------
+# triton-repo: .onnx / .plan files (or a model name, exported first) → Triton model repository
+
+
+def _onnx_for_target(
+    target: str, folder: Path, checkpoint: Path | None, image_size: int | None
+) -> Path:
+    """A file target as it is; a model name exported to an FP32 ONNX in ``folder`` first.
+
+    The one place ``triton-repo`` turns a model name into a file (the conversion layer's job).
+    """
+    from deploy_ran.models import is_model_name
+
+    if not is_model_name(target) or Path(target).exists():
+        if checkpoint is not None or image_size is not None:
+            raise DeployRanError(
+                f"--checkpoint/--image-size apply to model names, not to the file {target}.",
+                hint="Drop them: an exported file already fixes its weights and size.",
+            )
+        return Path(target)
+    from exporters.onnx import export_onnx
+
+    return export_onnx(
+        target, folder / f"{target}.onnx", checkpoint=checkpoint, image_size=image_size
+    ).path
+
+
+@command("triton-repo")
+def triton_repo_cmd(
+    targets: Annotated[
+        list[str],
+        typer.Argument(
+            help=".onnx files (FP32/FP16/INT8 Q/DQ), .plan files with their "
+            ".plan.json, or model names (exported to FP32 ONNX first)."
+        ),
+    ],
+    output: Annotated[Path, typer.Option("--output", "-o", help="Repository folder.")] = Path(
+        "model_repository"
+    ),
+    name: Annotated[
+        Optional[str], typer.Option(help="Model name (one target; default: from the file name).")
+    ] = None,
+    max_batch: Annotated[
+        Optional[int],
+        typer.Option(help="max_batch_size (default 32, never above a plan's profile; 0: none)."),
+    ] = None,
+    instances: Annotated[int, typer.Option(help="Model instances (instance_group count).")] = 1,
+    kind: Annotated[str, typer.Option(help="Instance kind: gpu | cpu.")] = "gpu",
+    max_queue_delay_us: Annotated[
+        int, typer.Option(help="Dynamic batching: longest wait to fill a batch, in µs.")
+    ] = 100,
+    labels: Annotated[
+        Optional[Path], typer.Option(help="Class names, one a line (labels.txt).")
+    ] = None,
+    preprocess: Annotated[
+        bool,
+        typer.Option(
+            help="Add a Python-backend image decoder and an ensemble that take encoded images."
+        ),
+    ] = False,
+    tensorrt_accelerator: Annotated[
+        bool,
+        typer.Option(
+            help="ONNX files: run under ONNX Runtime's TensorRT provider "
+            "(INT8 Q/DQ files get precision_mode INT8)."
+        ),
+    ] = False,
+    force: Annotated[
+        bool,
+        typer.Option(
+            help="Replace this command's files in existing model folders (other files are kept)."
+        ),
+    ] = False,
+    checkpoint: Annotated[
+        Optional[Path], typer.Option(help="Weights, when a target is a model name.")
+    ] = None,
+    image_size: Annotated[
+        Optional[int], typer.Option(help="Input H=W, when a target is a model name.")
+    ] = None,
+) -> None:
+    """Write a Triton Inference Server model repository (config.pbtxt through Triton's schema)."""
+    import tempfile
+
+    from exporters.triton import RepoOptions, write_repository
+
+    options = RepoOptions(
+        name=name,
+        max_batch=max_batch,
+        instances=instances,
+        kind=kind.lower(),
+        max_queue_delay_us=max_queue_delay_us,
+        labels=labels,
+        preprocess=preprocess,
+        tensorrt_accelerator=tensorrt_accelerator,
+        force=force,
+    )
+    options.check()  # before any export
+    with tempfile.TemporaryDirectory(prefix="deploy-ran-triton-") as tmp:
+        files = [_onnx_for_target(t, Path(tmp), checkpoint, image_size) for t in targets]
+        with console.status("writing the repository"):
+            result = write_repository(files, output, options)
+    for model in result.models:
+        console.print(f"[green]✓[/] wrote [bold]{result.repository / model}[/]")
+    for note in result.notes:
+        console.print(f"[yellow]Note:[/] {escape(note)}")
+    model = result.models[0]
+    console.print(
+        f"Serve with tritonserver --model-repository={result.repository.resolve()} (README: "
+        f"Triton); then check it: python cli.py verify MODEL triton://HOST:8000/{model}"
+    )
+
+
 def main() -> None:
     """Entry point of the ``deploy-ran`` console script."""
     app()

@@ -37,7 +37,9 @@ from exporters.fp16 import Fp16Result, convert_to_fp16
 from exporters.onnx import DEFAULT_OPSET, ExportResult, export_onnx
 
 PRECISIONS = ("fp32", "fp16", "int8")
-TARGET_KINDS = ("model", "onnx", "engine")
+TARGET_KINDS = ("model", "onnx", "engine", "served")
+#: URL schemes of a model served by Triton (``triton://HOST:8000/MODEL``; the runner parses them).
+SERVED_SCHEMES = ("triton", "triton+http", "triton+grpc")
 
 
 class Checks(Protocol):
@@ -62,7 +64,7 @@ class Checks(Protocol):
 class Target:
     """What the user named, resolved once."""
 
-    kind: str  # "model" | "onnx" | "engine"
+    kind: str  # "model" | "onnx" | "engine" | "served" (a triton:// URL)
     text: str
     path: Path | None = None
     precision: str | None = None  # ONNX: read from the file; engine: from its sidecar; model: None
@@ -78,6 +80,8 @@ def resolve_target(target: str | os.PathLike[str]) -> Target:
     An unknown name suggests the nearest model names; a file of another kind says what was expected.
     """
     text = os.fspath(target)
+    if "://" in text and text.split("://", 1)[0].lower() in SERVED_SCHEMES:
+        return Target("served", text)
     path = Path(text)
     suffix = path.suffix.lower()
     if suffix == ".onnx":
@@ -103,7 +107,8 @@ def resolve_target(target: str | os.PathLike[str]) -> Target:
     raise DeployRanError(
         f"{text!r} is neither a model name nor an existing .onnx/.plan/.engine file.",
         hint=(f"Did you mean: {', '.join(suggestions)}? " if suggestions else "")
-        + "Run `python cli.py models` for model names.",
+        + "Run `python cli.py models` for model names; a served model is "
+        "triton://HOST:8000/MODEL (or triton+grpc://HOST:8001/MODEL).",
     )
 
 
@@ -289,6 +294,11 @@ def convert(
     }
     refuse_output_over_inputs({"output": out}, inputs)
 
+    if resolved.kind == "served":
+        raise DeployRanError(
+            f"{resolved.text} is a served model; it cannot be converted.",
+            hint="Convert the model name or the ONNX file, then serve the result (triton-repo).",
+        )
     if resolved.kind == "engine":
         if want != resolved.precision:
             raise DeployRanError(

@@ -162,7 +162,7 @@ def _build_sides(
     built: dict[str, BaseRunner] = {}
     try:
         for key in ("reference", "candidate"):  # files first: they tell the PyTorch side its shape
-            if kinds[key] in ("ort", "trt"):
+            if kinds[key] in ("ort", "trt", "triton"):
                 built[key] = load_runner(
                     sides[key], device=device, providers=providers, threads=threads
                 )

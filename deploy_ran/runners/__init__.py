@@ -1,4 +1,4 @@
-"""One interface, several backends: eager PyTorch, ONNX Runtime, TensorRT.
+"""One interface, several backends: eager PyTorch, ONNX Runtime, TensorRT, a Triton server.
 
 >>> from deploy_ran.runners import load_runner
 >>> with load_runner("ran92.onnx") as runner:          # doctest: +SKIP
@@ -26,6 +26,7 @@ __all__ = [
     "RunnerError",
     "TensorSpec",
     "TorchRunner",
+    "TritonRunner",
     "TrtRunner",
     "backend_for",
     "load_runner",
@@ -45,4 +46,8 @@ def __getattr__(name: str):
         from deploy_ran.runners.trt_runner import TrtRunner
 
         return TrtRunner
+    if name == "TritonRunner":
+        from deploy_ran.runners.triton_runner import TritonRunner
+
+        return TritonRunner
     raise AttributeError(name)

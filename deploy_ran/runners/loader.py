@@ -1,7 +1,8 @@
 """``load_runner``: one front door from whatever the user typed to a runner.
 
 A registered model name builds a :class:`TorchRunner`, a ``.onnx`` file an :class:`OrtRunner`, a
-``.plan``/``.engine`` file a :class:`TrtRunner`. Options that do not apply to the chosen backend
+``.plan``/``.engine`` file a :class:`TrtRunner`, a ``triton://HOST:PORT/MODEL`` URL (HTTP;
+``triton+grpc://`` for gRPC) a :class:`TritonRunner` for a model served by Triton. Options that do not apply to the chosen backend
 are ignored when left at ``None`` and refused when set, so a typo'd combination fails loudly.
 """
 
@@ -13,8 +14,8 @@ from typing import Any
 from deploy_ran.convert import resolve_target
 from deploy_ran.runners.base import BaseRunner, RunnerError
 
-BACKENDS = ("torch", "ort", "trt")
-_BACKEND_OF_KIND = {"model": "torch", "onnx": "ort", "engine": "trt"}
+BACKENDS = ("torch", "ort", "trt", "triton")
+_BACKEND_OF_KIND = {"model": "torch", "onnx": "ort", "engine": "trt", "served": "triton"}
 
 
 def backend_for(target: str | Path) -> str:
@@ -65,6 +66,25 @@ def load_runner(
             **backend_kwargs,
         )
     _refuse_model_options(target, precision, checkpoint, image_size, num_classes, options)
+    if backend == "triton":
+        refused = {
+            "--provider": providers,
+            "--threads": threads,
+            "--cuda-graphs": cuda_graph or None,
+            "--channels-last": channels_last or None,
+        }
+        refused = [k for k, v in refused.items() if v is not None]
+        if refused:
+            raise RunnerError(
+                f"{', '.join(refused)} cannot apply to {target}: the Triton server runs the model "
+                "as its config says.",
+                hint="Drop them; change the served model's config.pbtxt instead.",
+            )
+        from deploy_ran.runners.triton_runner import TritonRunner
+
+        return TritonRunner(
+            str(target), device=None if device == "cpu" else device, **backend_kwargs
+        )
     if backend == "ort":
         from deploy_ran.runners.ort_runner import OrtRunner
 
