@@ -33,7 +33,6 @@ import io
 import json
 import math
 import re
-import tempfile
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
@@ -45,7 +44,7 @@ import numpy as np
 
 from deploy_ran.environment import collect_environment
 from deploy_ran.errors import DeployRanError
-from deploy_ran.fileio import atomic_path, atomic_write_text, check_writable
+from deploy_ran.fileio import atomic_path, atomic_write_text, check_writable, temp_dir
 from deploy_ran.runners import BACKENDS, BackendUnavailableError, BaseRunner, load_runner
 from deploy_ran.runners.loader import backend_for
 
@@ -497,15 +496,12 @@ def run_benchmark(
                     },
                 )
             )
-    tmp_dir: tempfile.TemporaryDirectory | None = None
     with contextlib.ExitStack() as stack:
         if "ort" in backends:
             onnx_files = [p for p in artifact_paths if kinds[p] == "ort"]
             if not any(metas[p]["precision"] == "fp32" for p in onnx_files):
                 if workdir is None:
-                    tmp_dir = tempfile.TemporaryDirectory(prefix="deploy-ran-bench-")
-                    stack.callback(tmp_dir.cleanup)
-                    folder = Path(tmp_dir.name)
+                    folder = stack.enter_context(temp_dir("deploy-ran-bench-"))
                 else:
                     folder = Path(workdir)
                     folder.mkdir(parents=True, exist_ok=True)
