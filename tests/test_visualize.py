@@ -224,7 +224,7 @@ def test_fixed_batch_onnx_is_fed_in_padded_chunks(tmp_path, good):
 
     desc = describe_onnx_for_attention(path)
     assert desc.batch == 2 and desc.image_size == 16
-    batch, _ = prepare_images(good[:3], desc.preprocessing)
+    batch, _, _ = prepare_images(good[:3], desc.preprocessing)
     for item, x in zip(result.items, batch):
         assert np.allclose(item.maps[0].values, x.mean(axis=0, keepdims=True), atol=1e-6)
 
