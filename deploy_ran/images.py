@@ -90,7 +90,10 @@ def find_images(source: str | Path | Iterable[str | Path], recursive: bool = Tru
                 hint="Give a folder of images, a glob such as 'imgs/*.jpg', or a .txt list of paths.",
             )
     if not paths:
-        raise ImageError(f"No images found for {display_path(str(source))!r}.", hint="Check the folder, glob or list.")
+        raise ImageError(
+            f"No images found for {display_path(str(source))!r}.",
+            hint="Check the folder, glob or list.",
+        )
     return paths
 
 
