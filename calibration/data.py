@@ -34,7 +34,7 @@ from typing import Any
 import numpy as np
 
 from deploy_ran.errors import DeployRanError
-from deploy_ran.images import ImageError, find_images, load_rgb, preprocess
+from deploy_ran.images import ImageError, find_images, load_and_preprocess, preprocess
 
 DEFAULT_NUM_IMAGES = 512
 RECOMMENDED_MIN_IMAGES = 500  # NVIDIA's advice for INT8 calibration sets
@@ -138,7 +138,7 @@ class CalibrationPlan:
             if len(chosen) == target:
                 break
             try:
-                chosen.append(preprocess(load_rgb(path), self.preprocessing))
+                chosen.append(load_and_preprocess(path, self.preprocessing))
                 used.append(str(path))
             except ImageError as exc:
                 skipped.append((str(path), exc.message))

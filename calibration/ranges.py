@@ -25,7 +25,6 @@ import hashlib
 import io
 import json
 import logging
-import tempfile
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
@@ -36,7 +35,7 @@ import numpy as np
 
 from calibration.entropy import QUANTIZED_BINS, entropy_threshold
 from deploy_ran.errors import DeployRanError
-from deploy_ran.fileio import atomic_write_text
+from deploy_ran.fileio import atomic_write_text, temp_dir
 
 METHODS = ("entropy", "minmax", "percentile")
 #: The default method: percentile 99.99, the measured best on the digits accuracy check
@@ -307,7 +306,7 @@ def compute_ranges(
     timings = timings if timings is not None else {}
     started = time.perf_counter()
     total = sum(len(b) for b in batches)
-    with tempfile.TemporaryDirectory(prefix="deploy-ran-calib-") as tmp, _quiet_ort():
+    with temp_dir("deploy-ran-calib-") as tmp, _quiet_ort():
         try:
             calibrator = _ort_calibrator(method, Path(model_path), tensors, Path(tmp), providers)
         except onnxruntime.capi.onnxruntime_pybind11_state.Fail as exc:  # pragma: no cover

@@ -3,18 +3,206 @@
 Everything the toolkit writes goes to a temporary name in the destination folder and is renamed
 into place only when complete: ``os.replace`` is atomic on one filesystem, so a reader sees either
 the old file or the new one.
+
+Temporary names carry the writer's PID and a host tag (``.NAME.<pid>-<host>.XXXXXXXX.tmp``,
+``deploy-ran-calib-<pid>-<host>-XXXXXXXX``): a run killed by SIGKILL cannot clean up after itself,
+so the next run that writes the same output removes the leftovers whose owner is dead, and never
+those of a run that is still alive. A full disk is reported as a :class:`DiskFullError` (the old
+file is left as it was), and :func:`exclusive_lock` lets one writer at a time own an output.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
+import fcntl
 import hashlib
 import os
+import re
+import shutil
+import socket
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
 from deploy_ran.errors import DeployRanError
+
+#: errno values that mean "the data did not fit", whichever limit was hit.
+FULL_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG})
+
+
+class DiskFullError(DeployRanError):
+    """Writing an output ran out of space (disk, quota or file-size limit)."""
+
+
+class OutputLockedError(DeployRanError):
+    """Another process is writing the same output right now."""
+
+
+def _host_tag() -> str:
+    return hashlib.sha1(socket.gethostname().encode("utf-8", "replace")).hexdigest()[:8]
+
+
+def owner_tag() -> str:
+    """``<pid>-<host>``: who owns a temporary file, so that stale ones can be told apart."""
+    return f"{os.getpid()}-{_host_tag()}"
+
+
+def pid_alive(pid: int) -> bool:
+    """Whether a process with this PID exists (a PID we may not signal counts as alive)."""
+    if pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _stale(pid: str, host: str) -> bool:
+    """A leftover of a dead process on this host (another host's files are never touched)."""
+    return host == _host_tag() and not pid_alive(int(pid))
+
+
+def clean_stale_temps(path: str | os.PathLike[str]) -> list[Path]:
+    """Remove ``.NAME.<pid>-<host>.*.tmp`` files beside ``path`` whose writer is dead.
+
+    Returns what was removed. Files of live writers, of other hosts and of other names are kept;
+    nothing here raises (cleaning up is best effort).
+    """
+    path = Path(path)
+    parent = path.parent if str(path.parent) else Path(".")
+    pattern = re.compile(rf"^\.{re.escape(path.name)}\.(\d+)-([0-9a-f]{{8}})\.[^/]*\.tmp$")
+    removed: list[Path] = []
+    try:
+        entries = list(os.scandir(parent))
+    except OSError:
+        return removed
+    for entry in entries:
+        found = pattern.match(entry.name)
+        if found and _stale(*found.groups()):
+            with contextlib.suppress(OSError):
+                if entry.is_dir(follow_symlinks=False):
+                    shutil.rmtree(entry.path)
+                else:
+                    os.unlink(entry.path)
+                removed.append(Path(entry.path))
+    return removed
+
+
+def temp_sibling(path: str | os.PathLike[str], suffix: str = "") -> Path:
+    """Create an empty temporary file beside ``path``, named so that it can be cleaned later."""
+    path = Path(path)
+    parent = path.parent if str(path.parent) else Path(".")
+    fd, tmp = tempfile.mkstemp(
+        prefix=f".{path.name}.{owner_tag()}.", suffix=suffix + ".tmp", dir=parent
+    )
+    os.close(fd)
+    return Path(tmp)
+
+
+def clean_stale_temp_dirs(prefix: str) -> list[Path]:
+    """Remove ``<prefix><pid>-<host>-*`` folders in the system temp folder whose owner is dead."""
+    base = Path(tempfile.gettempdir())
+    pattern = re.compile(rf"^{re.escape(prefix)}(\d+)-([0-9a-f]{{8}})-")
+    removed: list[Path] = []
+    try:
+        entries = list(os.scandir(base))
+    except OSError:
+        return removed
+    for entry in entries:
+        found = pattern.match(entry.name)
+        if found and entry.is_dir(follow_symlinks=False) and _stale(*found.groups()):
+            shutil.rmtree(entry.path, ignore_errors=True)
+            removed.append(Path(entry.path))
+    return removed
+
+
+@contextlib.contextmanager
+def temp_dir(prefix: str) -> Iterator[Path]:
+    """A temporary folder ``<prefix><pid>-<host>-XXXX`` removed on exit (Ctrl-C, SIGTERM too).
+
+    Leftovers of earlier runs killed with SIGKILL are removed first.
+    """
+    clean_stale_temp_dirs(prefix)
+    with tempfile.TemporaryDirectory(prefix=f"{prefix}{owner_tag()}-") as tmp:
+        yield Path(tmp)
+
+
+def is_disk_full(exc: BaseException, where: str | os.PathLike[str] | None = None) -> bool:
+    """Whether ``exc`` (or what caused it) says the disk, quota or file-size limit is full.
+
+    Writers that wrap the ``OSError`` (``torch.save`` says only "file write failed") count when
+    the folder ``where`` has less than 1 MiB left.
+    """
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, OSError) and seen.errno in FULL_ERRNOS:
+            return True
+        if "No space left on device" in str(seen):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    if where is not None and "write failed" in str(exc):
+        with contextlib.suppress(OSError):
+            return shutil.disk_usage(where).free < (1 << 20)
+    return False
+
+
+def disk_full_error(path: str | os.PathLike[str], exc: BaseException, kept: str) -> DiskFullError:
+    """The error to raise for ``exc`` while writing ``path``; ``kept`` says what survived."""
+    text = str(exc).splitlines()
+    reason = getattr(exc, "strerror", None) or (text[0] if text else "disk full")
+    return DiskFullError(
+        f"No space left to write {path} ({reason}); {kept}.",
+        hint="Free some space on that disk (or choose an --output on another one) and run again.",
+    )
+
+
+def lock_path(path: str | os.PathLike[str]) -> Path:
+    """The lock file that guards ``path``: ``.NAME.lock`` beside it."""
+    path = Path(path)
+    return path.with_name(f".{path.name}.lock")
+
+
+@contextlib.contextmanager
+def exclusive_lock(path: str | os.PathLike[str], what: str = "run") -> Iterator[Path]:
+    """Hold an exclusive ``flock`` on ``.NAME.lock`` beside ``path`` for the block.
+
+    A second writer is refused at once with :class:`OutputLockedError` (no waiting). The lock dies
+    with its process, so a killed run never blocks the next one; the lock file is removed on exit
+    while still held, and a writer that locked a file which was removed meanwhile locks again.
+    """
+    lock = lock_path(path)
+    while True:
+        fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            raise OutputLockedError(
+                f"Another {what} is writing {Path(path)} right now (it holds {lock}).",
+                hint="Wait for it to finish, or write to another --output.",
+            ) from None
+        except OSError:
+            os.close(fd)
+            raise
+        try:
+            same = os.fstat(fd).st_ino == os.stat(lock).st_ino
+        except FileNotFoundError:
+            same = False
+        if same:
+            break
+        os.close(fd)  # the previous holder removed the file we locked: lock the new one
+    try:
+        os.ftruncate(fd, 0)
+        os.write(fd, f"{os.getpid()}\n".encode())
+        yield lock
+    finally:
+        with contextlib.suppress(OSError):
+            os.unlink(lock)
+        os.close(fd)
 
 
 def derived_output(
@@ -81,20 +269,26 @@ def atomic_path(path: str | os.PathLike[str], suffix: str = "") -> Iterator[Path
     On an exception the temporary file is removed and ``path`` is left as it was.
     """
     path = check_writable(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix + ".tmp", dir=path.parent)
-    os.close(fd)
-    tmp_path = Path(tmp)
+    clean_stale_temps(path)
+    tmp_path = temp_sibling(path, suffix)
     try:
         yield tmp_path
-        # mkstemp creates 0600 files; give the result the permissions a plain open() would.
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp_path, 0o666 & ~umask)
-        os.replace(tmp_path, path)
-    except BaseException:
+        publish(tmp_path, path)
+    except BaseException as exc:
         with contextlib.suppress(FileNotFoundError):
             tmp_path.unlink()
+        if is_disk_full(exc, path.parent if str(path.parent) else "."):
+            kept = f"{path} was left as it was" if path.exists() else "nothing was written"
+            raise disk_full_error(path, exc, kept) from None
         raise
+
+
+def publish(tmp: Path, path: str | os.PathLike[str]) -> None:
+    """Give ``tmp`` the permissions a plain ``open()`` would (mkstemp makes 0600), rename it."""
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp, 0o666 & ~umask)
+    os.replace(tmp, path)
 
 
 def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> Path:

@@ -4,39 +4,76 @@
 (``torch.utils.data.DataLoader``; PIL + numpy, no torchvision) while the runner works on the
 previous batch, and appends one record per image to ``output`` (JSON Lines or CSV), flushed after
 every batch: a killed run loses at most the batch in flight. ``resume=True`` reads what the output
-already holds (dropping a half-written last line), skips those images and appends the rest, so the
-finished file is the one an uninterrupted run writes. An image that cannot be read becomes a record
-with its error.
+already holds, skips those images and appends the rest, so the finished file is the one an
+uninterrupted run writes. An image that cannot be read becomes a record with its error.
 
 Records (JSON Lines; CSV has the same fields flattened, one column per top-k rank)::
 
     {"path": "imgs/cat.jpg", "class": 281, "label": "tabby", "prob": 0.912345,
      "topk": [{"class": 281, "label": "tabby", "prob": 0.912345}, ...]}
     {"path": "imgs/broken.jpg", "error": "imgs/broken.jpg is not a readable image (...)"}
+    {"path": "imgs/caf\\xe9.jpg", "path_hex": "696d67732f636166e92e6a7067", "class": 3, ...}
 
 ``prob`` is the softmax of the logits, rounded to 6 decimals; ``label`` only with a labels file.
+A file name that is not valid UTF-8 is written (JSON Lines) as a printable ``path`` with
+``\\xNN`` escapes plus ``path_hex``, its exact bytes, which ``--resume`` matches on; CSV writes
+the name's own bytes. Logits that are NaN or infinite become an error record (``model_errors``;
+``InferResult.ok`` is False), never a bare ``NaN`` in the JSON.
+
+One writer per output, and a resume only of what is ours:
+
+* ``.NAME.lock`` beside the output is held (``flock``) for the whole run: a second run on the same
+  output is refused at once (:class:`~deploy_ran.fileio.OutputLockedError`).
+* ``NAME.producer.json`` beside the output records what produced it (artifact sha256, or model
+  name + checkpoint sha256; precision, preprocessing, output name, top-k, labels sha256).
+  ``--resume`` checks it, and the whole existing file, *before* touching anything: a file of
+  another model, of other settings, or with no producer record is refused and left as it was.
+* Duplicate entries of a list are kept as given: each occurrence gets its own record.
+* ``--overwrite`` writes a new file under a temporary name and replaces the old output (and its
+  producer record) only when the run has finished; a failed or interrupted run leaves the old one.
+* A new output (and its producer record) is created when the first batch is written, so a model
+  that fails on its first batch leaves no empty file; a full disk is a
+  :class:`~deploy_ran.fileio.DiskFullError` (what was written stays resumable).
 """
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import json
 import os
 import time
+from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import numpy as np
 
 from deploy_ran.errors import DeployRanError
-from deploy_ran.fileio import check_writable
+from deploy_ran.fileio import (
+    atomic_write_text,
+    check_writable,
+    clean_stale_temps,
+    disk_full_error,
+    exclusive_lock,
+    is_disk_full,
+    publish,
+    sha256_file,
+    temp_sibling,
+)
 from deploy_ran.runners import BaseRunner, load_runner
 
 FORMATS = {".jsonl": "jsonl", ".ndjson": "jsonl", ".csv": "csv"}
 PROB_DECIMALS = 6
+PRODUCER_KIND = "deploy-ran infer output"
+NONFINITE_ERROR = "the model returned NaN or infinite logits for this image"
+
+
+class InferenceError(DeployRanError):
+    """The model loaded but failed while running a batch."""
 
 
 # ------------------------------------------------------------------------------ data loading
@@ -58,8 +95,20 @@ class ImageDataset:
         return len(self.indices)
 
     def __getitem__(self, i: int) -> tuple[int, np.ndarray | None, str | None]:
+        from deploy_ran.images import ImageError, load_and_preprocess
+
         index = self.indices[i]
-        return (index, *decode_image(self.paths[index], self.preprocessing))
+        try:
+            return index, load_and_preprocess(self.paths[index], self.preprocessing), None
+        except ImageError as exc:
+            return index, None, _one_line(exc.message)
+        except Exception as exc:  # a decoder bug must not stop a million-image run either
+            return index, None, _one_line(f"{type(exc).__name__}: {exc}")
+
+
+def _printable(text: str) -> str:
+    """``text`` with any surrogate-escaped bytes (undecodable file names) as ``\\xNN``."""
+    return text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
 
 
 def _keep_list(items: list) -> list:
@@ -68,7 +117,7 @@ def _keep_list(items: list) -> list:
 
 
 def _one_line(text: str) -> str:
-    return " ".join(str(text).split())
+    return _printable(" ".join(str(text).split()))
 
 
 def default_workers() -> int:
@@ -84,13 +133,24 @@ def default_workers() -> int:
 
 
 def read_labels(path: str | Path) -> list[str]:
-    """One class name per line (blank trailing lines ignored)."""
+    """One class name per line (blank trailing lines ignored), UTF-8 (a BOM is dropped).
+
+    A file in another encoding (latin-1, cp1252, UTF-16) is refused with the line that failed
+    rather than guessed: a wrongly decoded label would be written into every record.
+    """
     path = Path(path)
     if not path.is_file():
+        raise DeployRanError(f"Labels file {path} does not exist.", hint="Check --labels.")
+    data = path.read_bytes()
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = data.count(b"\n", 0, exc.start) + 1
         raise DeployRanError(
-            f"Labels file {path} does not exist.", hint="Check the labels path.", param="labels"
-        )
-    lines = path.read_text(encoding="utf-8").splitlines()
+            f"Labels file {path} is not UTF-8 text (byte 0x{data[exc.start]:02x} on line {line}).",
+            hint=f"Convert it to UTF-8, e.g. iconv -f latin1 -t utf-8 {path} > labels.utf8.txt",
+        ) from None
+    lines = text.splitlines()
     while lines and not lines[-1].strip():
         lines.pop()
     if not lines:
@@ -115,8 +175,93 @@ def csv_header(topk: int, with_labels: bool) -> list[str]:
     return cols
 
 
+def producer_path(output: str | Path) -> Path:
+    """``NAME.producer.json`` beside ``output``: what produced it (see the module docstring)."""
+    output = Path(output)
+    return output.with_name(output.name + ".producer.json")
+
+
+def producer_identity(
+    runner: BaseRunner, output_name: str, topk: int, labels: str | Path | None, fmt: str
+) -> dict[str, Any]:
+    """What makes two runs' records interchangeable: same weights, preprocessing and settings.
+
+    Device, providers, batch size and threads are left out: they change timings, not answers.
+    """
+    ident: dict[str, Any] = {"backend": runner.backend, "model": runner.model}
+    source = Path(runner.name)
+    if source.is_file():
+        ident["artifact_sha256"] = sha256_file(source)
+    else:
+        ident["artifact"] = runner.name
+    checkpoint = runner.describe().get("checkpoint")
+    if checkpoint:
+        ckpt = Path(checkpoint)
+        ident["checkpoint_sha256"] = sha256_file(ckpt) if ckpt.is_file() else str(checkpoint)
+    elif runner.backend == "torch":
+        ident["checkpoint_sha256"] = None
+    ident.update(
+        precision=runner.precision,
+        preprocessing=runner.preprocessing,
+        output=output_name,
+        topk=topk,
+        labels_sha256=sha256_file(labels) if labels is not None else None,
+        format=fmt,
+    )
+    return json.loads(json.dumps(ident))  # tuples → lists, as read back from the file
+
+
+def _read_producer(path: Path) -> dict[str, Any] | None:
+    """The producer record at ``path`` (None when absent); refuses a file that is not one."""
+    if not path.exists():
+        return None
+    try:
+        record = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        record = None
+    if not isinstance(record, dict) or record.get("kind") != PRODUCER_KIND:
+        raise DeployRanError(
+            f"{path} exists and is not a deploy-ran producer record; it is left as it was.",
+            hint="Move it away, or choose another --output.",
+        )
+    return record.get("producer") if isinstance(record.get("producer"), dict) else {}
+
+
+def check_producer(output: Path, identity: dict[str, Any]) -> None:
+    """Refuse to resume ``output`` unless its producer record says this run wrote it."""
+    sidecar = producer_path(output)
+    found = _read_producer(sidecar)
+    if found is None:
+        raise DeployRanError(
+            f"{output} has no producer record ({sidecar.name}), so it cannot be told that this "
+            "model and these settings wrote it; it is left as it was.",
+            hint="Use --overwrite to start it again, or choose another --output.",
+        )
+    differ = sorted(k for k in set(found) | set(identity) if found.get(k) != identity.get(k))
+    if differ:
+        details = "; ".join(
+            f"{k}: file {_short(found.get(k))}, this run {_short(identity.get(k))}" for k in differ
+        )
+        raise DeployRanError(
+            f"{output} was written by another model or with other settings ({details}); "
+            "it is left as it was.",
+            hint="Resume with the same model and options, --overwrite it, or choose another "
+            "--output.",
+        )
+
+
+def _short(value: Any) -> str:
+    text = json.dumps(value, ensure_ascii=False)
+    return text if len(text) <= 24 else text[:20] + "…"
+
+
+def _complete_part(data: bytes) -> bytes:
+    """``data`` without a half-written last line (a run killed mid-write)."""
+    return data if not data or data.endswith(b"\n") else data[: data.rfind(b"\n") + 1]
+
+
 def _truncate_partial_line(path: Path) -> int:
-    """Drop a half-written last line (a run killed mid-write); returns the bytes removed."""
+    """Drop a half-written last line; returns the bytes removed. Only after checking the file."""
     size = path.stat().st_size
     if size == 0:
         return 0
@@ -125,30 +270,44 @@ def _truncate_partial_line(path: Path) -> int:
         if fh.read(1) == b"\n":
             return 0
         fh.seek(0)
-        data = fh.read()
-        keep = data.rfind(b"\n") + 1
+        keep = len(_complete_part(fh.read()))
         fh.truncate(keep)
         return size - keep
 
 
-def read_done(path: Path, fmt: str, topk: int, with_labels: bool) -> set[str]:
-    """Paths an existing output already holds, after checking it was written the same way."""
-    removed = _truncate_partial_line(path)
-    del removed
-    text = path.read_text(encoding="utf-8")
-    done: set[str] = set()
+def _record_path(rec: dict[str, Any], where: str) -> str:
+    """The path a JSON record stands for (``path_hex`` holds the exact bytes when present)."""
+    if "path_hex" in rec:
+        try:
+            return os.fsdecode(bytes.fromhex(rec["path_hex"]))
+        except (TypeError, ValueError):
+            raise DeployRanError(
+                f"{where} has a malformed 'path_hex'.", hint="Write to a new --output."
+            ) from None
+    if not isinstance(rec["path"], str):
+        raise DeployRanError(f"{where} has a non-text 'path'.", hint="Write to a new --output.")
+    return rec["path"]
+
+
+def read_done(path: Path, fmt: str, topk: int, with_labels: bool) -> list[str]:
+    """Paths an existing output already holds (one per record, duplicates kept), read-only.
+
+    Checks the whole file was written the same way; the half-written last line of a killed
+    run is ignored here and removed only when the run goes ahead.
+    """
+    text = _complete_part(path.read_bytes()).decode("utf-8", "surrogateescape")
     if fmt == "csv":
         rows = list(csv.reader(io.StringIO(text)))
         if not rows:
-            return done
+            return []
         want = csv_header(topk, with_labels)
         if rows[0] != want:
             raise DeployRanError(
                 f"{path} was written with other settings (columns {rows[0][:6]}…).",
-                hint="Resume with the same topk and labels, or write to a new output.",
-                param="output",
+                hint="Resume with the same --topk and --labels, or write to a new --output.",
             )
-        return {r[0] for r in rows[1:] if r}
+        return [r[0] for r in rows[1:] if r]
+    done: list[str] = []
     for n, line in enumerate(text.splitlines(), 1):
         if not line.strip():
             continue
@@ -157,24 +316,49 @@ def read_done(path: Path, fmt: str, topk: int, with_labels: bool) -> set[str]:
         except json.JSONDecodeError:
             raise DeployRanError(
                 f"{path} line {n} is not JSON; it is not an output of `infer`.",
-                hint="Write to a new output, or fix the file.",
-                param="output",
+                hint="Write to a new --output, or fix the file.",
             ) from None
         if not isinstance(rec, dict) or "path" not in rec:
             raise DeployRanError(
                 f"{path} line {n} has no 'path'; it is not an output of `infer`.",
-                hint="Write to a new output.",
-                param="output",
+                hint="Write to a new --output.",
             )
-        if "topk" in rec and (len(rec["topk"]) != topk or ("label" in rec) != with_labels):
+        ranks = rec.get("topk")
+        if ranks is not None and (
+            not isinstance(ranks, list) or len(ranks) != topk or ("label" in rec) != with_labels
+        ):
             raise DeployRanError(
-                f"{path} was written with topk={len(rec['topk'])}"
-                f"{' and labels' if 'label' in rec else ''}.",
-                hint="Resume with the same topk and labels, or write to a new output.",
-                param="output",
+                f"{path} line {n} was written with other --topk / --labels settings.",
+                hint="Resume with the same --topk and --labels, or write to a new --output.",
             )
-        done.add(rec["path"])
+        done.append(_record_path(rec, f"{path} line {n}"))
     return done
+
+
+def pending_indices(paths: Sequence[Path], done: Sequence[str]) -> list[int]:
+    """Indices of ``paths`` still to do: each record in the output covers one occurrence.
+
+    A list that names an image twice gets two records, in a resumed run as in a whole one.
+    """
+    left = Counter(done)
+    pending = []
+    for i, p in enumerate(paths):
+        key = str(p)
+        if left[key] > 0:
+            left[key] -= 1
+        else:
+            pending.append(i)
+    return pending
+
+
+def _path_fields(path: Path) -> dict[str, str]:
+    """``{"path": ...}``, plus ``path_hex`` for a name that is not valid UTF-8."""
+    text = str(path)
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return {"path": _printable(text), "path_hex": os.fsencode(text).hex()}
+    return {"path": text}
 
 
 def _records(
@@ -194,20 +378,19 @@ def _records(
                 entry["label"] = labels[c]
             entry["prob"] = round(float(probs[row, c]), PROB_DECIMALS)
             ranks.append(entry)
-        rec: dict[str, Any] = {"path": str(paths[index]), **ranks[0], "topk": ranks}
+        rec: dict[str, Any] = {**_path_fields(paths[index]), **ranks[0], "topk": ranks}
         out.append(rec)
     return out
 
 
-def format_records(records: list[dict[str, Any]], fmt: str, topk: int, with_labels: bool) -> str:
-    """Records as the text appended to the output: JSON Lines, or CSV rows (one column group
-    per top-k rank; empty cells for an error record)."""
+def _format(records: list[dict[str, Any]], fmt: str, topk: int, with_labels: bool) -> str:
     if fmt == "jsonl":
-        return "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records)
+        return "".join(json.dumps(r, ensure_ascii=False, allow_nan=False) + "\n" for r in records)
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")
     for r in records:
-        row: list[Any] = [r["path"], r.get("error", "")]
+        path = os.fsdecode(bytes.fromhex(r["path_hex"])) if "path_hex" in r else r["path"]
+        row: list[Any] = [path, r.get("error", "")]
         ranks = r.get("topk", [])
         for k in range(topk):
             if k < len(ranks):
@@ -219,130 +402,102 @@ def format_records(records: list[dict[str, Any]], fmt: str, topk: int, with_labe
     return buf.getvalue()
 
 
+class _OutputWriter:
+    """Writes records into the output as :func:`run_inference` promises (see the module doc).
+
+    ``mode``: "fresh" (create on the first write), "append" (resume: drop a torn last line, then
+    append) or "replace" (``--overwrite``: write a temporary file, swap it in at ``finish``).
+    """
+
+    def __init__(
+        self, output: Path, fmt: str, mode: str, header: list[str] | None, producer: dict
+    ) -> None:
+        self.output, self.fmt, self.mode, self.header = output, fmt, mode, header
+        self.producer = producer
+        self.sidecar = producer_path(output)
+        self.tmp: Path | None = None
+        self.fh: IO[str] | None = None
+
+    def _open(self) -> IO[str]:
+        if self.mode == "append":
+            _truncate_partial_line(self.output)
+            target, how = self.output, "a"
+        elif self.mode == "replace":
+            self.tmp = target = temp_sibling(self.output)
+            how = "w"
+        else:
+            atomic_write_text(self.sidecar, self._sidecar_text())  # before the first record
+            target, how = self.output, "w"
+        # CSV writes a name's own bytes; JSON Lines holds only valid UTF-8 (path_hex).
+        errors = "surrogateescape" if self.fmt == "csv" else "strict"
+        fh = open(target, how, encoding="utf-8", errors=errors, newline="")
+        if self.header is not None and fh.tell() == 0:
+            csv.writer(fh, lineterminator="\n").writerow(self.header)
+        return fh
+
+    def _sidecar_text(self) -> str:
+        from deploy_ran import __version__
+
+        record = {"kind": PRODUCER_KIND, "deploy_ran": __version__, "producer": self.producer}
+        return json.dumps(record, indent=2, ensure_ascii=False) + "\n"
+
+    def write(self, text: str) -> None:
+        try:
+            if self.fh is None:
+                self.fh = self._open()
+            self.fh.write(text)
+            self.fh.flush()
+        except OSError as exc:
+            if is_disk_full(exc):
+                raise disk_full_error(self.output, exc, self._kept()) from None
+            raise
+
+    def _kept(self) -> str:
+        if self.mode == "replace":
+            return f"{self.output} was left as it was"
+        return "the records written so far are kept; free some space and add --resume"
+
+    def finish(self) -> None:
+        """Close; for ``replace``, swap the new file and its producer record in."""
+        if self.fh is None:
+            self.write("")  # no pending image (all done): still create/replace the output
+        assert self.fh is not None
+        try:
+            self.fh.close()
+            if self.mode == "replace" and self.tmp is not None:
+                side_tmp = temp_sibling(self.sidecar)
+                try:
+                    side_tmp.write_text(self._sidecar_text(), encoding="utf-8")
+                    # No window in which the new records sit beside the old producer record:
+                    # without a record, a resume refuses rather than mixes.
+                    with contextlib.suppress(FileNotFoundError):
+                        self.sidecar.unlink()
+                    publish(self.tmp, self.output)
+                    publish(side_tmp, self.sidecar)
+                finally:
+                    with contextlib.suppress(FileNotFoundError):
+                        side_tmp.unlink()
+        except OSError as exc:
+            self.abort()
+            if is_disk_full(exc):
+                raise disk_full_error(self.output, exc, self._kept()) from None
+            raise
+
+    def abort(self) -> None:
+        """Close after a failure; a ``replace`` run's temporary file is removed."""
+        if self.fh is not None and not self.fh.closed:
+            with contextlib.suppress(OSError):
+                self.fh.close()
+        if self.tmp is not None:
+            with contextlib.suppress(FileNotFoundError):
+                self.tmp.unlink()
+
+
 def softmax(logits: np.ndarray) -> np.ndarray:
     x = logits.astype(np.float64)
     x = x - x.max(axis=1, keepdims=True)
     e = np.exp(x)
     return e / e.sum(axis=1, keepdims=True)
-
-
-# ----------------------------------------------------------- shared with deploy_ran.infer_ray
-# The checks, decoding and record building of one batch, used by the local loop below and by the
-# Ray actors (deploy_ran.infer_ray), so both write the same records for the same images.
-
-
-def check_request(
-    output: str | Path, *, batch_size: int, topk: int, resume: bool, overwrite: bool
-) -> tuple[Path, str]:
-    """Refuse bad settings before any work; returns the output path and its format."""
-    if batch_size < 1:
-        raise DeployRanError(
-            f"batch_size must be ≥ 1, got {batch_size}.",
-            hint="Use e.g. batch_size=32.",
-            param="batch_size",
-        )
-    if topk < 1:
-        raise DeployRanError(
-            f"topk must be ≥ 1, got {topk}.", hint="Use e.g. topk=5.", param="topk"
-        )
-    if resume and overwrite:
-        raise DeployRanError(
-            "resume and overwrite exclude each other.", hint="Pick one.", param="overwrite"
-        )
-    output = Path(output)
-    fmt = output_format(output)
-    check_writable(output)
-    if output.exists() and output.stat().st_size > 0 and not (resume or overwrite):
-        raise DeployRanError(
-            f"{output} already exists.",
-            hint="Set resume=True to continue it, overwrite=True to start again, or choose "
-            "another output.",
-            param="output",
-        )
-    return output, fmt
-
-
-def check_runner(
-    runner: BaseRunner,
-    *,
-    output_name: str | None,
-    topk: int,
-    label_names: list[str] | None,
-    labels: str | Path | None,
-) -> str:
-    """Refuse a runner ``infer`` cannot use; returns the name of the output holding the logits."""
-    name = output_name or ("logits" if "logits" in runner.output_names else runner.output_names[0])
-    if name not in runner.output_names:
-        raise DeployRanError(
-            f"{runner.name} has no output {name!r}.",
-            hint=f"Outputs: {', '.join(runner.output_names)}.",
-        )
-    if len(runner.input_spec) != 1:
-        raise DeployRanError("infer runs single-input image models.", hint="Check the model.")
-    if runner.preprocessing is None:
-        raise DeployRanError(
-            f"{runner.name} does not say how to preprocess images.",
-            hint="Use an ONNX file exported by deploy-ran (it carries the preprocessing) or a "
-            "model name.",
-        )
-    classes = runner.num_classes
-    if label_names is not None and classes is not None and len(label_names) != classes:
-        raise DeployRanError(
-            f"{labels} has {len(label_names)} labels but the model has {classes} classes.",
-            hint="One label per class, in class-index order.",
-        )
-    if classes is not None and topk > classes:
-        raise DeployRanError(
-            f"topk={topk} is more than the model's {classes} classes.",
-            hint=f"Use topk={classes} or less.",
-            param="topk",
-        )
-    return name
-
-
-def decode_image(path: str | Path, preprocessing: dict) -> tuple[np.ndarray | None, str | None]:
-    """``(array, None)``, or ``(None, error)`` for an image that cannot be used; never raises."""
-    from deploy_ran.images import ImageError, load_and_preprocess
-
-    try:
-        return load_and_preprocess(path, preprocessing), None
-    except ImageError as exc:
-        return None, _one_line(exc.message)
-    except Exception as exc:  # a decoder bug must not stop a million-image run either
-        return None, _one_line(f"{type(exc).__name__}: {exc}")
-
-
-def predict_records(
-    runner: BaseRunner,
-    items: Sequence[tuple[str | Path, np.ndarray | None, str | None]],
-    *,
-    output_name: str,
-    batch_size: int | None,
-    topk: int,
-    label_names: list[str] | None,
-) -> tuple[list[dict[str, Any]], float]:
-    """One record per ``(path, array or None, error or None)`` item, in order; + seconds in the
-    runner. ``batch_size`` goes to ``run_many`` (``None`` for a static-batch artifact)."""
-    good = [(n, a) for n, (_, a, _) in enumerate(items) if a is not None]
-    by_pos: dict[int, dict[str, Any]] = {
-        n: {"path": str(p), "error": err} for n, (p, a, err) in enumerate(items) if a is None
-    }
-    seconds = 0.0
-    if good:
-        arrays = np.stack([a for _, a in good])
-        t_run = time.perf_counter()
-        logits = runner.run_many(arrays, batch_size)[output_name]
-        seconds = time.perf_counter() - t_run
-        if logits.ndim != 2:
-            raise DeployRanError(
-                f"Output {output_name!r} has shape {list(logits.shape)}; infer needs "
-                "[batch, classes] logits.",
-                hint="Choose the logits output with --output-name.",
-            )
-        paths = [items[n][0] for n, _ in good]
-        recs = _records(paths, list(range(len(good))), softmax(logits), topk, label_names)
-        by_pos.update({n: r for (n, _), r in zip(good, recs)})
-    return [by_pos[n] for n in range(len(items))], seconds
 
 
 # ---------------------------------------------------------------------------------- infer
@@ -365,14 +520,24 @@ class InferResult:
     loader_wait_seconds: float = 0.0  # the loop blocked, waiting for decoded images
     backend_seconds: float = 0.0  # inside the runner
     runner: dict[str, Any] = field(default_factory=dict)
+    model_errors: int = 0  # images whose logits were NaN/inf (recorded as errors)
+    producer: dict[str, Any] = field(default_factory=dict)
 
     @property
     def backend_busy(self) -> float:
         """Fraction of the loop spent in the runner: 1.0 = the loader never held it up."""
         return self.backend_seconds / self.seconds if self.seconds > 0 else 0.0
 
+    @property
+    def ok(self) -> bool:
+        """False when the model gave invalid (NaN/inf) outputs: the CLI then exits non-zero.
+
+        Unreadable images do not count: they are the input's fault and recorded per image.
+        """
+        return self.model_errors == 0
+
     def as_dict(self) -> dict[str, Any]:
-        return {**self.__dict__, "backend_busy": self.backend_busy}
+        return {**self.__dict__, "backend_busy": self.backend_busy, "ok": self.ok}
 
 
 def run_inference(
@@ -398,104 +563,222 @@ def run_inference(
 
     ``target`` is a model name (+ ``checkpoint``), an ONNX file, an engine or a built runner
     (left open). ``progress(done, total)`` is called after each batch is written; an exception it
-    raises stops the run like a crash would (what is written stays written).
+    raises stops the run like a crash would (what is written stays written, except under
+    ``overwrite``, where the old output stays). Check ``InferResult.ok`` for NaN/inf outputs.
     """
     from deploy_ran.images import find_images
 
-    output, fmt = check_request(
-        output, batch_size=batch_size, topk=topk, resume=resume, overwrite=overwrite
-    )
+    if batch_size < 1:
+        raise DeployRanError(f"--batch must be ≥ 1, got {batch_size}.", hint="Use --batch 32.")
+    if topk < 1:
+        raise DeployRanError(f"--topk must be ≥ 1, got {topk}.", hint="Use --topk 5.")
+    if resume and overwrite:
+        raise DeployRanError("--resume and --overwrite exclude each other.", hint="Pick one.")
+    if workers is not None and workers < 0:
+        raise DeployRanError(f"--workers must be ≥ 0, got {workers}.", hint="Use --workers 2.")
+    output = Path(output)
+    fmt = output_format(output)
+    check_writable(output)
+    _refuse_existing(output, resume, overwrite)
     label_names = read_labels(labels) if labels is not None else None
     paths = find_images(images)
     workers = default_workers() if workers is None else workers
-    if workers < 0:
+
+    with exclusive_lock(output, "infer run"):
+        clean_stale_temps(output)
+        clean_stale_temps(producer_path(output))
+        _refuse_existing(output, resume, overwrite)  # again: another run may have just finished
+        owned = not isinstance(target, BaseRunner)
+        runner = (
+            load_runner(
+                target,
+                device=device,
+                checkpoint=checkpoint,
+                precision=precision,
+                providers=providers,
+                threads=threads,
+            )
+            if owned
+            else target
+        )
+        try:
+            return _run(
+                runner, paths, output, fmt, topk, labels, label_names, resume, overwrite,
+                batch_size, workers, output_name, progress,
+            )  # fmt: skip
+        finally:
+            if owned:
+                runner.close()
+
+
+def _refuse_existing(output: Path, resume: bool, overwrite: bool) -> None:
+    if output.exists() and output.stat().st_size > 0 and not (resume or overwrite):
         raise DeployRanError(
-            f"workers must be ≥ 0, got {workers}.", hint="Use e.g. workers=2.", param="workers"
+            f"{output} already exists.",
+            hint="Add --resume to continue it, --overwrite to start again, or choose another "
+            "--output.",
         )
 
-    owned = not isinstance(target, BaseRunner)
-    runner = (
-        load_runner(
-            target,
-            device=device,
-            checkpoint=checkpoint,
-            precision=precision,
-            providers=providers,
-            threads=threads,
+
+def _check_runner(
+    runner: BaseRunner, output_name: str | None, labels: Any, label_names: list[str] | None,
+    topk: int,
+) -> str:  # fmt: skip
+    """The logits output's name, after checking the runner fits ``infer``."""
+    name = output_name or ("logits" if "logits" in runner.output_names else runner.output_names[0])
+    if name not in runner.output_names:
+        raise DeployRanError(
+            f"{runner.name} has no output {name!r}.",
+            hint=f"Outputs: {', '.join(runner.output_names)}.",
         )
-        if owned
-        else target
-    )
+    if len(runner.input_spec) != 1:
+        raise DeployRanError("infer runs single-input image models.", hint="Check the model.")
+    if runner.preprocessing is None:
+        raise DeployRanError(
+            f"{runner.name} does not say how to preprocess images.",
+            hint="Use an ONNX file exported by deploy-ran (it carries the preprocessing) or a "
+            "model name.",
+        )
+    classes = runner.num_classes
+    if label_names is not None and classes is not None and len(label_names) != classes:
+        raise DeployRanError(
+            f"{labels} has {len(label_names)} labels but the model has {classes} classes.",
+            hint="One label per class, in class-index order.",
+        )
+    if classes is not None and topk > classes:
+        raise DeployRanError(
+            f"--topk {topk} is more than the model's {classes} classes.",
+            hint=f"Use --topk {classes} or less.",
+        )
+    return name
+
+
+def _run_batch(runner: BaseRunner, arrays: np.ndarray, batch: int | None, name: str) -> np.ndarray:
+    """Logits of one batch; a backend failure becomes an :class:`InferenceError`."""
     try:
-        name = check_runner(
-            runner, output_name=output_name, topk=topk, label_names=label_names, labels=labels
+        logits = runner.run_many(arrays, batch)[name]
+    except DeployRanError:
+        raise
+    except Exception as exc:  # ONNX Runtime / TensorRT / torch failing on a loaded model
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else "no details"
+        raise InferenceError(
+            f"{runner.name} loaded but failed while running a batch of {len(arrays)} image(s) "
+            f"({type(exc).__name__}: {first}).",
+            hint="The file is broken or does not fit its input spec; re-export it, and check it "
+            "with `python cli.py verify`.",
+        ) from None
+    if logits.ndim != 2 or len(logits) != len(arrays):
+        raise InferenceError(
+            f"Output {name!r} has shape {list(logits.shape)}; infer needs [batch, classes] "
+            f"logits for {len(arrays)} image(s).",
+            hint="Choose the logits output with --output-name.",
         )
-        with_labels = label_names is not None
+    return logits
 
-        done: set[str] = set()
-        if output.exists() and resume:
-            done = read_done(output, fmt, topk, with_labels)
-        pending = [i for i, p in enumerate(paths) if str(p) not in done]
-        fixed = runner.fixed_batch
-        batch = fixed or batch_size
 
-        from torch.utils.data import DataLoader
+def _run(
+    runner: BaseRunner,
+    paths: list[Path],
+    output: Path,
+    fmt: str,
+    topk: int,
+    labels: str | Path | None,
+    label_names: list[str] | None,
+    resume: bool,
+    overwrite: bool,
+    batch_size: int,
+    workers: int,
+    output_name: str | None,
+    progress: Callable[[int, int], None] | None,
+) -> InferResult:
+    name = _check_runner(runner, output_name, labels, label_names, topk)
+    with_labels = label_names is not None
+    identity = producer_identity(runner, name, topk, labels, fmt)
+    has_records = output.exists() and output.stat().st_size > 0
+    done: list[str] = []
+    if overwrite:
+        mode = "replace"
+    elif resume and has_records:
+        check_producer(output, identity)  # read-only checks first: a foreign file is untouched
+        done = read_done(output, fmt, topk, with_labels)
+        mode = "append"
+    else:
+        mode = "fresh"
+    if mode != "append":
+        _read_producer(producer_path(output))  # never replace someone else's file of that name
+    pending = pending_indices(paths, done)
+    fixed = runner.fixed_batch
+    batch = fixed or batch_size
 
-        dataset = ImageDataset(paths, pending, runner.preprocessing)
-        loader = DataLoader(
-            dataset,
-            batch_size=batch,
-            shuffle=False,
-            num_workers=workers,
-            collate_fn=_keep_list,
-            prefetch_factor=4 if workers else None,
-        )
-        mode = "a" if (resume and output.exists()) else "w"
-        processed = failed = 0
-        waited = backend = 0.0  # seconds blocked on the loader / inside the runner
-        started = time.perf_counter()
-        with open(output, mode, encoding="utf-8", newline="") as fh:
-            if fmt == "csv" and (mode == "w" or output.stat().st_size == 0):
-                csv.writer(fh, lineterminator="\n").writerow(csv_header(topk, with_labels))
-                fh.flush()
-            batches = iter(loader if pending else [])
-            while True:
-                t_wait = time.perf_counter()
-                items = next(batches, None)
-                waited += time.perf_counter() - t_wait
-                if items is None:
-                    break
-                records, seconds_in_runner = predict_records(
-                    runner,
-                    [(paths[i], a, err) for i, a, err in items],
-                    output_name=name,
-                    batch_size=None if fixed else batch,
-                    topk=topk,
-                    label_names=label_names,
+    from torch.utils.data import DataLoader
+
+    dataset = ImageDataset(paths, pending, runner.preprocessing)
+    loader = DataLoader(
+        dataset,
+        batch_size=batch,
+        shuffle=False,
+        num_workers=workers,
+        collate_fn=_keep_list,
+        prefetch_factor=4 if workers else None,
+    )
+    header = csv_header(topk, with_labels) if fmt == "csv" else None
+    writer = _OutputWriter(output, fmt, mode, header, identity)
+    processed = failed = model_errors = 0
+    waited = backend = 0.0  # seconds blocked on the loader / inside the runner
+    started = time.perf_counter()
+    try:
+        batches = iter(loader if pending else [])
+        while True:
+            t_wait = time.perf_counter()
+            items = next(batches, None)
+            waited += time.perf_counter() - t_wait
+            if items is None:
+                break
+            good = [(i, a) for i, a, _ in items if a is not None]
+            by_index: dict[int, dict[str, Any]] = {
+                i: {**_path_fields(paths[i]), "error": err} for i, _, err in items if err
+            }
+            if good:
+                t_run = time.perf_counter()
+                logits = _run_batch(
+                    runner, np.stack([a for _, a in good]), None if fixed else batch, name
                 )
-                backend += seconds_in_runner
-                fh.write(format_records(records, fmt, topk, with_labels))
-                fh.flush()
-                processed += len(items)
-                failed += sum(1 for _, a, _ in items if a is None)
-                if progress is not None:
-                    progress(processed, len(pending))
-        seconds = time.perf_counter() - started
-        return InferResult(
-            output=str(output),
-            format=fmt,
-            total=len(paths),
-            already_done=len(paths) - len(pending),
-            processed=processed,
-            failed=failed,
-            seconds=seconds,
-            images_per_s=processed / seconds if seconds > 0 else 0.0,
-            batch_size=batch,
-            workers=workers,
-            loader_wait_seconds=waited,
-            backend_seconds=backend,
-            runner=runner.describe(),
-        )
-    finally:
-        if owned:
-            runner.close()
+                backend += time.perf_counter() - t_run
+                finite = np.isfinite(logits).all(axis=1)
+                kept = [g for g, ok in zip(good, finite) if ok]
+                recs = _records(
+                    paths, [i for i, _ in kept], softmax(logits[finite]), topk, label_names
+                )
+                by_index.update({i: r for (i, _), r in zip(kept, recs)})
+                for (i, _), ok in zip(good, finite):
+                    if not ok:
+                        by_index[i] = {**_path_fields(paths[i]), "error": NONFINITE_ERROR}
+                        model_errors += 1
+            records = [by_index[i] for i, _, _ in items]
+            writer.write(_format(records, fmt, topk, with_labels))
+            processed += len(items)
+            failed += sum(1 for _, a, _ in items if a is None)
+            if progress is not None:
+                progress(processed, len(pending))
+        writer.finish()
+    except BaseException:
+        writer.abort()
+        raise
+    seconds = time.perf_counter() - started
+    return InferResult(
+        output=str(output),
+        format=fmt,
+        total=len(paths),
+        already_done=len(paths) - len(pending),
+        processed=processed,
+        failed=failed,
+        seconds=seconds,
+        images_per_s=processed / seconds if seconds > 0 else 0.0,
+        batch_size=batch,
+        workers=workers,
+        loader_wait_seconds=waited,
+        backend_seconds=backend,
+        runner=runner.describe(),
+        model_errors=model_errors,
+        producer=identity,
+    )

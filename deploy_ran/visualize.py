@@ -26,9 +26,18 @@ from PIL import Image
 
 from deploy_ran.errors import DeployRanError, OnnxFileError
 from deploy_ran.fileio import atomic_path, check_writable
-from deploy_ran.images import find_images, load_rgb, preprocess
+from deploy_ran.images import ImageError, display_path, find_images, load_and_preprocess
 
 MAP_PREFIX = "attention_"
+#: Output suffix → the format matplotlib writes (the file's bytes match its name).
+FIGURE_FORMATS = {
+    ".png": "png",
+    ".jpg": "jpeg",
+    ".jpeg": "jpeg",
+    ".webp": "webp",
+    ".pdf": "pdf",
+    ".svg": "svg",
+}
 MAX_COLUMNS = 8  # panels per grid row; an image with more maps wraps onto further rows
 CHUNK = 16  # images per forward pass
 
@@ -85,18 +94,37 @@ def collect_images(sources: Iterable[str | Path]) -> list[Path]:
 
 
 def prepare_images(
-    paths: Sequence[Path], preprocessing: dict[str, Any]
-) -> tuple[np.ndarray, list[Image.Image]]:
-    """Decode and preprocess every image; return the NCHW batch and the RGB crops it came from."""
+    paths: Sequence[Path], preprocessing: dict[str, Any], skipped: list[str] | None = None
+) -> tuple[np.ndarray, list[Image.Image], list[Path]]:
+    """Decode and preprocess every image: the NCHW batch, the RGB crops, the paths used.
+
+    An unreadable image (corrupt, a decompression bomb, ...) is left out and its error appended
+    to ``skipped``; only when none is readable does this raise.
+    """
     mean = np.asarray(preprocessing["mean"], dtype=np.float32)[:, None, None]
     std = np.asarray(preprocessing["std"], dtype=np.float32)[:, None, None]
-    arrays, crops = [], []
+    arrays, crops, used = [], [], []
+    errors: list[str] = []
     for path in paths:
-        array = preprocess(load_rgb(path), preprocessing)  # ImageError names a bad file
+        try:
+            array = load_and_preprocess(path, preprocessing)
+        except ImageError as exc:
+            errors.append(exc.message)
+            continue
         arrays.append(array)
+        used.append(path)
         rgb = np.clip((array * std + mean) * 255.0 + 0.5, 0, 255).astype(np.uint8)
         crops.append(Image.fromarray(rgb.transpose(1, 2, 0), "RGB"))
-    return np.stack(arrays), crops
+    if skipped is not None:
+        skipped.extend(f"skipped {e}" for e in errors)
+    if not arrays:
+        if len(errors) == 1:
+            raise ImageError(errors[0], hint="Pass a readable jpg/png/bmp/webp image.")
+        raise ImageError(
+            f"None of the {len(paths)} images could be read (first: {errors[0]}).",
+            hint="Pass readable jpg/png/bmp/webp images.",
+        )
+    return np.stack(arrays), crops, used
 
 
 def _split_maps(names: Sequence[str], outputs: Sequence[np.ndarray], count: int) -> list[list]:
@@ -130,7 +158,8 @@ def attention_from_model(
     spec = get_spec(name)
     paths = collect_images(images)
     size = image_size or spec.image_size
-    batch, crops = prepare_images(paths, spec.preprocessing(size))
+    notes: list[str] = []
+    batch, crops, paths = prepare_images(paths, spec.preprocessing(size), notes)
     with TorchRunner(
         name,
         checkpoint=checkpoint,
@@ -144,7 +173,7 @@ def attention_from_model(
     outputs = [np.asarray(result[n], dtype=np.float32) for n in names]
     maps = _split_maps(names, outputs, len(paths))
     items = [ImageAttention(p, c, m) for p, c, m in zip(paths, crops, maps)]
-    return AttentionResult(name, "pytorch", size, items)
+    return AttentionResult(name, "pytorch", size, items, notes)
 
 
 # --------------------------------------------------------------------------------------------
@@ -254,7 +283,7 @@ def attention_from_onnx(path: str | Path, images: Sequence[str | Path]) -> Atten
 
     desc = describe_onnx_for_attention(path)
     paths = collect_images(images)
-    batch, crops = prepare_images(paths, desc.preprocessing)
+    batch, crops, paths = prepare_images(paths, desc.preprocessing, desc.notes)
     with OrtRunner(path) as runner:
         result = runner.run_many(batch, None if runner.fixed_batch else CHUNK)
     outputs = [np.asarray(result[name], dtype=np.float32) for name in desc.map_outputs]
@@ -310,6 +339,18 @@ def _normalise(values: np.ndarray) -> np.ndarray:
     return np.zeros_like(values) if hi - lo < 1e-12 else (values - lo) / (hi - lo)
 
 
+def figure_format(output: str | Path) -> str:
+    """The image format ``output``'s suffix names; an unknown suffix is refused (before work)."""
+    suffix = Path(output).suffix.lower()
+    fmt = FIGURE_FORMATS.get(suffix)
+    if fmt is None:
+        raise DeployRanError(
+            f"Cannot tell which image format to write for {output} (suffix {suffix or 'none'!r}).",
+            hint="Name the output " + ", ".join(f"*{s}" for s in FIGURE_FORMATS) + ".",
+        )
+    return fmt
+
+
 def render_grid(
     result: AttentionResult,
     output: str | Path,
@@ -318,12 +359,15 @@ def render_grid(
     alpha: float = 0.5,
     panel_inches: float = 2.2,
 ) -> Path:
-    """Write a PNG: per image, the crop then every map channel overlaid on it (atomically).
+    """Write the grid: per image, the crop then every map channel overlaid on it (atomically).
+
+    The format follows the suffix (:data:`FIGURE_FORMATS`): ``grid.jpg`` holds JPEG bytes.
 
     Drawn on a bare Agg ``Figure`` (no pyplot), so the caller's matplotlib backend is untouched.
     """
     from matplotlib.figure import Figure
 
+    fmt = figure_format(output)
     output = check_writable(output)
     if not result.items:
         raise DeployRanError("No images to draw.", hint="Pass one or more images.")
@@ -334,8 +378,8 @@ def render_grid(
     fig = Figure(figsize=(panel_inches * columns, panel_inches * rows + 0.4))
     axes = fig.subplots(rows, columns, squeeze=False)
     _draw(fig, axes, result, rows_per_image, cmap, alpha)
-    with atomic_path(output, suffix=".png") as tmp:
-        fig.savefig(tmp, format="png", dpi=100)
+    with atomic_path(output, suffix=Path(output).suffix.lower()) as tmp:
+        fig.savefig(tmp, format=fmt, dpi=100)
     return output
 
 
@@ -347,7 +391,7 @@ def _draw(fig, axes, result: AttentionResult, rows_per_image: int, cmap: str, al
         crop = np.asarray(item.crop)
         first = next(flat)
         first.imshow(crop)
-        first.set_title(item.path.name, fontsize=8)
+        first.set_title(display_path(item.path.name), fontsize=8)
         for amap in item.maps:
             channels, h, w = amap.values.shape
             for c in range(channels):
@@ -370,7 +414,8 @@ def visualize(
     image_size: int | None = None,
 ) -> AttentionResult:
     """Compute the attention maps of ``source`` on ``images`` and draw them into ``output``."""
-    check_writable(output)  # before any slow work
+    figure_format(output)  # before any slow work
+    check_writable(output)
     result = compute_attention(source, images, checkpoint=checkpoint, image_size=image_size)
     render_grid(result, output)
     return result

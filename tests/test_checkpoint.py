@@ -154,3 +154,35 @@ def test_port_arithmetic_differs_from_the_paper(port_fixture, tmp_path):
     with torch.no_grad():
         logits = model(seeded_input())
     assert relative_l2(torch.tensor(port_fixture["logits"]).numpy(), logits.numpy()) > 1e-2
+
+
+class _RunsCode:
+    def __reduce__(self):
+        import os
+
+        return (os.system, ("echo this must never run",))
+
+
+def test_malicious_pickle_is_reported_as_refused_not_truncated(tmp_path):
+    """torch 2.13 reworded the refusal ("unsupported GLOBAL x whose module x is blocked")."""
+    path = tmp_path / "evil.pt"
+    torch.save({"weight": torch.zeros(2), "payload": _RunsCode()}, path)
+    with pytest.raises(CheckpointError) as info:
+        create_model("ran56_cifar", checkpoint=path)
+    text = str(info.value)
+    assert "refused by torch.load(weights_only=True)" in text and "system" in text
+    assert "truncated" not in text
+
+
+def test_raw_pickle_is_refused_and_garbage_is_unreadable(tmp_path):
+    import pickle
+
+    raw = tmp_path / "raw.pkl"
+    raw.write_bytes(pickle.dumps({"weight": [1.0, 2.0], "f": {1, 2}}, protocol=4))
+    with pytest.raises(CheckpointError, match="refused by torch.load|pickled Python object"):
+        create_model("ran56_cifar", checkpoint=raw)
+    junk = tmp_path / "junk.pt"
+    junk.write_bytes(b"garbage, not a checkpoint at all\n" * 4)
+    with pytest.raises(CheckpointError, match="not a readable PyTorch checkpoint") as info:
+        create_model("ran56_cifar", checkpoint=junk)
+    assert "weights_only" not in str(info.value)

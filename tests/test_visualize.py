@@ -224,7 +224,7 @@ def test_fixed_batch_onnx_is_fed_in_padded_chunks(tmp_path, good):
 
     desc = describe_onnx_for_attention(path)
     assert desc.batch == 2 and desc.image_size == 16
-    batch, _ = prepare_images(good[:3], desc.preprocessing)
+    batch, _, _ = prepare_images(good[:3], desc.preprocessing)
     for item, x in zip(result.items, batch):
         assert np.allclose(item.maps[0].values, x.mean(axis=0, keepdims=True), atol=1e-6)
 
@@ -284,3 +284,43 @@ def test_cli_export_rejects_bad_abn_outputs(tmp_path):
     )
     assert shown.exit_code == 2 and "unknown output" in shown.output
     assert not (tmp_path / "a.onnx").exists()
+
+
+# --- issue 11: the format follows the suffix; bad images are skipped with a note ---------------
+
+
+@pytest.mark.parametrize(
+    ("name", "fmt"), [("grid.jpg", "JPEG"), ("grid.JPEG", "JPEG"), ("g.webp", "WEBP")]
+)
+def test_output_format_follows_the_suffix(tmp_path, good, name, fmt):
+    result = attention_from_model("ran56_cifar", good[:1])
+    out = render_grid(result, tmp_path / name)
+    with Image.open(out) as img:
+        assert img.format == fmt
+    assert [p.name for p in tmp_path.iterdir()] == [name]
+
+
+def test_vector_formats_and_unknown_suffixes(tmp_path, good):
+    result = attention_from_model("ran56_cifar", good[:1])
+    assert render_grid(result, tmp_path / "g.pdf").read_bytes().startswith(b"%PDF")
+    assert b"<svg" in render_grid(result, tmp_path / "g.svg").read_bytes()[:2000]
+    for bad in ("grid.gif", "grid", "grid.txt"):
+        with pytest.raises(DeployRanError, match="Cannot tell which image format") as info:
+            visualize("no_such_model", good, tmp_path / bad)  # refused before any work
+        assert ".png" in info.value.hint
+        assert not (tmp_path / bad).exists()
+
+
+def test_unreadable_images_are_skipped_with_a_note(images, good, tmp_path):
+    from tests.test_hostile_images import png_header_only
+
+    bomb = png_header_only(tmp_path / "bomb.png", 100_000, 100_000)
+    result = visualize("ran56_cifar", [good[0], images / "fake.jpg", bomb], tmp_path / "v.jpg")
+    assert [item.path for item in result.items] == [good[0]]
+    assert len(result.notes) == 2
+    assert "fake.jpg" in result.notes[0] and "decompression bomb" in result.notes[1]
+    with Image.open(tmp_path / "v.jpg") as img:
+        assert img.format == "JPEG"
+    with pytest.raises(ImageError, match="None of the 2 images"):
+        visualize("ran56_cifar", [images / "fake.jpg", bomb], tmp_path / "w.png")
+    assert not (tmp_path / "w.png").exists()

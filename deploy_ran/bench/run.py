@@ -13,7 +13,6 @@ and how their timings become rows.
 from __future__ import annotations
 
 import contextlib
-import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -32,6 +31,7 @@ from deploy_ran.bench.timing import (
 )
 from deploy_ran.environment import collect_environment
 from deploy_ran.errors import DeployRanError
+from deploy_ran.fileio import temp_dir
 from deploy_ran.runners import BackendUnavailableError, BaseRunner, load_runner
 from deploy_ran.runners.loader import backend_for
 
@@ -216,9 +216,7 @@ def _ort_configs(
     onnx_files = [p for p in kinds if kinds[p] == "ort"]
     if not any(metas[p]["precision"] == "fp32" for p in onnx_files):
         if settings.workdir is None:
-            tmp_dir = tempfile.TemporaryDirectory(prefix="deploy-ran-bench-")
-            stack.callback(tmp_dir.cleanup)
-            folder = Path(tmp_dir.name)
+            folder = stack.enter_context(temp_dir("deploy-ran-bench-"))
         else:
             folder = settings.workdir
             folder.mkdir(parents=True, exist_ok=True)

@@ -39,18 +39,7 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
-        found = re.search(r"Unsupported global: GLOBAL ([\w.]+)", str(exc))
-        if found is None:  # garbage bytes, not a pickle of forbidden objects
-            raise CheckpointError(
-                f"Checkpoint {path} is not a readable PyTorch checkpoint (unpickling failed).",
-                hint="Is it a checkpoint at all, or was it truncated? Re-save it with "
-                "torch.save(model.state_dict(), path).",
-            ) from None
-        raise CheckpointError(
-            f"Checkpoint {path} holds a pickled Python object ({found.group(1)}), not only tensors, "
-            "so it cannot be loaded safely (torch.load with weights_only=True).",
-            hint="Re-save only the weights: torch.save(model.state_dict(), 'model.pt').",
-        ) from None
+        raise _unpickling_error(path, str(exc)) from None
     except Exception as exc:  # corrupt zip, truncated file, not a torch file at all
         raise CheckpointError(
             f"Checkpoint {path} is not a readable PyTorch checkpoint ({type(exc).__name__}: "
@@ -59,6 +48,43 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
         ) from None
     state = _unwrap(obj, path)
     return _strip_prefixes(state)
+
+
+# torch words its refusals differently across versions ("Unsupported global: GLOBAL x.y" up to
+# 2.12, "Trying to load unsupported GLOBAL x.y whose module x is blocked" in 2.13): match the
+# stable parts only.
+_GLOBAL = re.compile(r"\bGLOBAL\s+([\w.]+)", re.IGNORECASE)
+_REFUSED = re.compile(r"weights[_ ]only|WeightsUnpickler", re.IGNORECASE)
+_OPERAND = re.compile(r"Unsupported operand\s+(\d+)", re.IGNORECASE)
+
+
+def _unpickling_error(path: Path, text: str) -> CheckpointError:
+    """Say *why* torch.load(weights_only=True) refused ``path``: a forbidden object, or garbage."""
+    found = _GLOBAL.search(text)
+    if found is not None:
+        return CheckpointError(
+            f"Checkpoint {path} was refused by torch.load(weights_only=True): it holds a pickled "
+            f"Python object ({found.group(1)}), not only tensors, and loading it could run code.",
+            hint="Re-save only the weights: torch.save(model.state_dict(), 'model.pt').",
+        )
+    with open(path, "rb") as fh:
+        head = fh.read(4)
+    # A pickle starts with PROTO (0x80) and a protocol number; torch's own format is a zip.
+    looks_like_pickle = head[:1] == b"\x80" or head[:2] == b"PK"
+    if _REFUSED.search(text) and looks_like_pickle:
+        op = _OPERAND.search(text)
+        what = f" (pickle opcode {op.group(1)})" if op else ""
+        return CheckpointError(
+            f"Checkpoint {path} was refused by torch.load(weights_only=True): it is a pickle "
+            f"that uses instructions a plain tensor checkpoint does not need{what}, so it "
+            "cannot be loaded safely.",
+            hint="Re-save only the weights with torch.save(model.state_dict(), 'model.pt').",
+        )
+    return CheckpointError(
+        f"Checkpoint {path} is not a readable PyTorch checkpoint (unpickling failed).",
+        hint="Is it a checkpoint at all, or was it truncated? Re-save it with "
+        "torch.save(model.state_dict(), path).",
+    )
 
 
 def _unwrap(obj: object, path: Path) -> dict[str, torch.Tensor]:

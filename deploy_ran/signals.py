@@ -1,0 +1,56 @@
+"""SIGTERM (and SIGHUP) handled like Ctrl-C, so every run cleans up after itself.
+
+Python turns Ctrl-C into ``KeyboardInterrupt``, which unwinds the stack through every ``finally``
+and context manager: temporary files beside outputs (:func:`deploy_ran.fileio.atomic_path`),
+calibration temp folders and output locks are removed on the way out. A plain SIGTERM (``kill``,
+``timeout``, a batch scheduler, ``docker stop``) would kill the process without any of that, so
+:func:`install_signal_handlers` makes it raise :class:`Terminated`, a ``KeyboardInterrupt``: the
+same clean-up runs, and the CLI can exit with ``128 + signum`` as a shell expects.
+"""
+
+from __future__ import annotations
+
+import signal
+import threading
+from types import FrameType
+
+#: Signals that mean "stop now, but tidily".
+HANDLED = ("SIGTERM", "SIGHUP")
+
+
+class Terminated(KeyboardInterrupt):
+    """The process received SIGTERM or SIGHUP; unwinds like Ctrl-C."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(f"terminated by {signal.Signals(signum).name}")
+        self.signum = signum
+
+    @property
+    def exit_code(self) -> int:
+        """What a shell expects from a process ended by this signal (143 for SIGTERM)."""
+        return 128 + self.signum
+
+
+def _raise_terminated(signum: int, _frame: FrameType | None) -> None:
+    raise Terminated(signum)
+
+
+def install_signal_handlers() -> list[str]:
+    """Make SIGTERM and SIGHUP raise :class:`Terminated` in the main thread; call once in main().
+
+    Returns the names of the signals handled. Signals a parent set to be ignored (``nohup`` sets
+    SIGHUP to SIG_IGN) stay ignored. A no-op outside the main thread, where Python cannot set
+    handlers.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        return []
+    installed = []
+    for name in HANDLED:
+        signum = getattr(signal, name, None)
+        if signum is None:
+            continue
+        if signal.getsignal(signum) is signal.SIG_IGN:
+            continue
+        signal.signal(signum, _raise_terminated)
+        installed.append(name)
+    return installed
