@@ -13,10 +13,13 @@ class DeployRanError(Exception):
 
     exit_code = 2
 
-    def __init__(self, message: str, hint: str | None = None) -> None:
+    def __init__(self, message: str, hint: str | None = None, *, param: str | None = None) -> None:
         super().__init__(message)
         self.message = message
         self.hint = hint
+        #: The library parameter at fault (``batch_size``), so a front end can name its own
+        #: spelling of it (``--batch``) without the library knowing about flags.
+        self.param = param
 
     def __str__(self) -> str:
         return self.message if not self.hint else f"{self.message}\nHint: {self.hint}"

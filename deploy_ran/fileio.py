@@ -11,10 +11,45 @@ import contextlib
 import hashlib
 import os
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 
 from deploy_ran.errors import DeployRanError
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    """Whether ``a`` and ``b`` name one file: through symlinks, ``..`` and case-folding filesystems."""
+    key_a = os.path.normcase(os.path.realpath(a))
+    key_b = os.path.normcase(os.path.realpath(b))
+    if key_a == key_b:
+        return True
+    try:  # both exist: the filesystem decides (case-insensitive volumes, hard links, bind mounts)
+        return os.path.samefile(a, b)
+    except OSError:
+        return False
+
+
+def refuse_output_over_inputs(
+    outputs: Mapping[str, str | os.PathLike[str] | None],
+    inputs: Mapping[str, str | os.PathLike[str] | None],
+) -> None:
+    """Raise (exit code 2) when an output would replace one of the inputs it is made from.
+
+    Keys are the parameter names (``output``, ``checkpoint``, ...) and travel in the error's
+    ``param`` so that a front end names its own flag. ``None`` values are ignored. Called before
+    any work, so a refused run has written nothing.
+    """
+    for out_name, out in outputs.items():
+        if out is None:
+            continue
+        for in_name, src in inputs.items():
+            if src is not None and _same_file(Path(out), Path(src)):
+                raise DeployRanError(
+                    f"The {out_name} {out} is the {in_name} {src}: writing it would destroy an "
+                    "input.",
+                    hint=f"Choose another {out_name} path.",
+                    param=out_name,
+                )
 
 
 def derived_output(
