@@ -32,7 +32,7 @@ from typing import Any
 import numpy as np
 
 from deploy_ran.errors import DeployRanError
-from deploy_ran.fileio import check_writable
+from deploy_ran.fileio import check_writable, refuse_output_over_inputs
 from deploy_ran.runners import BaseRunner, load_runner
 
 FORMATS = {".jsonl": "jsonl", ".ndjson": "jsonl", ".csv": "csv"}
@@ -290,6 +290,11 @@ def run_inference(
         raise DeployRanError("--resume and --overwrite exclude each other.", hint="Pick one.")
     output = Path(output)
     fmt = output_format(output)
+    sources = {"labels": labels, "images": images if isinstance(images, (str, Path)) else None}
+    target_file = target if isinstance(target, (str, Path)) and Path(target).exists() else None
+    refuse_output_over_inputs(
+        {"output": output}, {**sources, "target": target_file, "checkpoint": checkpoint}
+    )
     check_writable(output)
     if output.exists() and output.stat().st_size > 0 and not (resume or overwrite):
         raise DeployRanError(
