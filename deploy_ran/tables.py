@@ -10,6 +10,7 @@ as written); only this module's own ``[green]``-style tags are markup.
 
 from __future__ import annotations
 
+import copy
 import json
 import math
 from collections.abc import Iterable, Mapping, Sequence
@@ -298,12 +299,22 @@ def _graph_lines(graph: Any) -> list[RenderableType]:
 # conversions: export (FP32), FP16, INT8, engine
 
 
-def check_tables(check: Any | None, what: str) -> list[RenderableType]:
-    """A conversion's parity check (a VerifyResult) as verify prints it, or why there is none."""
+def check_tables(check: Any | None, what: str, path: Any = None) -> list[RenderableType]:
+    """A conversion's check (a VerifyResult) as verify prints it, or why there is none.
+
+    The check ran on the file before it was renamed into place, so the candidate is named by its
+    final ``path``; the worst-inputs table is left out (the inputs are seeded random samples).
+    """
     if check is None:
         return [f"[yellow]  {escape(what)} check skipped (--skip-parity)[/]"]
-    metrics, criteria, worst = verify_tables(check)
-    return [metrics, criteria] + ([worst] if check.worst else [])
+    shown = copy.copy(check)
+    if check.reference.get("backend") == "torch":
+        shown.reference = {**check.reference, "name": "eager PyTorch"}
+    if path is not None:
+        shown.candidate = {**check.candidate, "name": str(path)}
+    metrics, criteria, _worst = verify_tables(shown)
+    metrics.title = f"{escape(what)} check: {metrics.title}"
+    return [metrics, criteria]
 
 
 def export_report(result: Any) -> list[RenderableType]:
@@ -324,7 +335,7 @@ def export_report(result: Any) -> list[RenderableType]:
         )
     else:
         out.append("  no Resize nodes; shapes static except the batch")
-    return out + check_tables(getattr(result, "check", None), "parity")
+    return out + check_tables(getattr(result, "check", None), "Parity", result.path)
 
 
 def fp16_report(result: Any) -> list[RenderableType]:
@@ -335,7 +346,7 @@ def fp16_report(result: Any) -> list[RenderableType]:
         f"  kept in FP32: op types {_e(', '.join(result.keep_fp32) or '-')} "
         f"({len(result.kept_nodes)} node(s) in this graph); graph I/O stays FP32; "
         f"static-graph checks {'pass' if result.graph.ok else 'FAIL'}",
-        *check_tables(getattr(result, "check", None), "FP16"),
+        *check_tables(getattr(result, "check", None), "FP16", result.path),
     ]
 
 
