@@ -79,14 +79,9 @@ def _file(text: str | Path | None) -> Path | None:
 
 
 def _show_conversion(result: Any) -> None:
-    """The reports of the stages a conversion ran (export, FP16, INT8)."""
-    from deploy_ran.tables import export_report, fp16_report, quantize_report
+    from deploy_ran.tables import conversion_report
 
-    for stage, report in ((result.export, export_report), (result.fp16, fp16_report)):
-        if stage is not None:
-            _show(report(stage))
-    if result.int8 is not None:
-        _show(quantize_report(result.int8))
+    _show(conversion_report(result))
 
 
 # --------------------------------------------------------------------------------------------
@@ -387,14 +382,8 @@ def demo_cmd(
     from deploy_ran.pipeline import run_demo
 
     workdir.mkdir(parents=True, exist_ok=True)
-    run_demo(
-        model,
-        workdir,
-        image_size=image_size,
-        runs=runs,
-        calibration_images=calibration_images,
-        console=console,
-    )
+    options = dict(image_size=image_size, runs=runs, calibration_images=calibration_images)
+    run_demo(model, workdir, console=console, **options)
 
 
 @command("visualize")

@@ -350,6 +350,13 @@ def fp16_report(result: Any) -> list[RenderableType]:
     ]
 
 
+def conversion_report(result: Any) -> list[RenderableType]:
+    """The reports of the stages a conversion ran (export, FP16, INT8), in that order."""
+    stages = ((result.export, export_report), (result.fp16, fp16_report))
+    out = [item for stage, report in stages if stage is not None for item in report(stage)]
+    return out + (quantize_report(result.int8) if result.int8 is not None else [])
+
+
 def quantize_report(result: Any) -> list[RenderableType]:
     """The calibrate report: warnings, skipped files, cache, what was quantized, INT8 vs FP32."""
     from calibration.data import BUILTIN_NOTE, SYNTHETIC_NOTE
