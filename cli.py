@@ -78,10 +78,18 @@ def _file(text: str | Path | None) -> Path | None:
     return None
 
 
-def _show_conversion(result: Any) -> None:
-    from deploy_ran.tables import conversion_report
+def _show_conversion(result: Any, source: Any, command: str, show: bool = True) -> None:
+    """Print a conversion's reports; refuse one that had nothing to do (already that precision)."""
+    if result.export is None and result.fp16 is None and result.int8 is None:
+        raise DeployRanError(
+            f"{source} is already a {result.precision.upper()} model; {command} starts from a "
+            "model name or the FP32 ONNX file.",
+            hint="Pass the FP32 export (`python cli.py export NAME` writes NAME.onnx).",
+        )
+    if show:
+        from deploy_ran.tables import conversion_report
 
-    _show(conversion_report(result))
+        _show(conversion_report(result))
 
 
 # --------------------------------------------------------------------------------------------
@@ -196,7 +204,7 @@ def export_cmd(
             checks=None if skip_parity else RunnerChecks(),
             progress=lambda msg: status.update(f"{escape(name)}: {escape(msg)}…"),
         )
-    _show_conversion(result)
+    _show_conversion(result, name, "export")
 
 
 @command("calibrate", flags={"use_cache": "--no-cache"})
@@ -255,10 +263,9 @@ def calibrate_cmd(
             checks=RunnerChecks(),
             calibration_progress=o.PhaseProgress(bar),
         )
+    _show_conversion(result, model, "calibrate", show=not as_json)
     if as_json:
         print(json.dumps(result.int8.as_dict(), indent=2, default=str))
-    else:
-        _show_conversion(result)
 
 
 @command("build-engine", flags={"data": "--calib-data", "batch": "--calib-batch"})
