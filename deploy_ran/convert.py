@@ -30,11 +30,17 @@ import onnx
 from calibration.quantize import QuantizeResult, quantize_int8
 from deploy_ran.artifacts import load_onnx, precision_of
 from deploy_ran.errors import DeployRanError
-from deploy_ran.fileio import check_writable
+from deploy_ran.fileio import check_writable, refuse_output_over_inputs
 from deploy_ran.models import closest_models, is_model_name
-from deploy_ran.trt_compat import ENGINE_SUFFIXES, read_sidecar
+from deploy_ran.trt_compat import ENGINE_SUFFIXES, TensorRTUnavailable, read_sidecar
 from exporters.fp16 import Fp16Result, convert_to_fp16
 from exporters.onnx import DEFAULT_OPSET, ExportResult, export_onnx
+from exporters.tensorrt import (
+    EngineBuildOptions,
+    EngineBuildResult,
+    build_engine,
+    default_plan_path,
+)
 
 PRECISIONS = ("fp32", "fp16", "int8")
 TARGET_KINDS = ("model", "onnx", "engine", "served")
@@ -128,35 +134,6 @@ def default_output(stem_source: str | Path, precision: str, folder: Path | None 
     return parent / name
 
 
-def same_file(a: str | os.PathLike[str], b: str | os.PathLike[str]) -> bool:
-    """Whether two paths name one file: symlinks, ``..`` and case (where the filesystem folds it)."""
-    pa, pb = Path(a), Path(b)
-    if pa.exists() and pb.exists():
-        try:
-            return os.path.samefile(pa, pb)
-        except OSError:
-            pass
-    ra, rb = os.path.realpath(pa), os.path.realpath(pb)
-    return os.path.normcase(ra) == os.path.normcase(rb)
-
-
-def refuse_output_over_inputs(
-    outputs: Mapping[str, str | os.PathLike[str] | None],
-    inputs: Mapping[str, str | os.PathLike[str] | None],
-) -> None:
-    """Refuse (exit code 2) any output that resolves to one of the inputs."""
-    for out_label, out in outputs.items():
-        if out is None:
-            continue
-        for in_label, src in inputs.items():
-            if src is not None and same_file(out, src):
-                raise DeployRanError(
-                    f"The {out_label} {out} is the {in_label} {src}: writing it would destroy "
-                    "the input.",
-                    hint=f"Choose another path for the {out_label}.",
-                )
-
-
 # ------------------------------------------------------------------------------------ configs
 
 
@@ -216,6 +193,7 @@ class CalibrationConfig:
     eval_images: int = 200
     use_cache: bool = True
     cache_path: Path | None = None
+    device: str = "cpu"  # where ONNX Runtime collects the ranges: cpu | cuda | cuda:N
 
     def data_file(self) -> Path | None:
         """The calibration data as a file path, when it is one (for the overwrite check)."""
@@ -245,6 +223,19 @@ class ConversionResult:
     export: ExportResult | None = None
     fp16: Fp16Result | None = None
     int8: QuantizeResult | None = None
+    engine: EngineBuildResult | None = None
+    onnx_path: Path | None = None  # the precision ONNX a plan was (or is to be) built from
+
+
+class EngineUnavailable(TensorRTUnavailable):
+    """The precision ONNX is written, but TensorRT or a GPU is missing for the engine build.
+
+    ``result`` holds what was done, so a caller can say which file to finish from on a GPU host.
+    """
+
+    def __init__(self, cause: TensorRTUnavailable, result: ConversionResult) -> None:
+        super().__init__(cause.message, cause.hint)
+        self.result = result
 
 
 # ------------------------------------------------------------------------------------ convert
@@ -261,6 +252,9 @@ def convert(
     checks: Checks | None = None,
     workdir: str | os.PathLike[str] | None = None,
     overwrite_intermediate: bool = False,
+    engine: EngineBuildOptions | None = None,
+    plan: str | os.PathLike[str] | None = None,
+    engine_log: Callable[[str, str], None] | None = None,
     progress: Callable[[str], None] | None = None,
     calibration_progress: Callable[[str, int, int], None] | None = None,
 ) -> ConversionResult:
@@ -270,8 +264,33 @@ def convert(
     ``output`` names the final file (default beside the source, or in ``workdir`` for a model
     name). A model name converted to FP16/INT8 also writes its FP32 ONNX (``NAME.onnx`` beside the
     output); that file was not named by the caller, so an existing one is refused unless
-    ``overwrite_intermediate``.
+    ``overwrite_intermediate``. With ``engine`` (build options) the precision ONNX is then built
+    into a TensorRT plan (``plan``, default beside it): :class:`EngineUnavailable` says when the
+    ONNX is written but TensorRT or a GPU is missing.
     """
+    if engine is not None:
+        onnx_output = output
+        result = convert(
+            target, precision, output=onnx_output, export=export, fp16=fp16,
+            calibration=calibration, checks=checks, workdir=workdir,
+            overwrite_intermediate=overwrite_intermediate, progress=progress,
+            calibration_progress=calibration_progress,
+        )  # fmt: skip
+        if result.target.kind == "engine":
+            raise DeployRanError(
+                f"{result.target.text} is already an engine.",
+                hint="Build from the model name or its ONNX file.",
+            )
+        plan_path = Path(plan) if plan is not None else default_plan_path(result.path)
+        refuse_output_over_inputs({"plan": plan_path}, {"ONNX file": result.path})
+        result.onnx_path = result.path
+        try:
+            result.engine = build_engine(result.path, plan_path, engine, log=engine_log)
+        except TensorRTUnavailable as exc:
+            raise EngineUnavailable(exc, result) from None
+        result.path = result.engine.plan
+        result.steps.append(f"built {result.path} ({result.precision.upper()} TensorRT engine)")
+        return result
     say = progress or (lambda _msg: None)
     export = export or ExportConfig()
     fp16 = fp16 or Fp16Config()
@@ -290,9 +309,11 @@ def convert(
     inputs = {
         "checkpoint": export.checkpoint,
         "calibration data": calibration.data_file() if want == "int8" else None,
-        "source": resolved.path,
+        "target": resolved.path,
     }
     refuse_output_over_inputs({"output": out}, inputs)
+    if want == "int8" and calibration.cache_path is not None:
+        refuse_output_over_inputs({"cache_path": calibration.cache_path}, inputs)
 
     if resolved.kind == "served":
         raise DeployRanError(
@@ -394,6 +415,7 @@ def convert(
         eval_images=calibration.eval_images,
         use_cache=calibration.use_cache,
         cache_path=calibration.cache_path,
+        device=calibration.device,
         run_model=checks.run_model if checks is not None else None,
         progress=calibration_progress,
     )

@@ -22,6 +22,8 @@ class DeployRanError(Exception):
         super().__init__(message)
         self.message = message
         self.hint = hint
+        #: The library parameter at fault (``batch_size``), so a front end can name its own
+        #: spelling of it (``--batch``) without the library knowing about flags.
         self.param = param
 
     def __str__(self) -> str:

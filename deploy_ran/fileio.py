@@ -22,7 +22,7 @@ import re
 import shutil
 import socket
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 
 from deploy_ran.errors import DeployRanError
@@ -203,6 +203,50 @@ def exclusive_lock(path: str | os.PathLike[str], what: str = "run") -> Iterator[
         with contextlib.suppress(OSError):
             os.unlink(lock)
         os.close(fd)
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    """Whether ``a`` and ``b`` name one file: through symlinks, ``..`` and case-folding filesystems."""
+    key_a = os.path.normcase(os.path.realpath(a))
+    key_b = os.path.normcase(os.path.realpath(b))
+    if key_a == key_b:
+        return True
+    try:  # both exist: the filesystem decides (case-insensitive volumes, hard links, bind mounts)
+        return os.path.samefile(a, b)
+    except OSError:
+        return False
+
+
+PathLike = str | os.PathLike[str]
+
+
+def refuse_output_over_inputs(
+    outputs: Mapping[str, PathLike | None],
+    inputs: Mapping[str, PathLike | Iterable[PathLike] | None],
+) -> None:
+    """Raise (exit code 2) when an output would replace one of the inputs it is made from.
+
+    Keys are the parameter names (``output``, ``checkpoint``, ...); the refused output's name
+    travels in the error's ``param`` so that a front end can name its own flag. An input may be a
+    list of paths (images); ``None`` values are ignored. Paths are compared after resolving
+    symlinks and ``..`` and case-folding where the platform does, and by ``samefile`` where both
+    exist. Called before any work, so a refused run has written nothing.
+    """
+    for out_name, out in outputs.items():
+        if out is None:
+            continue
+        for in_name, value in inputs.items():
+            if value is None:
+                continue
+            many = not isinstance(value, (str, os.PathLike))
+            for src in value if many else [value]:  # type: ignore[union-attr]
+                if _same_file(Path(out), Path(src)):
+                    raise DeployRanError(
+                        f"The {out_name} {out} is the {in_name} {src}: writing it would destroy "
+                        "an input.",
+                        hint=f"Choose another {out_name} path.",
+                        param=out_name,
+                    )
 
 
 def derived_output(

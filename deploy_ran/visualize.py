@@ -25,7 +25,7 @@ import numpy as np
 from PIL import Image
 
 from deploy_ran.errors import DeployRanError, OnnxFileError
-from deploy_ran.fileio import atomic_path, check_writable
+from deploy_ran.fileio import atomic_path, check_writable, refuse_output_over_inputs
 from deploy_ran.images import ImageError, display_path, find_images, load_and_preprocess
 
 MAP_PREFIX = "attention_"
@@ -415,6 +415,11 @@ def visualize(
 ) -> AttentionResult:
     """Compute the attention maps of ``source`` on ``images`` and draw them into ``output``."""
     figure_format(output)  # before any slow work
+    source_file = Path(source) if Path(source).exists() else None
+    refuse_output_over_inputs(
+        {"output": output},
+        {"source": source_file, "checkpoint": checkpoint, "image": find_images(images)},
+    )
     check_writable(output)
     result = compute_attention(source, images, checkpoint=checkpoint, image_size=image_size)
     render_grid(result, output)

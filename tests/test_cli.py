@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import json
+import re
 
 import onnx
+import onnx.defs
+import pytest
+import typer
 from typer.testing import CliRunner
 
 from cli import app
@@ -30,7 +34,7 @@ def test_models_json_is_machine_readable():
 def test_unknown_model_suggests_and_exits_2():
     result = runner.invoke(app, ["export", "ran29"])
     assert result.exit_code == 2
-    assert "Unknown model 'ran29'" in result.output
+    assert "'ran29'" in result.output  # named, with the nearest names
     assert "ran92" in result.output
 
 
@@ -40,7 +44,7 @@ def test_export_then_inspect(tmp_path):
         app, ["export", "ran56_cifar", "--static-batch", "--batch", "2", "--output", str(out)]
     )
     assert result.exit_code == 0, result.output
-    assert "relative L2" in result.output and "pass" in result.output
+    assert "Parity check" in result.output and "rel L2" in result.output and "pass" in result.output
     assert onnx.load(out).graph.input[0].type.tensor_type.shape.dim[0].dim_value == 2
 
     shown = runner.invoke(app, ["inspect", str(out)])
@@ -97,3 +101,162 @@ def test_doctor_reports_the_stack():
     assert env["torch"].startswith("2.")
     assert "CPUExecutionProvider" in env["onnxruntime_providers"]
     assert "tensorrt" in env
+
+
+# --- options are checked where parsed; the message names the allowed values ---------------------
+
+
+def _flat(text: str) -> str:
+    """The output without rich's box drawing and line wrapping, for substring checks."""
+    return " ".join(re.sub(r"[│╭╮╰╯─]", " ", text).split())
+
+
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        (["verify", "a", "b", "-n", "-4"], "from 1 to 1,000,000, got -4"),
+        (["verify", "a", "b", "-n", "100000000"], "from 1 to 1,000,000"),
+        (["verify", "a", "b", "-n", "0"], "got 0"),  # zero is a value, not "unset"
+        (["verify", "a", "b", "--device", "tpu"], "cpu, cuda or cuda:N"),
+        (["verify", "a", "b", "--min-top1", "5"], "in [0, 1], got 5"),
+        (["verify", "a", "b", "--max-rel-l2", "nan"], "got nan"),
+        (["verify", "a", "b", "--provider", "tpu"], "providers from cpu, cuda"),
+        (["verify", "a", "b", "--reference-precision", "int3"], "'int3' is not one of"),
+        (["export", "ran56_cifar", "--num-classes", "-5"], "from 1 to 100,000"),
+        (["export", "ran56_cifar", "--image-size", "100000"], "from 1 to 4,096"),
+        (
+            ["export", "ran56_cifar", "--opset", "99"],
+            f"from 18 to {onnx.defs.onnx_opset_version()}",
+        ),
+        (["export", "ran56_cifar", "--opset", "17"], "from 18 to"),
+        (["export", "ran56_cifar", "--precision", "int4"], "'int4' is not one of"),
+        (["bench", "ran56_cifar", "--torch-precisions", "fp32,int3"], "'int3' is not one of"),
+        (["bench", "ran56_cifar", "--backends", "torch,tpu"], "'tpu' is not one of"),
+        (["bench", "ran56_cifar", "--duration", "0"], "in (0, 86400]"),
+        (["infer", "x.onnx", "--images", "d", "--batch", "0"], "from 1 to 4,096, got 0"),
+        (["infer", "x.onnx", "--images", "d", "--workers", "-1"], "from 0 to 256"),
+        (["calibrate", "m.onnx", "--percentile", "0"], "in (50, 100]"),
+        (["calibrate", "m.onnx", "--target-agreement", "1.5"], "in (0, 1]"),
+        (["calibrate", "m.onnx", "--num-images", "0"], "from 1 to 1,000,000"),
+        (["calibrate", "m.onnx", "--method", "kl"], "'kl' is not one of"),
+        (["build-engine", "m.onnx", "--opt-level", "9"], "from 0 to 5"),
+        (["build-engine", "m.onnx", "--hardware-compatibility", "x"], "'x' is not one of"),
+        (["build-engine", "m.onnx", "--min-batch", "8", "--max-batch", "4"], "--min-batch ≤"),
+    ],
+)
+def test_bad_option_values_exit_2_with_the_allowed_range(args, expected, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    result = runner.invoke(app, args)
+    assert result.exit_code == 2, result.output
+    assert expected in _flat(result.output)
+    assert list(tmp_path.iterdir()) == []  # refused before any work
+
+
+def test_option_parsers_accept_what_they_document():
+    import cli_args
+
+    assert cli_args.device("CUDA:1") == "cuda:1" and cli_args.device("cpu") == "cpu"
+    assert cli_args.ListOf(cli_args.BATCH, "sizes")("1, 8,32") == [1, 8, 32]
+    assert cli_args.Number(float, 50.0, 100.0, lo_open=True)("100") == 100.0
+    assert cli_args.abn_outputs("logits,attention") == ("logits", "attention")
+    with pytest.raises(typer.BadParameter, match="got inf"):
+        cli_args.NONNEG("inf")
+
+
+# --- error text is text: rich markup in paths and shapes is shown, never interpreted ------------
+
+
+def test_a_path_with_brackets_is_printed_as_written(tmp_path):
+    weird = tmp_path / "[bold]x[/]" / "[red].onnx"
+    result = runner.invoke(app, ["inspect", str(weird)])
+    assert result.exit_code == 2, result.output
+    assert result.exception is None or isinstance(result.exception, SystemExit)
+    assert "[bold]x[/]" in result.output and "[red].onnx" in result.output
+
+
+def _tiny_onnx(path, batch="batch"):
+    from onnx import TensorProto, helper
+
+    x = helper.make_tensor_value_info("input", TensorProto.FLOAT, [batch, 3, 8, 8])
+    y = helper.make_tensor_value_info("logits", TensorProto.FLOAT, [batch, 3, 8, 8])
+    graph = helper.make_graph([helper.make_node("Relu", ["input"], ["logits"])], "g", [x], [y])
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)]), path)
+    return path
+
+
+def test_inspect_shows_symbolic_shapes_and_bracketed_metadata(tmp_path):
+    path = _tiny_onnx(tmp_path / "[m].onnx")
+    model = onnx.load(path)
+    onnx.helper.set_model_props(model, {"note": "[italic]kept[/italic]"})
+    onnx.save(model, path)
+    result = runner.invoke(app, ["inspect", str(path)])
+    assert result.exit_code == 0, result.output
+    assert "[batch, 3, 8, 8]" in result.output
+    assert "[italic]kept[/italic]" in _flat(result.output) and "[m].onnx" in result.output
+
+
+# --- an output never replaces one of the command's own inputs ------------------------------------
+
+
+def _refused(result, *kept):
+    assert result.exit_code == 2, result.output
+    text = _flat(result.output)
+    assert "would destroy an input" in text and "(--output)" in text
+    for path, data in kept:
+        assert path.read_bytes() == data  # untouched
+
+
+def test_verify_refuses_to_write_its_report_over_a_side(tmp_path):
+    model = _tiny_onnx(tmp_path / "a.onnx")
+    data = model.read_bytes()
+    _refused(
+        runner.invoke(app, ["verify", str(model), str(model), "-o", str(model)]), (model, data)
+    )
+    (tmp_path / "sub").mkdir()
+    dotted = str(tmp_path / "sub" / ".." / "a.onnx")
+    _refused(runner.invoke(app, ["verify", "ran56_cifar", str(model), "-o", dotted]), (model, data))
+    link = tmp_path / "report.json"
+    link.symlink_to(model)
+    _refused(
+        runner.invoke(app, ["verify", "ran56_cifar", str(model), "-o", str(link)]), (model, data)
+    )
+
+
+def test_export_refuses_to_write_over_its_checkpoint(tmp_path):
+    ckpt = tmp_path / "w.pt"
+    ckpt.write_bytes(b"trained weights")
+    args = ["export", "ran56_cifar", "--checkpoint", str(ckpt), "-o", str(ckpt)]
+    _refused(runner.invoke(app, args), (ckpt, b"trained weights"))
+
+
+def test_infer_refuses_to_write_over_its_labels_or_list(tmp_path):
+    model = _tiny_onnx(tmp_path / "a.onnx")
+    labels = tmp_path / "L.csv"
+    labels.write_text("cat\ndog\n")
+    (tmp_path / "imgs").mkdir()
+    base = ["infer", str(model), "--images", str(tmp_path / "imgs")]
+    args = [*base, "--labels", str(labels), "-o", str(labels), "--overwrite"]
+    _refused(runner.invoke(app, args), (labels, b"cat\ndog\n"))
+
+
+def test_visualize_refuses_to_draw_over_an_image(tmp_path):
+    from PIL import Image
+
+    image = tmp_path / "cat.png"
+    Image.new("RGB", (8, 8), (200, 10, 10)).save(image)
+    data = image.read_bytes()
+    args = ["visualize", "ran56_cifar", str(image), "-o", str(tmp_path / "." / "cat.png")]
+    _refused(runner.invoke(app, args), (image, data))
+
+
+def test_refuse_output_over_inputs_names_the_parameter(tmp_path):
+    from deploy_ran.errors import DeployRanError
+    from deploy_ran.fileio import refuse_output_over_inputs
+
+    src = tmp_path / "a.onnx"
+    src.write_bytes(b"x")
+    refuse_output_over_inputs({"output": tmp_path / "b.onnx"}, {"source": src, "data": None})
+    refuse_output_over_inputs({"output": None}, {"source": src})
+    with pytest.raises(DeployRanError) as info:
+        refuse_output_over_inputs({"plan": tmp_path / "x" / ".." / "a.onnx"}, {"images": [src]})
+    assert info.value.param == "plan" and info.value.exit_code == 2

@@ -1,0 +1,543 @@
+"""The command line's option groups, declared once and shared by every command that takes them.
+
+Used only by ``cli.py`` (Polygraphy's idea: one declaration per option group, so ``--device`` or
+``--batch`` means and checks the same thing everywhere). Every value is validated where it is
+parsed, and a refusal names the allowed range: ``Invalid value for '--batch': must be an integer
+from 1 to 4096, got 0.`` (exit code 2). Zero is a value like any other, never "unset": options
+that can be unset default to ``None``.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated, Any, Optional
+
+import typer
+
+# Sane maxima: far beyond any real use, small enough to refuse a typo before it costs memory.
+MAX_BATCH = 4096
+MAX_IMAGE_SIZE = 4096
+MAX_IMAGES = 1_000_000
+MAX_CLASSES = 100_000
+MAX_THREADS = 1024
+MAX_SECONDS = 86_400.0
+MIN_OPSET = 18  # exporters.onnx.MIN_OPSET: the lowest opset torch's exporter emits
+
+
+# --------------------------------------------------------------------------------------------
+# value parsers: a callable str → value that raises typer.BadParameter with the allowed values
+
+
+def _fail(message: str) -> None:
+    raise typer.BadParameter(message)
+
+
+class Number:
+    """An int or a finite float within bounds; the refusal says which values are allowed."""
+
+    def __init__(
+        self,
+        kind: type = int,
+        lo: float | None = None,
+        hi: float | None = None,
+        *,
+        lo_open: bool = False,
+        hi_fn: Callable[[], int] | None = None,
+    ) -> None:
+        self.kind, self.lo, self.hi, self.lo_open = kind, lo, hi, lo_open
+        self.hi_fn = hi_fn  # a maximum known only at run time (the installed onnx's opset)
+
+    def describe(self) -> str:
+        hi = self.hi_fn() if self.hi_fn else self.hi
+        what = "an integer" if self.kind is int else "a number"
+        if self.lo is not None and hi is not None:
+            if self.kind is int:
+                return f"{what} from {self.lo:,} to {hi:,}"
+            return f"{what} in {'(' if self.lo_open else '['}{self.lo:g}, {hi:g}]"
+        if self.lo is not None:
+            return f"{what} {'>' if self.lo_open else '≥'} {self.lo:g}"
+        return f"a finite {'integer' if self.kind is int else 'number'}"
+
+    def __call__(self, value: Any) -> Any:
+        if isinstance(value, self.kind) and not isinstance(value, bool):
+            number = value
+        else:
+            try:
+                number = self.kind(str(value).strip())
+            except ValueError:
+                _fail(f"must be {self.describe()}, got {value!r}.")
+        if isinstance(number, float) and not math.isfinite(number):
+            _fail(f"must be {self.describe()}, got {value}.")
+        hi = self.hi_fn() if self.hi_fn else self.hi
+        too_low = self.lo is not None and (number <= self.lo if self.lo_open else number < self.lo)
+        if too_low or (hi is not None and number > hi):
+            _fail(f"must be {self.describe()}, got {value}.")
+        return number
+
+
+class Choice:
+    """One of a few words (case-insensitive); the refusal lists them."""
+
+    def __init__(self, *values: str) -> None:
+        self.values = values
+
+    def __call__(self, value: Any) -> str:
+        text = str(value).strip().lower()
+        if text not in self.values:
+            _fail(f"{value!r} is not one of {', '.join(map(repr, self.values))}.")
+        return text
+
+
+class ListOf:
+    """A comma-separated list whose items are each checked by ``item``."""
+
+    def __init__(self, item: Callable[[Any], Any], what: str) -> None:
+        self.item, self.what = item, what
+
+    def __call__(self, value: Any) -> list:
+        if isinstance(value, list):
+            return value
+        items = [v.strip() for v in str(value).split(",") if v.strip()]
+        if not items:
+            _fail(f"takes comma-separated {self.what}, got {value!r}.")
+        try:
+            return [self.item(v) for v in items]
+        except typer.BadParameter as exc:
+            _fail(f"takes comma-separated {self.what}; {exc.message}")
+        raise AssertionError("unreachable")
+
+
+def device(value: Any) -> str:
+    """``cpu``, ``cuda`` or ``cuda:N``."""
+    text = str(value).strip().lower()
+    if not re.fullmatch(r"cpu|cuda(:\d{1,3})?", text):
+        _fail(f"must be cpu, cuda or cuda:N (N a GPU index), got {value!r}.")
+    return text
+
+
+PROVIDER_SHORT = ("cpu", "cuda", "tensorrt", "trt", "openvino", "dml", "coreml")
+
+
+def providers(value: Any) -> str:
+    """ONNX Runtime execution providers: short names or full ``...ExecutionProvider`` names."""
+    items = [v.strip() for v in str(value).split(",") if v.strip()]
+    bad = [
+        v for v in items if v.lower() not in PROVIDER_SHORT and not v.endswith("ExecutionProvider")
+    ]
+    if not items or bad:
+        _fail(
+            f"takes comma-separated providers from {', '.join(PROVIDER_SHORT)} (or full "
+            f"...ExecutionProvider names), got {value!r}."
+        )
+    return str(value)
+
+
+def abn_outputs(value: Any) -> tuple[str, ...]:
+    """``--outputs``: checked by the model's own parser, refused at parse time."""
+    from deploy_ran.errors import DeployRanError
+    from deploy_ran.models.abn import parse_outputs
+
+    try:
+        return parse_outputs(str(value))
+    except DeployRanError as exc:
+        _fail(f"{exc.message} {exc.hint or ''}".strip())
+    raise AssertionError("unreachable")
+
+
+def _max_opset() -> int:
+    import onnx.defs
+
+    return int(onnx.defs.onnx_opset_version())
+
+
+TORCH_PRECISIONS = ("fp32", "fp16", "autocast")  # deploy_ran.runners.torch_runner
+COUNT = Number(int, 1, MAX_IMAGES)
+BATCH = Number(int, 1, MAX_BATCH)
+SIZE = Number(int, 1, MAX_IMAGE_SIZE)
+FRACTION = Number(float, 0.0, 1.0)
+NONNEG = Number(float, 0.0, None)
+SECONDS = Number(float, 0.0, MAX_SECONDS)
+
+
+def opt(*decls: str, help: str, parser: Callable[[Any], Any] | None = None, **kw: Any) -> Any:
+    """``typer.Option`` with a checking parser."""
+    return typer.Option(*decls, help=help, parser=parser, **kw)
+
+
+def Opt(kind: Any, help: str, parser: Callable[[Any], Any] | None = None, *decls: str) -> Any:  # noqa: N802
+    """An option declaration to reuse: ``Annotated[kind, Option(*decls, help, parser)]``."""
+    return Annotated[kind, typer.Option(*decls, help=help, parser=parser)]
+
+
+def Flag(name: str, help: str) -> Any:  # noqa: N802
+    """An on/off switch (``--json``)."""
+    return Annotated[bool, typer.Option(name, help=help)]
+
+
+def Batch(help: str) -> Any:  # noqa: N802
+    return Opt(int, f"{help} (1-{MAX_BATCH}).", BATCH)
+
+
+def Output(kind: Any, help: str) -> Any:  # noqa: N802
+    return Opt(kind, help, None, "--output", "-o")
+
+
+OptPath, OptInt, OptStr, OptFloat = Optional[Path], Optional[int], Optional[str], Optional[float]
+
+# --------------------------------------------------------------------------------------------
+# shared options (one declaration each)
+
+AsJson = Flag("--json", "Print JSON instead of tables.")
+DeviceOpt = Opt(str, "cpu | cuda | cuda:N.", device)
+ProviderOpt = Opt(
+    OptStr, "ONNX Runtime providers, comma-separated: cpu, cuda, tensorrt.", providers
+)
+ThreadsOpt = Opt(OptInt, f"CPU threads per backend (1-{MAX_THREADS}).", Number(int, 1, MAX_THREADS))
+TorchPrecisionOpt = Opt(OptStr, "PyTorch side: fp32 | fp16 | autocast.", Choice(*TORCH_PRECISIONS))
+SeedOpt = Opt(int, "Seed of the random inputs / of the subset.", Number(int, 0, 2**32 - 1))
+CheckpointOpt = Opt(OptPath, "Weights (.pt/.pth state_dict) for a model name.")
+ImageSizeOpt = Opt(OptInt, f"Input H=W (1-{MAX_IMAGE_SIZE}); default from the model or file.", SIZE)
+NumClassesOpt = Opt(
+    OptInt, "Classifier size; default from the checkpoint or spec.", Number(int, 1, MAX_CLASSES)
+)
+CountOpt = Opt(
+    OptInt, f"Inputs to use, 1-{MAX_IMAGES:,} (random: 16).", COUNT, "--num-images", "-n"
+)
+WorkdirOpt = Opt(OptPath, "Keep the FP32 ONNX bench exports here.")
+
+# model options (export)
+AttentionOpt = Opt(
+    OptStr, "RAN attention: mixed | channel | spatial.", Choice("mixed", "channel", "spatial")
+)
+ArlOpt = Annotated[
+    Optional[bool],
+    typer.Option("--arl/--nal", help="RAN fusion: (1+M)·T (ARL) or M·T (NAL).", show_default=False),
+]
+MaskOpt = Opt(
+    OptStr, "RAN mask: encoder_decoder | local_conv.", Choice("encoder_decoder", "local_conv")
+)
+VariantOpt = Opt(OptStr, "RAN arithmetic: paper | port.", Choice("paper", "port"))
+AttentionMapsOpt = Flag("--attention-maps", "Also output every attention map.")
+OutputsOpt = Opt(
+    OptStr, "ABN outputs, comma-separated: logits, attention_logits, attention.", abn_outputs
+)
+
+
+def model_options(
+    attention: str | None,
+    arl: bool | None,
+    mask: str | None,
+    variant: str | None,
+    attention_maps: bool = False,
+    outputs: tuple | None = None,
+) -> dict[str, Any]:
+    """Model options given on the command line; unset ones are left to the model's defaults."""
+    given = {"attention": attention, "attention_residual": arl, "mask": mask, "variant": variant}
+    options = {k: v for k, v in {**given, "outputs": outputs}.items() if v is not None}
+    if attention_maps:
+        options["return_attention"] = True
+    return options
+
+
+# export
+StaticBatchOpt = Flag("--static-batch", "Fixed batch (no Shape ops in the graph).")
+OpsetOpt = Opt(
+    int,
+    f"ONNX opset ({MIN_OPSET} up to the newest the installed onnx knows).",
+    Number(int, MIN_OPSET, None, hi_fn=_max_opset),
+)
+NoSimplifyOpt = Flag("--no-simplify", "Skip onnxslim.")
+SkipParityOpt = Flag("--skip-parity", "Do not compare with the reference (not recommended).")
+ExportPrecisionOpt = Opt(
+    str,
+    "fp32, or fp16 (also writes the FP32 file; NAME may be an FP32 .onnx file). INT8: see `calibrate`.",
+    Choice("fp32", "fp16", "int8"),
+)
+KeepFp32Opt = Opt(
+    Optional[list[str]],
+    "FP16: op type to keep in FP32 (repeatable; added to the defaults).",
+    None,
+    "--keep-fp32",
+)
+NoDefaultKeepOpt = Flag(
+    "--no-default-keep-fp32", "FP16: do not keep the default ops (reductions, Sqrt, Pow) in FP32."
+)
+
+# calibration
+DataOpt = Opt(
+    OptStr,
+    "Image folder / glob / .txt list, preprocessed .npy/.npz (file.npz:key), or 'synthetic'. Default: the built-in sample photos (demo only).",
+)
+CalibDataOpt = Opt(
+    OptStr, "--int8: image folder / glob / list / .npy/.npz; default built-in sample."
+)
+MethodOpt = Opt(
+    str,
+    "percentile | entropy | minmax (see the README's digits table).",
+    Choice("percentile", "entropy", "minmax"),
+)
+PercentileOpt = Opt(
+    float,
+    "Percentile for --method percentile, in (50, 100].",
+    Number(float, 50.0, 100.0, lo_open=True),
+)
+BinsOpt = Opt(
+    OptInt,
+    "Histogram bins over |x|, 256-1048576 (default 2048, as TensorRT's entropy calibrator).",
+    Number(int, 256, 1 << 20),
+)
+CalibImagesOpt = Opt(int, f"Calibration images, a seeded subset (1-{MAX_IMAGES:,}).", COUNT)
+EvalImagesOpt = Opt(
+    int,
+    f"Calibration images (the first of the subset) for the FP32 comparisons (1-{MAX_IMAGES:,}).",
+    COUNT,
+)
+ExcludeOpt = Opt(
+    Optional[list[str]],
+    "Keep in FP32: node or group name patterns (stage3.*, stage1.module1, node_conv2d_12; repeatable or comma-separated), or 'auto'.",
+)
+TargetAgreementOpt = Opt(
+    float,
+    "With --exclude auto: top-1 agreement with FP32 to reach, in (0, 1].",
+    Number(float, 0.0, 1.0, lo_open=True),
+)
+IncludeAttentionOpt = Flag(
+    "--include-attention", "Also quantize Sigmoid/Softmax/Resize and the attention-gate Mul inputs."
+)
+SensitivityOpt = Flag("--sensitivity", "Quantize one group at a time: table + JSON.")
+NoCacheOpt = Flag("--no-cache", "Neither read nor write the range cache.")
+CalibDeviceOpt = Opt(str, "Collect ranges on cpu | cuda | cuda:N (ORT's CUDA provider).", device)
+
+# TensorRT build
+Fp16Opt = Flag("--fp16", "FP16 engine (from an FP16 ONNX made first).")
+Int8Opt = Flag("--int8", "INT8 engine (from a Q/DQ ONNX calibrated first).")
+MinBatchOpt = Opt(OptInt, f"Profile: smallest batch, 1-{MAX_BATCH} (default 1).", BATCH)
+OptBatchOpt = Opt(OptInt, f"Profile: batch TensorRT tunes for, 1-{MAX_BATCH} (default 8).", BATCH)
+MaxBatchOpt = Opt(OptInt, f"Profile: largest batch, 1-{MAX_BATCH} (default 32).", BATCH)
+WorkspaceOpt = Opt(
+    OptInt, "Workspace limit in MiB, 1-1048576 (default: TensorRT's).", Number(int, 1, 1 << 20)
+)
+OptLevelOpt = Opt(int, "Builder optimization level 0-5.", Number(int, 0, 5))
+TimingCacheOpt = Opt(OptPath, "Timing cache file, loaded and saved.")
+Tf32Opt = Flag("--allow-tf32", "Allow TF32 (off: FP32 parity).")
+VersionCompatibleOpt = Flag("--version-compatible", "Plan runs on later TensorRT versions.")
+HardwareOpt = Opt(
+    str, "none | ampere_plus | same_cc (10.16+).", Choice("none", "ampere_plus", "same_cc")
+)
+LayerInfoOpt = Flag("--layer-info", "Per-layer report (JSON) and layer precisions.")
+VerboseOpt = Flag("--verbose", "Print TensorRT's log.")
+
+
+def build_flags(options: Any) -> str:
+    """Engine build options as this command line's flags (the 'finish on a GPU host' command)."""
+    values = {
+        "--min-batch": options.min_batch,
+        "--opt-batch": options.opt_batch,
+        "--max-batch": options.max_batch,
+        "--workspace": options.workspace_mib,
+        "--timing-cache": options.timing_cache,
+        "--opt-level": None if options.optimization_level == 3 else options.optimization_level,
+        "--hardware-compatibility": None
+        if options.hardware_compatibility == "none"
+        else options.hardware_compatibility,
+    }
+    flags = [f"{f} {v}" for f, v in values.items() if v is not None]
+    switches = {
+        "--allow-tf32": options.allow_tf32,
+        "--version-compatible": options.version_compatible,
+        "--layer-info": options.layer_info,
+    }
+    return "".join(f"{f} " for f in flags + [f for f, on in switches.items() if on])
+
+
+def check_profile(**batches: int | None) -> None:
+    """``--min-batch ≤ --opt-batch ≤ --max-batch`` among those given, checked before any work."""
+    given = [(f"--{k.replace('_', '-')}", v) for k, v in batches.items() if v is not None]
+    if any(a[1] > b[1] for a, b in zip(given, given[1:])):
+        raise typer.BadParameter(
+            "the profile must satisfy --min-batch ≤ --opt-batch ≤ --max-batch, got "
+            + ", ".join(f"{f} {v}" for f, v in given)
+            + "."
+        )
+
+
+# demo · visualize · infer
+RunsOpt = Opt(
+    int, "Timed runs per backend for the latency comparison (1-100000).", Number(int, 1, 100_000)
+)
+DemoImagesOpt = Opt(
+    int,
+    "Built-in calibration images for INT8 (a demo: 500+ in real use; 1-100000).",
+    Number(int, 1, 100_000),
+)
+ImagesArg = Annotated[
+    list[str], typer.Argument(help="Image files, folders, globs or .txt lists of paths.")
+]
+ImagesOpt = Opt(str, "Folder, glob ('imgs/*.jpg') or .txt list.")
+TopkOpt = Opt(int, "Classes per image (1-1000).", Number(int, 1, 1000))
+LabelsOpt = Opt(OptPath, "Class names, one per line, in index order.")
+ResumeOpt = Flag("--resume", "Skip images the output already holds; append.")
+OverwriteOpt = Flag("--overwrite", "Start the output again.")
+WorkersOpt = Opt(
+    OptInt, "Decode/preprocess processes, 0-256 (0: in the main process).", Number(int, 0, 256)
+)
+OutputNameOpt = Opt(OptStr, "Which output holds the logits (default: logits).")
+RayOpt = Flag("--ray", "Run on Ray Data: one runner per actor (pip install 'deploy-ran\\[ray]').")
+RayAddressOpt = Opt(OptStr, "With --ray: auto | HOST:PORT (default: RAY_ADDRESS, else a local Ray).")
+GpusPerWorkerOpt = Opt(
+    OptFloat, "With --ray: GPUs per actor, 0-8 (0.5 shares a GPU; needs --device cuda).",
+    Number(float, 0.0, 8.0),
+)
+
+# triton-repo: Triton's model repository (config.pbtxt through Triton's own schema)
+RepoOutputOpt = Opt(Path, "Repository folder.", None, "--output", "-o")
+RepoNameOpt = Opt(OptStr, "Model name (one target; default: from the file name).")
+RepoMaxBatchOpt = Opt(
+    OptInt, "max_batch_size, 0-4096 (default 32, never above a plan's profile; 0: none).",
+    Number(int, 0, MAX_BATCH),
+)
+InstancesOpt = Opt(int, "Model instances (instance_group count, 1-64).", Number(int, 1, 64))
+KindOpt = Opt(str, "Instance kind: gpu | cpu.", Choice("gpu", "cpu"))
+QueueDelayOpt = Opt(
+    int, "Dynamic batching: longest wait to fill a batch, in µs (0-10,000,000).",
+    Number(int, 0, 10_000_000),
+)
+PreprocessOpt = Flag("--preprocess", "Add a Python-backend image decoder and an ensemble.")
+TrtAcceleratorOpt = Flag(
+    "--tensorrt-accelerator", "ONNX: run under ORT's TensorRT provider (Q/DQ: precision_mode INT8)."
+)
+ForceOpt = Flag("--force", "Replace this command's files in existing model folders (others kept).")
+
+# verify: data, weights and thresholds (override or add criteria)
+VerifyDataOpt = Opt(OptPath, "Images (folder, glob, .txt list) or a .npy/.npz; default: random.")
+CandidateCheckpointOpt = Opt(OptPath, "Other weights for a model-name candidate.")
+ShowWorstOpt = Opt(int, "Worst-matching inputs to name (0-1000).", Number(int, 0, 1000))
+MaxRelL2Opt = Opt(OptFloat, "Override: relative L2 ≤ (≥ 0).", NONNEG)
+MinCosineOpt = Opt(OptFloat, "Override: cosine ≥ (in [-1, 1]).", Number(float, -1.0, 1.0))
+MinTop1Opt = Opt(OptFloat, "Override: top-1 agreement ≥ (in [0, 1]).", FRACTION)
+MinTop5Opt = Opt(OptFloat, "Add: top-5 agreement ≥ (in [0, 1]).", FRACTION)
+MinPsnrOpt = Opt(OptFloat, "Add: PSNR ≥ (dB).", Number(float))
+MaxAbsOpt = Opt(OptFloat, "Add: max abs error ≤ (≥ 0).", NONNEG)
+AtolOpt = Opt(OptFloat, "Add: |c-r| ≤ atol + rtol·|r| everywhere (≥ 0).", NONNEG)
+RtolOpt = Opt(OptFloat, "Relative part of the --atol check (≥ 0).", NONNEG)
+
+# bench
+BACKENDS = ("torch", "ort", "trt")
+BackendsOpt = Opt(
+    OptStr,
+    "Comma-separated: torch,ort,trt (default torch,ort).",
+    ListOf(Choice(*BACKENDS), "backends"),
+)
+ArtifactsOpt = Opt(
+    Optional[list[str]], "Existing .onnx (fp32/fp16/int8) or .plan files; repeat or comma-separate."
+)
+BatchSizesOpt = Opt(
+    str,
+    f"Comma-separated batch sizes (each 1-{MAX_BATCH}).",
+    ListOf(BATCH, f"integers (positive batch sizes, 1-{MAX_BATCH})"),
+)
+WarmupOpt = Opt(float, "Warm-up seconds per row (0-86400).", SECONDS)
+DurationOpt = Opt(
+    float, "Timed seconds per row (0-86400, > 0).", Number(float, 0.0, MAX_SECONDS, lo_open=True)
+)
+IterationsOpt = Opt(
+    OptInt, "Timed runs per row, 1-10000000 (instead of --duration).", Number(int, 1, 10_000_000)
+)
+CopiesOpt = Annotated[
+    bool, typer.Option("--copies/--no-copies", help="GPU: include host↔device copies in the time.")
+]
+CudaGraphsOpt = Flag("--cuda-graphs", "Capture CUDA graphs where the backend can.")
+InterleaveOpt = Flag("--interleave", "Backends take turns run by run (shared machines).")
+TorchPrecisionsOpt = Opt(
+    str, "PyTorch rows: fp32,fp16,autocast.", ListOf(Choice(*TORCH_PRECISIONS), "precisions")
+)
+NoPlotOpt = Flag("--no-plot", "Skip the PNG.")
+
+
+def flags_for(param: str, mapping: dict[str, str]) -> str:
+    """The command line's spelling of a library parameter (``batch_size`` → ``--batch``)."""
+    return mapping.get(param, "--" + param.replace("_", "-"))
+
+
+# --------------------------------------------------------------------------------------------
+# progress displays while a command runs
+
+
+def phase_bar(console: Any, transient: bool = True) -> Any:
+    """A rich progress display with one bar per phase (see :class:`PhaseProgress`)."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
+
+    columns = (BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+    return Progress(
+        "[progress.description]{task.description}", *columns, console=console, transient=transient
+    )
+
+
+class PhaseProgress:
+    """A calibration ``progress(phase, done, total)`` callback: a bar per phase, made when first seen."""
+
+    LABELS = {
+        "load": "decode + preprocess images",
+        "collect": "calibrate (ONNX Runtime)",
+        "thresholds": "entropy thresholds",
+        "sensitivity": "sensitivity (one group at a time)",
+        "auto-exclude": "auto-exclude",
+        "check": "INT8 vs FP32 check",
+    }
+
+    def __init__(self, progress: Any) -> None:
+        self.progress, self.tasks = progress, {}
+
+    def __call__(self, phase: str, done: int, total: int) -> None:
+        from rich.markup import escape
+
+        if phase not in self.tasks:
+            label = self.LABELS.get(phase, escape(phase))
+            self.tasks[phase] = self.progress.add_task(label, total=total)
+        self.progress.update(self.tasks[phase], completed=done, total=total)
+
+
+class InferBar:
+    """infer's ``progress(done, total)``: shown once images flow; the rate excludes start-up."""
+
+    def __init__(self, console: Any) -> None:
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            Progress,
+            TextColumn,
+            TimeElapsedColumn,
+            TimeRemainingColumn,
+        )
+
+        rate = TextColumn("{task.fields[rate]}")
+        columns = (
+            BarColumn(),
+            MofNCompleteColumn(),
+            rate,
+            TimeElapsedColumn(),
+            TimeRemainingColumn(),
+        )
+        self.bar = Progress(TextColumn("[bold]infer"), *columns, console=console)
+        self.task = self.bar.add_task("infer", total=None, rate="")
+        self.first: tuple[float, int] | None = None
+
+    def __enter__(self) -> InferBar:
+        return self
+
+    def __call__(self, done: int, total: int) -> None:
+        import time
+
+        now = time.perf_counter()
+        if self.first is None:
+            self.bar.start()  # only once the checks passed and images flow
+            self.first = (now, done)
+        start, count = self.first
+        rate = f"{(done - count) / (now - start):.1f} img/s" if now > start else ""
+        self.bar.update(self.task, completed=done, total=total, rate=rate)
+
+    def __exit__(self, *exc: object) -> None:
+        self.bar.stop()
