@@ -61,7 +61,7 @@ def criteria_for(precision: str, overrides: Mapping[str, float | None] | None = 
     for key, value in (overrides or {}).items():
         if key not in CRITERIA and key not in TOLERANCE_KEYS:
             raise DeployRanError(
-                f"Unknown criterion {key!r}.",
+                f"Unknown verify criterion {key!r}.",
                 hint=f"Choose from: {', '.join([*CRITERIA, *TOLERANCE_KEYS])}.",
             )
         if value is None:

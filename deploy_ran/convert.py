@@ -29,7 +29,7 @@ import onnx
 
 from calibration.quantize import QuantizeResult, quantize_int8
 from deploy_ran.artifacts import load_onnx, precision_of
-from deploy_ran.errors import DeployRanError
+from deploy_ran.errors import DeployRanError, UnknownModelError
 from deploy_ran.fileio import check_writable, refuse_output_over_inputs
 from deploy_ran.models import closest_models, is_model_name
 from deploy_ran.trt_compat import ENGINE_SUFFIXES, TensorRTUnavailable, read_sidecar
@@ -110,7 +110,7 @@ def resolve_target(target: str | os.PathLike[str]) -> Target:
             hint="Rename the file with its real extension, or pass a model name.",
         )
     suggestions = closest_models(text)
-    raise DeployRanError(
+    raise UnknownModelError(
         f"{text!r} is neither a model name nor an existing .onnx/.plan/.engine file.",
         hint=(f"Did you mean: {', '.join(suggestions)}? " if suggestions else "")
         + "Run `python cli.py models` for model names; a served model is "

@@ -7,7 +7,7 @@ import onnx
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
-from deploy_ran.errors import OnnxFileError
+from deploy_ran.errors import DeployRanError, OnnxFileError, UnknownModelError
 from deploy_ran.metrics import compare
 from deploy_ran.runners import (
     BackendUnavailableError,
@@ -137,16 +137,17 @@ def test_unavailable_backends_and_bad_targets(tmp_path, cifar_onnx):
             load_runner("ran56_cifar", device="cuda")
     with pytest.raises(RunnerError, match="Unknown PyTorch precision"):
         load_runner("ran56_cifar", precision="fp8")
-    with pytest.raises(RunnerError, match="ran29") as err:
+    # What a target is, is decided once by the conversion layer's resolver.
+    with pytest.raises(UnknownModelError, match="ran29") as err:
         load_runner("ran29")
     assert "ran92" in err.value.hint
-    with pytest.raises(RunnerError, match="does not exist"):
+    with pytest.raises(DeployRanError, match="does not exist"):
         load_runner(tmp_path / "missing.plan")
     plan = tmp_path / "model.plan"
     plan.write_bytes(b"not really an engine")
     with pytest.raises(BackendUnavailableError, match="Cannot run TensorRT engine"):
         load_runner(plan, device="cuda")
-    with pytest.raises(RunnerError, match="--checkpoint"):
+    with pytest.raises(RunnerError, match="checkpoint"):
         load_runner(cifar_onnx, checkpoint="w.pt")
     with pytest.raises(RunnerError, match="--provider"):
         load_runner("ran56_cifar", providers="cpu")

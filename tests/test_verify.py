@@ -148,7 +148,7 @@ def test_model_name_against_its_own_export_without_checkpoint(tmp_path):
     from exporters.onnx import export_onnx
 
     onnx_path = tmp_path / "m.onnx"
-    export_onnx("ran56_cifar", onnx_path, static_batch=True, batch=2, check_parity=False)
+    export_onnx("ran56_cifar", onnx_path, static_batch=True, batch=2)
     result = CliRunner().invoke(
         app, ["verify", "ran56_cifar", str(onnx_path), "-n", "4", "--batch", "2", "--threads", "1"]
     )
