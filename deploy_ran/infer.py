@@ -16,7 +16,7 @@ Records (JSON Lines; CSV has the same fields flattened, one column per top-k ran
 
 ``prob`` is the softmax of the logits, rounded to 6 decimals; ``label`` only with a labels file.
 A file name that is not valid UTF-8 is written (JSON Lines) as a printable ``path`` with
-``\\xNN`` escapes plus ``path_hex``, its exact bytes, which ``--resume`` matches on; CSV writes
+``\\xNN`` escapes plus ``path_hex``, its exact bytes, which a resume matches on; CSV writes
 the name's own bytes. Logits that are NaN or infinite become an error record (``model_errors``;
 ``InferResult.ok`` is False), never a bare ``NaN`` in the JSON.
 
@@ -26,14 +26,21 @@ One writer per output, and a resume only of what is ours:
   output is refused at once (:class:`~deploy_ran.fileio.OutputLockedError`).
 * ``NAME.producer.json`` beside the output records what produced it (artifact sha256, or model
   name + checkpoint sha256; precision, preprocessing, output name, top-k, labels sha256).
-  ``--resume`` checks it, and the whole existing file, *before* touching anything: a file of
+  ``resume`` checks it, and the whole existing file, *before* touching anything: a file of
   another model, of other settings, or with no producer record is refused and left as it was.
 * Duplicate entries of a list are kept as given: each occurrence gets its own record.
-* ``--overwrite`` writes a new file under a temporary name and replaces the old output (and its
+* ``overwrite`` writes a new file under a temporary name and replaces the old output (and its
   producer record) only when the run has finished; a failed or interrupted run leaves the old one.
 * A new output (and its producer record) is created when the first batch is written, so a model
   that fails on its first batch leaves no empty file; a full disk is a
   :class:`~deploy_ran.fileio.DiskFullError` (what was written stays resumable).
+
+``infer --ray`` (:mod:`deploy_ran.infer_ray`) writes the same file through the same steps: the
+request and runner checks (:func:`check_request`, :func:`check_runner`), the lock
+(:func:`output_lock`), the producer and resume checks (:func:`plan_output`), per-image decoding
+(:func:`decode_image`), records of one batch (:func:`predict_records`) and the writer
+(:func:`write_batches`) are shared, so only where the work runs differs. Errors name library
+parameters (``batch_size``, ``resume``) and carry them in ``param``; the CLI maps them to flags.
 """
 
 from __future__ import annotations
@@ -45,7 +52,7 @@ import json
 import os
 import time
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
@@ -95,15 +102,23 @@ class ImageDataset:
         return len(self.indices)
 
     def __getitem__(self, i: int) -> tuple[int, np.ndarray | None, str | None]:
-        from deploy_ran.images import ImageError, load_and_preprocess
-
         index = self.indices[i]
-        try:
-            return index, load_and_preprocess(self.paths[index], self.preprocessing), None
-        except ImageError as exc:
-            return index, None, _one_line(exc.message)
-        except Exception as exc:  # a decoder bug must not stop a million-image run either
-            return index, None, _one_line(f"{type(exc).__name__}: {exc}")
+        return (index, *decode_image(self.paths[index], self.preprocessing))
+
+
+def decode_image(path: str | Path, preprocessing: dict) -> tuple[np.ndarray | None, str | None]:
+    """``(array, None)``, or ``(None, error)`` for an image that cannot be used; never raises.
+
+    Shared by the local loader and the Ray decode tasks, so a bad file reads the same in both.
+    """
+    from deploy_ran.images import ImageError, load_and_preprocess
+
+    try:
+        return load_and_preprocess(path, preprocessing), None
+    except ImageError as exc:
+        return None, _one_line(exc.message) or "unreadable image"
+    except Exception as exc:  # a decoder bug must not stop a million-image run either
+        return None, _one_line(f"{type(exc).__name__}: {exc}")
 
 
 def _printable(text: str) -> str:
@@ -140,7 +155,9 @@ def read_labels(path: str | Path) -> list[str]:
     """
     path = Path(path)
     if not path.is_file():
-        raise DeployRanError(f"Labels file {path} does not exist.", hint="Check --labels.")
+        raise DeployRanError(
+            f"Labels file {path} does not exist.", hint="Check the labels path.", param="labels"
+        )
     data = path.read_bytes()
     try:
         text = data.decode("utf-8-sig")
@@ -149,12 +166,15 @@ def read_labels(path: str | Path) -> list[str]:
         raise DeployRanError(
             f"Labels file {path} is not UTF-8 text (byte 0x{data[exc.start]:02x} on line {line}).",
             hint=f"Convert it to UTF-8, e.g. iconv -f latin1 -t utf-8 {path} > labels.utf8.txt",
+            param="labels",
         ) from None
     lines = text.splitlines()
     while lines and not lines[-1].strip():
         lines.pop()
     if not lines:
-        raise DeployRanError(f"Labels file {path} is empty.", hint="One class name per line.")
+        raise DeployRanError(
+            f"Labels file {path} is empty.", hint="One class name per line.", param="labels"
+        )
     return [ln.strip() for ln in lines]
 
 
@@ -164,6 +184,7 @@ def output_format(path: Path) -> str:
         raise DeployRanError(
             f"Cannot tell the output format of {path}.",
             hint="Name the output *.jsonl (JSON Lines) or *.csv.",
+            param="output",
         )
     return fmt
 
@@ -222,7 +243,8 @@ def _read_producer(path: Path) -> dict[str, Any] | None:
     if not isinstance(record, dict) or record.get("kind") != PRODUCER_KIND:
         raise DeployRanError(
             f"{path} exists and is not a deploy-ran producer record; it is left as it was.",
-            hint="Move it away, or choose another --output.",
+            hint="Move it away, or choose another output.",
+            param="output",
         )
     return record.get("producer") if isinstance(record.get("producer"), dict) else {}
 
@@ -235,7 +257,8 @@ def check_producer(output: Path, identity: dict[str, Any]) -> None:
         raise DeployRanError(
             f"{output} has no producer record ({sidecar.name}), so it cannot be told that this "
             "model and these settings wrote it; it is left as it was.",
-            hint="Use --overwrite to start it again, or choose another --output.",
+            hint="Set overwrite=True to start it again, or choose another output.",
+            param="output",
         )
     differ = sorted(k for k in set(found) | set(identity) if found.get(k) != identity.get(k))
     if differ:
@@ -245,8 +268,8 @@ def check_producer(output: Path, identity: dict[str, Any]) -> None:
         raise DeployRanError(
             f"{output} was written by another model or with other settings ({details}); "
             "it is left as it was.",
-            hint="Resume with the same model and options, --overwrite it, or choose another "
-            "--output.",
+            hint="Resume with the same model and settings, overwrite it, or choose another output.",
+            param="output",
         )
 
 
@@ -282,10 +305,14 @@ def _record_path(rec: dict[str, Any], where: str) -> str:
             return os.fsdecode(bytes.fromhex(rec["path_hex"]))
         except (TypeError, ValueError):
             raise DeployRanError(
-                f"{where} has a malformed 'path_hex'.", hint="Write to a new --output."
+                f"{where} has a malformed 'path_hex'.",
+                hint="Write to a new output.",
+                param="output",
             ) from None
     if not isinstance(rec["path"], str):
-        raise DeployRanError(f"{where} has a non-text 'path'.", hint="Write to a new --output.")
+        raise DeployRanError(
+            f"{where} has a non-text 'path'.", hint="Write to a new output.", param="output"
+        )
     return rec["path"]
 
 
@@ -304,7 +331,8 @@ def read_done(path: Path, fmt: str, topk: int, with_labels: bool) -> list[str]:
         if rows[0] != want:
             raise DeployRanError(
                 f"{path} was written with other settings (columns {rows[0][:6]}…).",
-                hint="Resume with the same --topk and --labels, or write to a new --output.",
+                hint="Resume with the same topk and labels, or write to a new output.",
+                param="output",
             )
         return [r[0] for r in rows[1:] if r]
     done: list[str] = []
@@ -316,20 +344,23 @@ def read_done(path: Path, fmt: str, topk: int, with_labels: bool) -> list[str]:
         except json.JSONDecodeError:
             raise DeployRanError(
                 f"{path} line {n} is not JSON; it is not an output of `infer`.",
-                hint="Write to a new --output, or fix the file.",
+                hint="Write to a new output, or fix the file.",
+                param="output",
             ) from None
         if not isinstance(rec, dict) or "path" not in rec:
             raise DeployRanError(
                 f"{path} line {n} has no 'path'; it is not an output of `infer`.",
-                hint="Write to a new --output.",
+                hint="Write to a new output.",
+                param="output",
             )
         ranks = rec.get("topk")
         if ranks is not None and (
             not isinstance(ranks, list) or len(ranks) != topk or ("label" in rec) != with_labels
         ):
             raise DeployRanError(
-                f"{path} line {n} was written with other --topk / --labels settings.",
-                hint="Resume with the same --topk and --labels, or write to a new --output.",
+                f"{path} line {n} was written with other topk / labels settings.",
+                hint="Resume with the same topk and labels, or write to a new output.",
+                param="output",
             )
         done.append(_record_path(rec, f"{path} line {n}"))
     return done
@@ -351,7 +382,7 @@ def pending_indices(paths: Sequence[Path], done: Sequence[str]) -> list[int]:
     return pending
 
 
-def _path_fields(path: Path) -> dict[str, str]:
+def _path_fields(path: str | Path) -> dict[str, str]:
     """``{"path": ...}``, plus ``path_hex`` for a name that is not valid UTF-8."""
     text = str(path)
     try:
@@ -362,15 +393,12 @@ def _path_fields(path: Path) -> dict[str, str]:
 
 
 def _records(
-    paths: list[Path],
-    indices: list[int],
-    probs: np.ndarray,
-    topk: int,
-    labels: list[str] | None,
+    paths: Sequence[str | Path], probs: np.ndarray, topk: int, labels: list[str] | None
 ) -> list[dict[str, Any]]:
+    """One prediction record per row of ``probs`` (the image at the same place in ``paths``)."""
     top = np.argsort(-probs, axis=1, kind="stable")[:, :topk]
     out = []
-    for row, (index, classes) in enumerate(zip(indices, top)):
+    for row, (path, classes) in enumerate(zip(paths, top)):
         ranks = []
         for c in classes:
             entry: dict[str, Any] = {"class": int(c)}
@@ -378,12 +406,14 @@ def _records(
                 entry["label"] = labels[c]
             entry["prob"] = round(float(probs[row, c]), PROB_DECIMALS)
             ranks.append(entry)
-        rec: dict[str, Any] = {**_path_fields(paths[index]), **ranks[0], "topk": ranks}
+        rec: dict[str, Any] = {**_path_fields(path), **ranks[0], "topk": ranks}
         out.append(rec)
     return out
 
 
-def _format(records: list[dict[str, Any]], fmt: str, topk: int, with_labels: bool) -> str:
+def format_records(records: list[dict[str, Any]], fmt: str, topk: int, with_labels: bool) -> str:
+    """Records as the text appended to the output: JSON Lines (never a bare NaN), or CSV rows
+    (one column group per top-k rank, empty cells for an error record, a name's own bytes)."""
     if fmt == "jsonl":
         return "".join(json.dumps(r, ensure_ascii=False, allow_nan=False) + "\n" for r in records)
     buf = io.StringIO()
@@ -406,7 +436,7 @@ class _OutputWriter:
     """Writes records into the output as :func:`run_inference` promises (see the module doc).
 
     ``mode``: "fresh" (create on the first write), "append" (resume: drop a torn last line, then
-    append) or "replace" (``--overwrite``: write a temporary file, swap it in at ``finish``).
+    append) or "replace" (``overwrite``: write a temporary file, swap it in at ``finish``).
     """
 
     def __init__(
@@ -455,7 +485,7 @@ class _OutputWriter:
     def _kept(self) -> str:
         if self.mode == "replace":
             return f"{self.output} was left as it was"
-        return "the records written so far are kept; free some space and add --resume"
+        return "the records written so far are kept; free space, then run again with resume=True"
 
     def finish(self) -> None:
         """Close; for ``replace``, swap the new file and its producer record in."""
@@ -500,12 +530,235 @@ def softmax(logits: np.ndarray) -> np.ndarray:
     return e / e.sum(axis=1, keepdims=True)
 
 
+# ----------------------------------------------------------- shared with deploy_ran.infer_ray
+# Every step of a run but the loop that feeds the model: the local loop below and the Ray driver
+# (deploy_ran.infer_ray) both go through these, so they refuse, resume and write alike.
+
+
+def check_request(
+    output: str | Path, *, batch_size: int, topk: int, resume: bool, overwrite: bool
+) -> tuple[Path, str]:
+    """Refuse bad settings before any work; returns the output path and its format."""
+    if batch_size < 1:
+        raise DeployRanError(
+            f"batch_size must be ≥ 1, got {batch_size}.",
+            hint="Use e.g. batch_size=32.",
+            param="batch_size",
+        )
+    if topk < 1:
+        raise DeployRanError(
+            f"topk must be ≥ 1, got {topk}.", hint="Use e.g. topk=5.", param="topk"
+        )
+    if resume and overwrite:
+        raise DeployRanError(
+            "resume and overwrite exclude each other.", hint="Pick one.", param="overwrite"
+        )
+    output = Path(output)
+    fmt = output_format(output)
+    check_writable(output)
+    _refuse_existing(output, resume, overwrite)
+    return output, fmt
+
+
+def _refuse_existing(output: Path, resume: bool, overwrite: bool) -> None:
+    if output.exists() and output.stat().st_size > 0 and not (resume or overwrite):
+        raise DeployRanError(
+            f"{output} already exists.",
+            hint="Set resume=True to continue it, overwrite=True to start again, or choose "
+            "another output.",
+            param="output",
+        )
+
+
+@contextlib.contextmanager
+def output_lock(output: Path, *, resume: bool, overwrite: bool) -> Iterator[None]:
+    """Be the one writer of ``output`` for the block (``.NAME.lock``), after clearing what dead
+    runs left (their temporary files) and checking again that the output may be written: another
+    run may have finished it while this one was starting."""
+    with exclusive_lock(output, "infer run"):
+        clean_stale_temps(output)
+        clean_stale_temps(producer_path(output))
+        _refuse_existing(output, resume, overwrite)
+        yield
+
+
+def check_runner(
+    runner: BaseRunner,
+    *,
+    output_name: str | None,
+    topk: int,
+    label_names: list[str] | None,
+    labels: str | Path | None,
+) -> str:
+    """Refuse a runner ``infer`` cannot use; returns the name of the output holding the logits."""
+    name = output_name or ("logits" if "logits" in runner.output_names else runner.output_names[0])
+    if name not in runner.output_names:
+        raise DeployRanError(
+            f"{runner.name} has no output {name!r}.",
+            hint=f"Outputs: {', '.join(runner.output_names)}.",
+            param="output_name",
+        )
+    if len(runner.input_spec) != 1:
+        raise DeployRanError("infer runs single-input image models.", hint="Check the model.")
+    if runner.preprocessing is None:
+        raise DeployRanError(
+            f"{runner.name} does not say how to preprocess images.",
+            hint="Use an ONNX file exported by deploy-ran (it carries the preprocessing) or a "
+            "model name.",
+        )
+    classes = runner.num_classes
+    if label_names is not None and classes is not None and len(label_names) != classes:
+        raise DeployRanError(
+            f"{labels} has {len(label_names)} labels but the model has {classes} classes.",
+            hint="One label per class, in class-index order.",
+            param="labels",
+        )
+    if classes is not None and topk > classes:
+        raise DeployRanError(
+            f"topk={topk} is more than the model's {classes} classes.",
+            hint=f"Use topk={classes} or less.",
+            param="topk",
+        )
+    return name
+
+
+def plan_output(
+    output: Path,
+    fmt: str,
+    identity: dict[str, Any],
+    paths: Sequence[Path],
+    *,
+    topk: int,
+    with_labels: bool,
+    resume: bool,
+    overwrite: bool,
+) -> tuple[str, list[int]]:
+    """How to write ``output`` (the :class:`_OutputWriter` mode) and the indices of ``paths``
+    still to do. Read-only: a resume checks the producer record and the whole file first, so a
+    file this run did not write is refused and left as it was. Call it holding the lock."""
+    done: list[str] = []
+    if overwrite:
+        mode = "replace"
+    elif resume and output.exists() and output.stat().st_size > 0:
+        check_producer(output, identity)
+        done = read_done(output, fmt, topk, with_labels)
+        mode = "append"
+    else:
+        mode = "fresh"
+    if mode != "append":
+        _read_producer(producer_path(output))  # never replace someone else's file of that name
+    return mode, pending_indices(paths, done)
+
+
+def _run_batch(
+    runner: BaseRunner, arrays: np.ndarray, batch_size: int | None, name: str
+) -> np.ndarray:
+    """Logits of one batch; a backend failure becomes an :class:`InferenceError`."""
+    try:
+        logits = runner.run_many(arrays, batch_size)[name]
+    except DeployRanError:
+        raise
+    except Exception as exc:  # ONNX Runtime / TensorRT / torch failing on a loaded model
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else "no details"
+        raise InferenceError(
+            f"{runner.name} loaded but failed while running a batch of {len(arrays)} image(s) "
+            f"({type(exc).__name__}: {first}).",
+            hint="The file is broken or does not fit its input spec; re-export it, and check it "
+            "with `python cli.py verify`.",
+        ) from None
+    if logits.ndim != 2 or len(logits) != len(arrays):
+        raise InferenceError(
+            f"Output {name!r} has shape {list(logits.shape)}; infer needs [batch, classes] "
+            f"logits for {len(arrays)} image(s).",
+            hint="Choose the logits output with output_name.",
+            param="output_name",
+        )
+    return logits
+
+
+def predict_records(
+    runner: BaseRunner,
+    items: Sequence[tuple[str | Path, np.ndarray | None, str | None]],
+    *,
+    output_name: str,
+    batch_size: int | None,
+    topk: int,
+    label_names: list[str] | None,
+) -> tuple[list[dict[str, Any]], float]:
+    """One record per ``(path, array or None, error)`` item, in order; + seconds in the runner.
+
+    An unreadable image (``array`` None) keeps its error; an image whose logits are NaN or
+    infinite gets :data:`NONFINITE_ERROR` (see :func:`is_model_error`). ``batch_size`` goes to
+    ``run_many`` (``None`` for a static-batch artifact).
+    """
+    good = [n for n, (_, a, _) in enumerate(items) if a is not None]
+    by_pos: dict[int, dict[str, Any]] = {
+        n: {**_path_fields(p), "error": err or "unreadable image"}
+        for n, (p, a, err) in enumerate(items)
+        if a is None
+    }
+    seconds = 0.0
+    if good:
+        arrays = np.stack([items[n][1] for n in good])  # type: ignore[misc]
+        started = time.perf_counter()
+        logits = _run_batch(runner, arrays, batch_size, output_name)
+        seconds = time.perf_counter() - started
+        finite = np.isfinite(logits).all(axis=1)
+        kept = [n for n, ok in zip(good, finite) if ok]
+        if kept:
+            recs = _records([items[n][0] for n in kept], softmax(logits[finite]), topk, label_names)
+            by_pos.update(zip(kept, recs))
+        for n, ok in zip(good, finite):
+            if not ok:
+                by_pos[n] = {**_path_fields(items[n][0]), "error": NONFINITE_ERROR}
+    return [by_pos[n] for n in range(len(items))], seconds
+
+
+def is_model_error(record: dict[str, Any]) -> bool:
+    """Whether ``record`` stands for NaN/inf logits (the model's fault, not the image's)."""
+    return record.get("error") == NONFINITE_ERROR
+
+
+def write_batches(
+    output: Path,
+    fmt: str,
+    mode: str,
+    identity: dict[str, Any],
+    batches: Iterable[list[dict[str, Any]]],
+    *,
+    topk: int,
+    with_labels: bool,
+    total: int,
+    progress: Callable[[int, int], None] | None = None,
+) -> tuple[int, int, int]:
+    """Write each batch of records as it comes (flushed), then finish the output (see the module
+    docstring for ``mode`` and what a failure leaves); returns (processed, unreadable,
+    model errors). ``progress(done, total)`` follows every batch."""
+    header = csv_header(topk, with_labels) if fmt == "csv" else None
+    writer = _OutputWriter(output, fmt, mode, header, identity)
+    processed = failed = model_errors = 0
+    try:
+        for records in batches:
+            writer.write(format_records(records, fmt, topk, with_labels))
+            bad_logits = sum(1 for r in records if is_model_error(r))
+            model_errors += bad_logits
+            failed += sum(1 for r in records if "error" in r) - bad_logits
+            processed += len(records)
+            if progress is not None:
+                progress(processed, total)
+        writer.finish()
+    except BaseException:
+        writer.abort()
+        raise
+    return processed, failed, model_errors
+
+
 # ---------------------------------------------------------------------------------- infer
 
 
 @dataclass
 class InferResult:
-    """What ``run_inference`` did."""
+    """What ``run_inference`` (or ``run_inference_ray``) did."""
 
     output: str
     format: str
@@ -568,26 +821,18 @@ def run_inference(
     """
     from deploy_ran.images import find_images
 
-    if batch_size < 1:
-        raise DeployRanError(f"--batch must be ≥ 1, got {batch_size}.", hint="Use --batch 32.")
-    if topk < 1:
-        raise DeployRanError(f"--topk must be ≥ 1, got {topk}.", hint="Use --topk 5.")
-    if resume and overwrite:
-        raise DeployRanError("--resume and --overwrite exclude each other.", hint="Pick one.")
+    output, fmt = check_request(
+        output, batch_size=batch_size, topk=topk, resume=resume, overwrite=overwrite
+    )
     if workers is not None and workers < 0:
-        raise DeployRanError(f"--workers must be ≥ 0, got {workers}.", hint="Use --workers 2.")
-    output = Path(output)
-    fmt = output_format(output)
-    check_writable(output)
-    _refuse_existing(output, resume, overwrite)
+        raise DeployRanError(
+            f"workers must be ≥ 0, got {workers}.", hint="Use e.g. workers=2.", param="workers"
+        )
     label_names = read_labels(labels) if labels is not None else None
     paths = find_images(images)
     workers = default_workers() if workers is None else workers
 
-    with exclusive_lock(output, "infer run"):
-        clean_stale_temps(output)
-        clean_stale_temps(producer_path(output))
-        _refuse_existing(output, resume, overwrite)  # again: another run may have just finished
+    with output_lock(output, resume=resume, overwrite=overwrite):
         owned = not isinstance(target, BaseRunner)
         runner = (
             load_runner(
@@ -611,71 +856,6 @@ def run_inference(
                 runner.close()
 
 
-def _refuse_existing(output: Path, resume: bool, overwrite: bool) -> None:
-    if output.exists() and output.stat().st_size > 0 and not (resume or overwrite):
-        raise DeployRanError(
-            f"{output} already exists.",
-            hint="Add --resume to continue it, --overwrite to start again, or choose another "
-            "--output.",
-        )
-
-
-def _check_runner(
-    runner: BaseRunner, output_name: str | None, labels: Any, label_names: list[str] | None,
-    topk: int,
-) -> str:  # fmt: skip
-    """The logits output's name, after checking the runner fits ``infer``."""
-    name = output_name or ("logits" if "logits" in runner.output_names else runner.output_names[0])
-    if name not in runner.output_names:
-        raise DeployRanError(
-            f"{runner.name} has no output {name!r}.",
-            hint=f"Outputs: {', '.join(runner.output_names)}.",
-        )
-    if len(runner.input_spec) != 1:
-        raise DeployRanError("infer runs single-input image models.", hint="Check the model.")
-    if runner.preprocessing is None:
-        raise DeployRanError(
-            f"{runner.name} does not say how to preprocess images.",
-            hint="Use an ONNX file exported by deploy-ran (it carries the preprocessing) or a "
-            "model name.",
-        )
-    classes = runner.num_classes
-    if label_names is not None and classes is not None and len(label_names) != classes:
-        raise DeployRanError(
-            f"{labels} has {len(label_names)} labels but the model has {classes} classes.",
-            hint="One label per class, in class-index order.",
-        )
-    if classes is not None and topk > classes:
-        raise DeployRanError(
-            f"--topk {topk} is more than the model's {classes} classes.",
-            hint=f"Use --topk {classes} or less.",
-        )
-    return name
-
-
-def _run_batch(runner: BaseRunner, arrays: np.ndarray, batch: int | None, name: str) -> np.ndarray:
-    """Logits of one batch; a backend failure becomes an :class:`InferenceError`."""
-    try:
-        logits = runner.run_many(arrays, batch)[name]
-    except DeployRanError:
-        raise
-    except Exception as exc:  # ONNX Runtime / TensorRT / torch failing on a loaded model
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else "no details"
-        raise InferenceError(
-            f"{runner.name} loaded but failed while running a batch of {len(arrays)} image(s) "
-            f"({type(exc).__name__}: {first}).",
-            hint="The file is broken or does not fit its input spec; re-export it, and check it "
-            "with `python cli.py verify`.",
-        ) from None
-    if logits.ndim != 2 or len(logits) != len(arrays):
-        raise InferenceError(
-            f"Output {name!r} has shape {list(logits.shape)}; infer needs [batch, classes] "
-            f"logits for {len(arrays)} image(s).",
-            hint="Choose the logits output with --output-name.",
-        )
-    return logits
-
-
 def _run(
     runner: BaseRunner,
     paths: list[Path],
@@ -691,79 +871,54 @@ def _run(
     output_name: str | None,
     progress: Callable[[int, int], None] | None,
 ) -> InferResult:
-    name = _check_runner(runner, output_name, labels, label_names, topk)
+    name = check_runner(
+        runner, output_name=output_name, topk=topk, label_names=label_names, labels=labels
+    )
     with_labels = label_names is not None
     identity = producer_identity(runner, name, topk, labels, fmt)
-    has_records = output.exists() and output.stat().st_size > 0
-    done: list[str] = []
-    if overwrite:
-        mode = "replace"
-    elif resume and has_records:
-        check_producer(output, identity)  # read-only checks first: a foreign file is untouched
-        done = read_done(output, fmt, topk, with_labels)
-        mode = "append"
-    else:
-        mode = "fresh"
-    if mode != "append":
-        _read_producer(producer_path(output))  # never replace someone else's file of that name
-    pending = pending_indices(paths, done)
+    mode, pending = plan_output(
+        output, fmt, identity, paths, topk=topk, with_labels=with_labels, resume=resume,
+        overwrite=overwrite,
+    )  # fmt: skip
     fixed = runner.fixed_batch
     batch = fixed or batch_size
 
     from torch.utils.data import DataLoader
 
-    dataset = ImageDataset(paths, pending, runner.preprocessing)
     loader = DataLoader(
-        dataset,
+        ImageDataset(paths, pending, runner.preprocessing),
         batch_size=batch,
         shuffle=False,
         num_workers=workers,
         collate_fn=_keep_list,
         prefetch_factor=4 if workers else None,
     )
-    header = csv_header(topk, with_labels) if fmt == "csv" else None
-    writer = _OutputWriter(output, fmt, mode, header, identity)
-    processed = failed = model_errors = 0
-    waited = backend = 0.0  # seconds blocked on the loader / inside the runner
-    started = time.perf_counter()
-    try:
-        batches = iter(loader if pending else [])
+    clock = {"waited": 0.0, "backend": 0.0}  # seconds blocked on the loader / inside the runner
+
+    def batches() -> Iterator[list[dict[str, Any]]]:
+        decoded = iter(loader if pending else [])
         while True:
             t_wait = time.perf_counter()
-            items = next(batches, None)
-            waited += time.perf_counter() - t_wait
+            items = next(decoded, None)
+            clock["waited"] += time.perf_counter() - t_wait
             if items is None:
-                break
-            good = [(i, a) for i, a, _ in items if a is not None]
-            by_index: dict[int, dict[str, Any]] = {
-                i: {**_path_fields(paths[i]), "error": err} for i, _, err in items if err
-            }
-            if good:
-                t_run = time.perf_counter()
-                logits = _run_batch(
-                    runner, np.stack([a for _, a in good]), None if fixed else batch, name
-                )
-                backend += time.perf_counter() - t_run
-                finite = np.isfinite(logits).all(axis=1)
-                kept = [g for g, ok in zip(good, finite) if ok]
-                recs = _records(
-                    paths, [i for i, _ in kept], softmax(logits[finite]), topk, label_names
-                )
-                by_index.update({i: r for (i, _), r in zip(kept, recs)})
-                for (i, _), ok in zip(good, finite):
-                    if not ok:
-                        by_index[i] = {**_path_fields(paths[i]), "error": NONFINITE_ERROR}
-                        model_errors += 1
-            records = [by_index[i] for i, _, _ in items]
-            writer.write(_format(records, fmt, topk, with_labels))
-            processed += len(items)
-            failed += sum(1 for _, a, _ in items if a is None)
-            if progress is not None:
-                progress(processed, len(pending))
-        writer.finish()
-    except BaseException:
-        writer.abort()
-        raise
+                return
+            records, in_runner = predict_records(
+                runner,
+                [(paths[i], a, err) for i, a, err in items],
+                output_name=name,
+                batch_size=None if fixed else batch,
+                topk=topk,
+                label_names=label_names,
+            )
+            clock["backend"] += in_runner
+            yield records
+
+    started = time.perf_counter()
+    processed, failed, model_errors = write_batches(
+        output, fmt, mode, identity, batches(), topk=topk, with_labels=with_labels,
+        total=len(pending), progress=progress,
+    )  # fmt: skip
     seconds = time.perf_counter() - started
     return InferResult(
         output=str(output),
@@ -776,8 +931,8 @@ def _run(
         images_per_s=processed / seconds if seconds > 0 else 0.0,
         batch_size=batch,
         workers=workers,
-        loader_wait_seconds=waited,
-        backend_seconds=backend,
+        loader_wait_seconds=clock["waited"],
+        backend_seconds=clock["backend"],
         runner=runner.describe(),
         model_errors=model_errors,
         producer=identity,

@@ -2,8 +2,9 @@
 
 Local ``infer`` tops out at one machine's decoders and one runner. Here Ray Data spreads both:
 
-- the driver (this process) finds the images, reads what an output already holds (``--resume``)
-  and keeps the paths still to do;
+- the driver (this process) finds the images, takes the output's lock and, like local ``infer``,
+  checks what an output already holds (``resume``: its producer record, then its records) and
+  keeps the paths still to do;
 - CPU tasks decode and preprocess them (``map_batches``), each image through
   :func:`deploy_ran.infer.decode_image`, so an unreadable file becomes an error string, never a
   failed task, and decoding scales with the cluster's CPUs rather than with the model workers;
@@ -11,13 +12,16 @@ Local ``infer`` tops out at one machine's decoders and one runner. Here Ray Data
   actor built by :func:`deploy_ran.runners.load_runner`, ``num_gpus`` per actor from
   ``gpus_per_worker`` (fractions let several actors share a GPU), records built by
   :func:`deploy_ran.infer.predict_records` exactly as the local loop builds them;
-- the driver is the one writer: it appends each batch of records to the JSON Lines/CSV output in
-  input order and flushes, so a killed job loses at most the batches in flight and ``--resume``
-  picks up from the file.
+- the driver is the one writer, through :func:`deploy_ran.infer.write_batches`: it appends each
+  batch of records to the JSON Lines/CSV output in input order and flushes, so a killed job loses
+  at most the batches in flight and ``resume`` picks up from the file; the producer record,
+  ``overwrite`` through a temporary file and a full disk behave as in local ``infer``.
 
 Before any image flows, one probe task with a worker's resources builds the runner and applies
 :func:`deploy_ran.infer.check_runner`, so a wrong output name or label count fails with the same
-error as local ``infer`` instead of inside an actor.
+error as local ``infer`` instead of inside an actor; it also returns the producer record the
+output must carry. Paths travel through Ray as bytes, so a file name that is not UTF-8 is
+recorded exactly as local ``infer`` records it.
 
 On a cluster every node must import ``deploy_ran`` (install it on each node, or ship it with
 ``ray job submit --runtime-env-json``) and see the images and the model file at the same paths
@@ -26,7 +30,6 @@ On a cluster every node must import ``deploy_ran`` (install it on each node, or 
 
 from __future__ import annotations
 
-import csv
 import json
 import math
 import os
@@ -44,12 +47,13 @@ from deploy_ran.infer import (
     InferResult,
     check_request,
     check_runner,
-    csv_header,
     decode_image,
-    format_records,
+    output_lock,
+    plan_output,
     predict_records,
-    read_done,
+    producer_identity,
     read_labels,
+    write_batches,
 )
 
 INSTALL_HINT = "Install Ray Data: pip install 'deploy-ran[ray]' (or pip install 'ray[data]')."
@@ -81,16 +85,16 @@ def import_ray(loopback_only: bool = False) -> Any:
 
 
 def _decode_batch(batch: dict[str, np.ndarray], preprocessing: dict) -> dict[str, np.ndarray]:
-    """Ray task: paths → preprocessed arrays (zeros where unreadable) + error strings."""
+    """Ray task: paths (bytes) → preprocessed arrays (zeros where unreadable) + error strings."""
     shape = (3, int(preprocessing["crop_size"]), int(preprocessing["crop_size"]))
     arrays, errors = [], []
     for path in batch["path"]:
-        array, error = decode_image(str(path), preprocessing)
+        array, error = decode_image(os.fsdecode(bytes(path)), preprocessing)
         arrays.append(array if array is not None else np.zeros(shape, np.float32))
         errors.append(error or "")
     return {
         "index": np.asarray(batch["index"], dtype=np.int64),
-        "path": np.asarray([str(p) for p in batch["path"]], dtype=object),
+        "path": np.asarray([bytes(p) for p in batch["path"]], dtype=object),
         "pixels": np.stack(arrays),
         "error": np.asarray(errors, dtype=object),
     }
@@ -118,7 +122,7 @@ class _Predictor:
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         items = [
-            (str(path), None if err else np.asarray(pixels), str(err) or None)
+            (os.fsdecode(bytes(path)), None if err else np.asarray(pixels), str(err) or None)
             for path, pixels, err in zip(batch["path"], batch["pixels"], batch["error"])
         ]
         records, _ = predict_records(
@@ -130,7 +134,7 @@ class _Predictor:
             label_names=self.label_names,
         )
         # JSON text keeps each record exactly (nested top-k, optional labels) through Arrow.
-        encoded = [json.dumps(r, ensure_ascii=False) for r in records]
+        encoded = [json.dumps(r, ensure_ascii=False, allow_nan=False) for r in records]
         return {"index": batch["index"], "record": np.asarray(encoded, dtype=object)}
 
 
@@ -141,11 +145,13 @@ def _probe(
     topk: int,
     label_names: list[str] | None,
     labels: str | None,
+    fmt: str,
 ) -> dict[str, Any]:
     """Ray task with a worker's resources: can a worker build this runner, and is it usable?
 
     One blank image goes through :func:`predict_records` too, so an output that is not
-    ``[batch, classes]`` logits fails here rather than in every actor.
+    ``[batch, classes]`` logits fails here rather than in every actor. Returns what the driver
+    needs, the producer record of the output included (the runner lives on the workers).
     """
     from deploy_ran.runners import load_runner
 
@@ -167,6 +173,7 @@ def _probe(
             "preprocessing": dict(runner.preprocessing or {}),
             "fixed_batch": runner.fixed_batch,
             "runner": runner.describe(),
+            "producer": producer_identity(runner, name, topk, labels, fmt),
         }
 
 
@@ -176,29 +183,35 @@ def _probe(
 def _check_devices(device: str, gpus_per_worker: float, workers: int | None) -> None:
     if gpus_per_worker < 0:
         raise DeployRanError(
-            f"--gpus-per-worker must be ≥ 0, got {gpus_per_worker}.",
+            f"gpus_per_worker must be ≥ 0, got {gpus_per_worker}.",
             hint="Use 1 (one GPU per worker), a fraction such as 0.5 to share GPUs, or 0 on CPUs.",
+            param="gpus_per_worker",
         )
     if workers is not None and workers < 1:
         raise DeployRanError(
-            f"--workers must be ≥ 1 with --ray, got {workers}.", hint="Use --workers 2."
+            f"workers must be ≥ 1 on Ray, got {workers}.",
+            hint="Use e.g. workers=2.",
+            param="workers",
         )
     if device not in ("cpu", "cuda"):
         raise DeployRanError(
-            f"--device {device} cannot be used with --ray.",
-            hint="Ray gives each worker its GPUs: use --device cuda with --gpus-per-worker, or "
-            "--device cpu.",
+            f"device={device!r} cannot be used on Ray.",
+            hint="Ray gives each worker its GPUs: use device='cuda' with gpus_per_worker, or "
+            "device='cpu'.",
+            param="device",
         )
     if device == "cuda" and gpus_per_worker == 0:
         raise DeployRanError(
-            "--device cuda with --ray needs GPUs for the workers.",
-            hint="Add --gpus-per-worker 1 (or a fraction such as 0.5 to share a GPU).",
+            "device='cuda' on Ray needs GPUs for the workers.",
+            hint="Set gpus_per_worker=1 (or a fraction such as 0.5 to share a GPU).",
+            param="gpus_per_worker",
         )
     if device == "cpu" and gpus_per_worker > 0:
         raise DeployRanError(
-            f"--gpus-per-worker {gpus_per_worker:g} gives each worker a GPU that --device cpu "
+            f"gpus_per_worker={gpus_per_worker:g} gives each worker a GPU that device='cpu' "
             "would not use.",
-            hint="Add --device cuda, or drop --gpus-per-worker.",
+            hint="Set device='cuda', or gpus_per_worker=0.",
+            param="device",
         )
 
 
@@ -235,8 +248,9 @@ def _ray_session(ray: Any, address: str | None) -> Iterator[None]:
             raise DeployRanError(
                 f"Cannot connect to the Ray cluster at {address or os.environ['RAY_ADDRESS']}: "
                 f"{exc}",
-                hint="Start one with `ray start --head` and pass --address auto (on a node of "
-                "the cluster) or --address HOST:PORT.",
+                hint="Start one with `ray start --head` and pass address='auto' (on a node of "
+                "the cluster) or address='HOST:PORT'.",
+                param="address",
             ) from None
     try:
         yield
@@ -307,7 +321,9 @@ def run_inference_ray(
     _check_devices(device, gpus_per_worker, workers)
     if cpus_per_worker is not None and cpus_per_worker <= 0:
         raise DeployRanError(
-            f"cpus_per_worker must be > 0, got {cpus_per_worker}.", hint="Use 0.5 or 1."
+            f"cpus_per_worker must be > 0, got {cpus_per_worker}.",
+            hint="Use 0.5 or 1.",
+            param="cpus_per_worker",
         )
     label_names = read_labels(labels) if labels is not None else None
     with_labels = label_names is not None
@@ -329,7 +345,8 @@ def run_inference_ray(
                 f"Each worker asks for {gpus_per_worker:g} GPU(s) but the Ray cluster has "
                 f"{total_gpus:g}.",
                 hint="Start Ray on GPU nodes (`ray start` finds the GPUs), or lower "
-                "--gpus-per-worker.",
+                "gpus_per_worker.",
+                param="gpus_per_worker",
             )
         if workers is None:
             workers = max(1, int(total_gpus // gpus_per_worker)) if gpus_per_worker else 1
@@ -340,7 +357,8 @@ def run_inference_ray(
             raise DeployRanError(
                 f"{workers} workers at {cpus_per_worker:g} CPU each take all {total_cpus:g} "
                 "CPUs of the Ray cluster; none would be left to decode images.",
-                hint="Lower --workers (or cpus_per_worker), or add nodes.",
+                hint="Lower workers (or cpus_per_worker), or add nodes.",
+                param="workers",
             )
         decode_cpus = min(1.0, spare)
         resources = {"num_cpus": cpus_per_worker, "num_gpus": gpus_per_worker}
@@ -354,76 +372,73 @@ def run_inference_ray(
                     topk,
                     label_names,
                     None if labels is None else str(labels),
+                    fmt,
                 )
             )
         except Exception as exc:
             raise _unwrap(ray, exc) from None
 
-        done: set[str] = set()
-        if output.exists() and resume:
-            done = read_done(output, fmt, topk, with_labels)
-        pending = [i for i, p in enumerate(paths) if str(p) not in done]
-        batch = info["fixed_batch"] or batch_size
+        with output_lock(output, resume=resume, overwrite=overwrite):
+            mode, pending = plan_output(
+                output, fmt, info["producer"], paths, topk=topk, with_labels=with_labels,
+                resume=resume, overwrite=overwrite,
+            )  # fmt: skip
+            batch = info["fixed_batch"] or batch_size
 
-        ctx = ray.data.DataContext.get_current()
-        saved = (
-            ctx.execution_options.preserve_order,
-            ctx.enable_progress_bars,
-            ctx.execution_no_progress_timeout_s,
-        )
-        ctx.execution_options.preserve_order = True  # the file lists images in input order
-        ctx.enable_progress_bars = False  # the caller reports progress
-        if no_progress_timeout_s is not None:
-            ctx.execution_no_progress_timeout_s = no_progress_timeout_s
-        mode = "a" if (resume and output.exists()) else "w"
-        processed = failed = 0
-        started = time.perf_counter()
-        try:
-            with open(output, mode, encoding="utf-8", newline="") as fh:
-                if fmt == "csv" and (mode == "w" or output.stat().st_size == 0):
-                    csv.writer(fh, lineterminator="\n").writerow(csv_header(topk, with_labels))
-                    fh.flush()
-                if pending:
-                    ds = ray.data.from_items(
-                        [{"index": i, "path": str(paths[i])} for i in pending],
-                        override_num_blocks=math.ceil(len(pending) / batch),
-                    )
-                    ds = ds.map_batches(
-                        _decode_batch,
-                        fn_kwargs={"preprocessing": info["preprocessing"]},
-                        batch_size=None,
-                        batch_format="numpy",
-                        num_cpus=decode_cpus,
-                    )
-                    ds = ds.map_batches(
-                        _Predictor,
-                        fn_constructor_kwargs={
-                            "target": str(target),
-                            "runner_kwargs": runner_kwargs,
-                            "output_name": info["output_name"],
-                            "batch_size": None if info["fixed_batch"] else batch,
-                            "topk": topk,
-                            "label_names": label_names,
-                        },
-                        batch_size=batch,
-                        batch_format="numpy",
-                        compute=ray.data.ActorPoolStrategy(size=workers),
-                        **resources,
-                    )
-                    for out in ds.iter_batches(batch_size=None, batch_format="numpy"):
-                        records = [json.loads(r) for r in out["record"]]
-                        fh.write(format_records(records, fmt, topk, with_labels))
-                        fh.flush()
-                        processed += len(records)
-                        failed += sum(1 for r in records if "error" in r)
-                        if progress is not None:
-                            progress(processed, len(pending))
-        finally:
-            (
+            def batches() -> Iterator[list[dict[str, Any]]]:
+                if not pending:
+                    return
+                ds = ray.data.from_items(
+                    [{"index": i, "path": os.fsencode(paths[i])} for i in pending],
+                    override_num_blocks=math.ceil(len(pending) / batch),
+                )
+                ds = ds.map_batches(
+                    _decode_batch,
+                    fn_kwargs={"preprocessing": info["preprocessing"]},
+                    batch_size=None,
+                    batch_format="numpy",
+                    num_cpus=decode_cpus,
+                )
+                ds = ds.map_batches(
+                    _Predictor,
+                    fn_constructor_kwargs={
+                        "target": str(target),
+                        "runner_kwargs": runner_kwargs,
+                        "output_name": info["output_name"],
+                        "batch_size": None if info["fixed_batch"] else batch,
+                        "topk": topk,
+                        "label_names": label_names,
+                    },
+                    batch_size=batch,
+                    batch_format="numpy",
+                    compute=ray.data.ActorPoolStrategy(size=workers),
+                    **resources,
+                )
+                for out in ds.iter_batches(batch_size=None, batch_format="numpy"):
+                    yield [json.loads(r) for r in out["record"]]
+
+            ctx = ray.data.DataContext.get_current()
+            saved = (
                 ctx.execution_options.preserve_order,
                 ctx.enable_progress_bars,
                 ctx.execution_no_progress_timeout_s,
-            ) = saved
+            )
+            ctx.execution_options.preserve_order = True  # the file lists images in input order
+            ctx.enable_progress_bars = False  # the caller reports progress
+            if no_progress_timeout_s is not None:
+                ctx.execution_no_progress_timeout_s = no_progress_timeout_s
+            started = time.perf_counter()
+            try:
+                processed, failed, model_errors = write_batches(
+                    output, fmt, mode, info["producer"], batches(), topk=topk,
+                    with_labels=with_labels, total=len(pending), progress=progress,
+                )  # fmt: skip
+            finally:
+                (
+                    ctx.execution_options.preserve_order,
+                    ctx.enable_progress_bars,
+                    ctx.execution_no_progress_timeout_s,
+                ) = saved
         seconds = time.perf_counter() - started
         return InferResult(
             output=str(output),
@@ -436,6 +451,8 @@ def run_inference_ray(
             images_per_s=processed / seconds if seconds > 0 else 0.0,
             batch_size=batch,
             workers=workers,
+            model_errors=model_errors,
+            producer=info["producer"],
             runner={
                 **info["runner"],
                 "ray": {

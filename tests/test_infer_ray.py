@@ -8,7 +8,9 @@ stalled job fails instead of hanging, shut down at the end.
 from __future__ import annotations
 
 import csv
+import json
 import os
+import shutil
 import sys
 from pathlib import Path
 
@@ -19,7 +21,7 @@ from typer.testing import CliRunner
 
 from cli import app
 from deploy_ran.errors import DeployRanError
-from deploy_ran.infer import run_inference
+from deploy_ran.infer import NONFINITE_ERROR, producer_path, run_inference
 
 ROOT = Path(__file__).resolve().parents[1]
 cli = CliRunner()
@@ -136,6 +138,7 @@ def test_ray_resumes_with_the_predictions_of_local_infer(
     part = tmp_path / "part.csv"
     lines = whole.read_text().splitlines(keepends=True)
     part.write_text("".join(lines[:11]) + lines[11][:15])  # header, 10 rows, a torn row
+    shutil.copy(producer_path(whole), producer_path(part))  # resume checks what wrote it
     args = ["infer", "ran56_cifar", "--checkpoint", str(cifar_checkpoint), "--threads", "1"]
     args += ["--images", str(many_images), "--output", str(part), "--labels", str(labels)]
     args += ["--topk", "3", "--batch", "4", "--ray", "--workers", "2", "--resume"]
@@ -152,6 +155,7 @@ def test_ray_resumes_with_the_predictions_of_local_infer(
     again = cli.invoke(app, args)  # nothing left: no dataset, no actors
     assert again.exit_code == 0 and "0 image(s)" in again.output, again.output
     assert part.read_bytes().count(b"\n") == 33
+    assert producer_path(part).read_bytes() == producer_path(whole).read_bytes()
 
 
 def test_ray_refuses_bad_requests(local_ray, cifar_checkpoint, many_images, tmp_path):
@@ -161,7 +165,7 @@ def test_ray_refuses_bad_requests(local_ray, cifar_checkpoint, many_images, tmp_
     model = _model(cifar_checkpoint)
     with pytest.raises(DeployRanError, match="needs GPUs for the workers"):
         run_inference_ray("ran56_cifar", many_images, out, device="cuda", **model)
-    with pytest.raises(DeployRanError, match="--device cuda"):
+    with pytest.raises(DeployRanError, match="device='cuda'"):
         run_inference_ray("ran56_cifar", many_images, out, gpus_per_worker=1, **model)
     with pytest.raises(DeployRanError, match="Ray cluster has 0"):
         run_inference_ray(
@@ -176,6 +180,71 @@ def test_ray_refuses_bad_requests(local_ray, cifar_checkpoint, many_images, tmp_
         run_inference_ray("ran56_cifar", many_images, out, labels=labels, **model)
     assert err.value.hint == "One label per class, in class-index order."
     assert not out.exists()
+    # A resume refuses an output it cannot tell it wrote, before any actor starts.
+    foreign = tmp_path / "foreign.jsonl"
+    foreign.write_text('{"path": "x"}\n')
+    with pytest.raises(DeployRanError, match="no producer record"):
+        run_inference_ray("ran56_cifar", many_images, foreign, resume=True, **model)
+    assert foreign.read_text() == '{"path": "x"}\n' and sorted(os.listdir(tmp_path)) == [
+        "foreign.jsonl",
+        "labels.txt",
+    ]
+
+
+def _infinite_for_dark(cifar_onnx: Path, path: Path) -> Path:
+    """The cifar graph with logits + log(relu(first input pixel)): -inf logits for an image whose
+    corner is darker than the normalisation mean, finite (shifted) logits for a bright one."""
+    import onnx
+    from onnx import helper, numpy_helper
+
+    proto = onnx.load(cifar_onnx)
+    pixels = proto.graph.input[0].name
+    out = proto.graph.output[0]
+    inner = out.name + "_inner"
+    for node in proto.graph.node:
+        node.output[:] = [inner if o == out.name else o for o in node.output]
+    consts = {"s0": [0, 0, 0], "s1": [1, 1, 1], "ax": [1, 2, 3], "col": [-1, 1]}
+    for name, value in consts.items():
+        proto.graph.initializer.append(numpy_helper.from_array(np.array(value, np.int64), name))
+    proto.graph.node.extend(
+        [
+            helper.make_node("Slice", [pixels, "s0", "s1", "ax"], ["corner"]),
+            helper.make_node("Reshape", ["corner", "col"], ["corner_col"]),
+            helper.make_node("Relu", ["corner_col"], ["corner_pos"]),
+            helper.make_node("Log", ["corner_pos"], ["shift"]),
+            helper.make_node("Add", [inner, "shift"], [out.name]),
+        ]
+    )
+    onnx.save(proto, path)
+    return path
+
+
+def test_ray_writes_the_bytes_of_local_infer_for_odd_names_and_bad_logits(
+    local_ray, cifar_onnx, tmp_path
+):
+    """Names that are not UTF-8 and non-finite logits: same file, same producer record."""
+    from deploy_ran.infer_ray import run_inference_ray
+
+    folder = tmp_path / "imgs"
+    folder.mkdir()
+    rng = np.random.default_rng(3)
+    raw_names = [b"a.png", b"caf\xe9.png", b"\xff.png", "\u00fc.png".encode(), b"z.png"]
+    raw_names += [f"n{i}.png".encode() for i in range(7)]
+    for n, raw in enumerate(raw_names):
+        low = 200 if n % 3 else 0  # one image in three dark: its logits are -inf
+        img = Image.fromarray(rng.integers(low, low + 50, (34, 34, 3), dtype=np.uint8))
+        img.save(os.fsdecode(os.fsencode(folder) + b"/" + raw))
+    (folder / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n truncated")
+    model = _infinite_for_dark(cifar_onnx, tmp_path / "inf.onnx")
+    local = run_inference(model, folder, tmp_path / "local.jsonl", workers=0, threads=1, topk=3)
+    ray = run_inference_ray(model, folder, tmp_path / "ray.jsonl", threads=1, topk=3, batch_size=4)
+    records = [json.loads(line) for line in (tmp_path / "local.jsonl").read_text().splitlines()]
+    bad = [r for r in records if r.get("error") == NONFINITE_ERROR]
+    assert len(bad) == 4 and local.model_errors == 4  # the dark ones, and only those
+    assert sum("path_hex" in r for r in records) == 2
+    assert (ray.model_errors, ray.failed, ray.ok) == (local.model_errors, 1, False)
+    assert (tmp_path / "ray.jsonl").read_bytes() == (tmp_path / "local.jsonl").read_bytes()
+    assert ray.producer == local.producer
 
 
 def test_without_ray(monkeypatch, many_images):

@@ -356,7 +356,7 @@ def test_disk_full_is_a_clear_error_and_the_run_can_be_resumed(
         _full_disk_after(m, 2)
         with pytest.raises(DiskFullError, match="No space left") as info:
             _run(cifar_onnx, image_folder, out)
-    assert "--resume" in str(info.value)
+    assert "resume=True" in str(info.value)
     _run(cifar_onnx, image_folder, out, resume=True)
     assert out.read_bytes() == whole.read_bytes()
 
