@@ -31,6 +31,8 @@ from dataclasses import dataclass, field
 
 import onnx
 
+from deploy_ran.errors import DeployRanError
+
 QUANTIZED_WEIGHT_OPS = ("Conv", "Gemm")
 ATTENTION_OPS = ("Sigmoid", "Softmax", "Resize")
 GATE_SOURCES = ("Sigmoid", "Softmax", "Div")  # what an attention mask is made by
@@ -178,6 +180,19 @@ def plan_quantization(
     """
     index = model if isinstance(model, GraphIndex) else GraphIndex(model)
     patterns = list(exclude)
+    unmatched = [
+        p
+        for p in patterns
+        if not any(_matches(n.name, index.group[n.name], [p]) for n in index.nodes)
+    ]
+    if unmatched:  # a typo must not silently quantize what the user meant to keep in float
+        groups = ", ".join(list(index.groups())[:12])
+        raise DeployRanError(
+            f"exclude pattern(s) {', '.join(map(repr, unmatched))} match no node or group.",
+            hint=f"Groups of this model: {groups}; node names are listed by "
+            "`python cli.py inspect FILE --json`.",
+            param="exclude",
+        )
     only = set(only_groups) if only_groups is not None else None
     weight_nodes: list[str] = []
     targets: list[Target] = []

@@ -52,7 +52,7 @@ import json
 import os
 import time
 from collections import Counter
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
@@ -68,6 +68,7 @@ from deploy_ran.fileio import (
     exclusive_lock,
     is_disk_full,
     publish,
+    refuse_output_over_inputs,
     sha256_file,
     temp_sibling,
 )
@@ -536,9 +537,19 @@ def softmax(logits: np.ndarray) -> np.ndarray:
 
 
 def check_request(
-    output: str | Path, *, batch_size: int, topk: int, resume: bool, overwrite: bool
+    output: str | Path,
+    *,
+    batch_size: int,
+    topk: int,
+    resume: bool,
+    overwrite: bool,
+    inputs: Mapping[str, Any] | None = None,
 ) -> tuple[Path, str]:
-    """Refuse bad settings before any work; returns the output path and its format."""
+    """Refuse bad settings before any work; returns the output path and its format.
+
+    ``inputs`` (``{"labels": ..., "images": ..., "target": ..., "checkpoint": ...}``) are the
+    files the run reads: an output that resolves to one of them is refused.
+    """
     if batch_size < 1:
         raise DeployRanError(
             f"batch_size must be ≥ 1, got {batch_size}.",
@@ -554,10 +565,19 @@ def check_request(
             "resume and overwrite exclude each other.", hint="Pick one.", param="overwrite"
         )
     output = Path(output)
+    given = {k: v for k, v in (inputs or {}).items() if isinstance(v, (str, os.PathLike))}
+    refuse_output_over_inputs({"output": output}, given)
     fmt = output_format(output)
     check_writable(output)
     _refuse_existing(output, resume, overwrite)
     return output, fmt
+
+
+def request_inputs(target: Any, images: Any, labels: Any, checkpoint: Any) -> dict[str, Any]:
+    """The files an infer run reads (for :func:`check_request`): a target that is a file, an
+    image list or folder given as one path, the labels and the checkpoint."""
+    target_file = target if isinstance(target, (str, Path)) and Path(target).exists() else None
+    return {"target": target_file, "images": images, "labels": labels, "checkpoint": checkpoint}
 
 
 def _refuse_existing(output: Path, resume: bool, overwrite: bool) -> None:
@@ -822,7 +842,12 @@ def run_inference(
     from deploy_ran.images import find_images
 
     output, fmt = check_request(
-        output, batch_size=batch_size, topk=topk, resume=resume, overwrite=overwrite
+        output,
+        batch_size=batch_size,
+        topk=topk,
+        resume=resume,
+        overwrite=overwrite,
+        inputs=request_inputs(target, images, labels, checkpoint),
     )
     if workers is not None and workers < 0:
         raise DeployRanError(

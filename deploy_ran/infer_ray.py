@@ -53,6 +53,7 @@ from deploy_ran.infer import (
     predict_records,
     producer_identity,
     read_labels,
+    request_inputs,
     write_batches,
 )
 
@@ -316,7 +317,12 @@ def run_inference_ray(
     from deploy_ran.images import find_images
 
     output, fmt = check_request(
-        output, batch_size=batch_size, topk=topk, resume=resume, overwrite=overwrite
+        output,
+        batch_size=batch_size,
+        topk=topk,
+        resume=resume,
+        overwrite=overwrite,
+        inputs=request_inputs(target, images, labels, checkpoint),
     )
     _check_devices(device, gpus_per_worker, workers)
     if cpus_per_worker is not None and cpus_per_worker <= 0:

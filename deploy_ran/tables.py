@@ -520,17 +520,24 @@ def bench_report(result: BenchResult) -> list[RenderableType]:
 
 
 def infer_summary(result: Any) -> str:
+    """One line: images, speed, and where the time went (loader workers, or Ray workers)."""
+    how = (
+        f"{result.workers} Ray workers"
+        if "ray" in (getattr(result, "runner", None) or {})
+        else f"{result.workers} loader workers, backend busy {result.backend_busy:.0%} of the time"
+    )
     return (
         f"[green]✓[/] {result.processed} image(s) in {result.seconds:.1f} s "
-        f"({result.images_per_s:.1f} img/s, batch {result.batch_size}, {result.workers} loader "
-        f"workers, backend busy {result.backend_busy:.0%} of the time); {result.failed} "
+        f"({result.images_per_s:.1f} img/s, batch {result.batch_size}, {how}); {result.failed} "
         f"unreadable; {result.already_done} already in the output; wrote {_e(result.output)}"
     )
 
 
 def triton_summary(result: Any) -> list[str]:
     """What ``triton-repo`` wrote, its notes and how to serve and check it."""
-    lines = [f"[green]✓[/] wrote [bold]{escape(str(result.repository / m))}[/]" for m in result.models]
+    lines = [
+        f"[green]✓[/] wrote [bold]{escape(str(result.repository / m))}[/]" for m in result.models
+    ]
     lines += [f"[yellow]Note:[/] {escape(note)}" for note in result.notes]
     lines.append(
         f"Serve with tritonserver --model-repository={escape(str(result.repository.resolve()))} "

@@ -328,3 +328,11 @@ def test_static_batch_model(export_cache, tmp_path):
     model = onnx.load(result.path)
     report = check_graph(model, static_batch=True)
     assert report.ok and report.shape_ops == 0, report.problems
+
+
+def test_exclude_pattern_that_matches_nothing_is_refused(fp32):
+    from calibration.placement import plan_quantization
+
+    with pytest.raises(DeployRanError, match="match no node") as err:
+        plan_quantization(onnx.load(fp32.path), exclude=["stage2.*", "nonexistent*"])
+    assert err.value.param == "exclude" and "stage1" in err.value.hint
