@@ -149,7 +149,7 @@ def test_unavailable_backends_and_bad_targets(tmp_path, cifar_onnx):
         load_runner(plan, device="cuda")
     with pytest.raises(RunnerError, match="checkpoint"):
         load_runner(cifar_onnx, checkpoint="w.pt")
-    with pytest.raises(RunnerError, match="--provider"):
+    with pytest.raises(RunnerError, match="providers"):
         load_runner("ran56_cifar", providers="cpu")
     weird = tmp_path / "weights.bin"
     weird.write_bytes(b"\0")
