@@ -153,7 +153,7 @@ def test_unavailable_backends_and_bad_targets(tmp_path, cifar_onnx):
         load_runner("ran56_cifar", providers="cpu")
     weird = tmp_path / "weights.bin"
     weird.write_bytes(b"\0")
-    with pytest.raises(RunnerError, match="Cannot tell how to run"):
+    with pytest.raises(DeployRanError, match="Cannot tell what"):
         load_runner(weird)
     corrupt = tmp_path / "corrupt.onnx"
     corrupt.write_bytes(b"\x00garbage")
