@@ -70,5 +70,7 @@ class TritonPythonModel:
 
 def model_source() -> str:
     """``model.py`` of the preprocessing model."""
-    parts = [inspect.getsource(images.to_rgb), inspect.getsource(images.preprocess)]
+    # The constants those functions read travel with them (one source of truth: images.py).
+    constants = f"RESIZE_BUDGET = {images.RESIZE_BUDGET!r}\n"
+    parts = [constants, inspect.getsource(images.to_rgb), inspect.getsource(images.preprocess)]
     return _HEADER + "\n\n".join(parts) + _MODEL
