@@ -19,6 +19,7 @@ Records (JSON Lines; CSV has the same fields flattened, one column per top-k ran
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import json
@@ -65,6 +66,81 @@ class ImageDataset:
 def _keep_list(items: list) -> list:
     """DataLoader collate that keeps the items as they are (numpy, errors and all)."""
     return items
+
+
+class PinnedBatch:
+    """A batch for a GPU runner: the items (index, array or None, error) plus the good arrays
+    stacked into one tensor in the runner's input dtype. ``DataLoader(pin_memory=True)`` calls
+    :meth:`pin_memory` in its pinning thread, so the stack lands in page-locked host memory and
+    the runner's host→device copy is a direct DMA (the runners copy from the numpy view of it
+    without another staging copy)."""
+
+    def __init__(self, items: list, stacked: Any) -> None:
+        self.items = items
+        self.stacked = stacked  # torch.Tensor [good, C, H, W] or None (no good image)
+
+    def pin_memory(self) -> PinnedBatch:
+        if self.stacked is not None:
+            self.stacked = self.stacked.pin_memory()
+        return self
+
+
+class StackCollate:
+    """Collate for GPU runners: stack the decoded arrays in the workers, already cast to the
+    runner's input dtype (FP16 halves the bytes to pin and copy); module-level and picklable for
+    worker processes."""
+
+    def __init__(self, dtype: str) -> None:
+        self.dtype = dtype
+
+    def __call__(self, items: list) -> PinnedBatch:
+        import torch
+
+        good = [a for _, a, _ in items if a is not None]
+        stacked = torch.from_numpy(np.stack(good).astype(self.dtype, copy=False)) if good else None
+        return PinnedBatch(items, stacked)
+
+
+def prefetch(batches: Any, depth: int = 1) -> Any:
+    """Yield from ``batches`` while a thread already fetches the next ``depth`` batches, so that
+    decoding (with no loader workers), collating and pinning batch N+1 overlap the runner's work
+    on batch N (PIL, ONNX Runtime and PyTorch release the GIL while they work). An exception in
+    the fetching thread is raised here, at the batch where it happened."""
+    import queue
+    import threading
+
+    q: queue.Queue = queue.Queue(maxsize=max(1, depth))
+    done = object()
+    stop = threading.Event()
+
+    def fill() -> None:
+        try:
+            for item in batches:
+                while not stop.is_set():
+                    try:
+                        q.put((item, None), timeout=0.1)
+                        break
+                    except queue.Full:
+                        continue
+                if stop.is_set():
+                    return
+            q.put((done, None))
+        except BaseException as exc:  # handed to the consumer
+            q.put((done, exc))
+
+    thread = threading.Thread(target=fill, name="infer-prefetch", daemon=True)
+    thread.start()
+    try:
+        while True:
+            item, exc = q.get()
+            if exc is not None:
+                raise exc
+            if item is done:
+                return
+            yield item
+    finally:
+        stop.set()
+        thread.join(timeout=5)
 
 
 def _one_line(text: str) -> str:
@@ -320,16 +396,18 @@ def predict_records(
     batch_size: int | None,
     topk: int,
     label_names: list[str] | None,
+    stacked: np.ndarray | None = None,
 ) -> tuple[list[dict[str, Any]], float]:
     """One record per ``(path, array or None, error or None)`` item, in order; + seconds in the
-    runner. ``batch_size`` goes to ``run_many`` (``None`` for a static-batch artifact)."""
+    runner. ``batch_size`` goes to ``run_many`` (``None`` for a static-batch artifact).
+    ``stacked``: the good arrays already stacked (e.g. in pinned memory), used as they are."""
     good = [(n, a) for n, (_, a, _) in enumerate(items) if a is not None]
     by_pos: dict[int, dict[str, Any]] = {
         n: {"path": str(p), "error": err} for n, (p, a, err) in enumerate(items) if a is None
     }
     seconds = 0.0
     if good:
-        arrays = np.stack([a for _, a in good])
+        arrays = stacked if stacked is not None else np.stack([a for _, a in good])
         t_run = time.perf_counter()
         logits = runner.run_many(arrays, batch_size)[output_name]
         seconds = time.perf_counter() - t_run
@@ -365,14 +443,42 @@ class InferResult:
     loader_wait_seconds: float = 0.0  # the loop blocked, waiting for decoded images
     backend_seconds: float = 0.0  # inside the runner
     runner: dict[str, Any] = field(default_factory=dict)
+    first_batch_wait_seconds: float = 0.0  # of loader_wait: the first batch (workers starting)
+    batches: int = 0
+    pinned: bool = False  # batches stacked in page-locked host memory (GPU runners)
 
     @property
     def backend_busy(self) -> float:
         """Fraction of the loop spent in the runner: 1.0 = the loader never held it up."""
         return self.backend_seconds / self.seconds if self.seconds > 0 else 0.0
 
+    @property
+    def bound(self) -> str:
+        """``loader``, ``backend`` or ``unknown``: what limited this run (see :func:`bound_by`)."""
+        return bound_by(
+            self.seconds, self.loader_wait_seconds, self.first_batch_wait_seconds, self.batches
+        )
+
     def as_dict(self) -> dict[str, Any]:
-        return {**self.__dict__, "backend_busy": self.backend_busy}
+        return {**self.__dict__, "backend_busy": self.backend_busy, "bound": self.bound}
+
+
+LOADER_BOUND_WAIT = 0.10  # the loop idles this fraction of its steady state waiting for images
+
+
+def bound_by(seconds: float, loader_wait: float, first_wait: float, batches: int) -> str:
+    """``loader`` when the loop, after its first batch, spent more than
+    :data:`LOADER_BOUND_WAIT` of its time waiting for decoded images (the backend idled: more
+    loader workers, or reduced-size decoding, would speed the run up); ``backend`` when it
+    waited less (the runner is the limit: a faster backend or a larger batch would); ``unknown``
+    with fewer than two batches, where the first batch's wait (worker processes starting, every
+    pipeline filling) is all there is to see."""
+    if batches < 2:
+        return "unknown"
+    steady = seconds - first_wait
+    if steady <= 0:
+        return "unknown"
+    return "loader" if (loader_wait - first_wait) / steady > LOADER_BOUND_WAIT else "backend"
 
 
 def run_inference(
@@ -441,30 +547,46 @@ def run_inference(
 
         from torch.utils.data import DataLoader
 
+        # On a GPU: batches stacked in the workers and pinned (page-locked) by the DataLoader's
+        # pinning thread, so the runner's host→device copy is a direct DMA.
+        pinned = str(runner.device).startswith("cuda")
         dataset = ImageDataset(paths, pending, runner.preprocessing)
         loader = DataLoader(
             dataset,
             batch_size=batch,
             shuffle=False,
             num_workers=workers,
-            collate_fn=_keep_list,
+            collate_fn=StackCollate(runner.input_spec[0].dtype) if pinned else _keep_list,
+            pin_memory=pinned,
             prefetch_factor=4 if workers else None,
         )
         mode = "a" if (resume and output.exists()) else "w"
         processed = failed = 0
-        waited = backend = 0.0  # seconds blocked on the loader / inside the runner
+        waited = backend = first_wait = 0.0  # seconds blocked on the loader / in the runner
+        n_batches = 0
         started = time.perf_counter()
-        with open(output, mode, encoding="utf-8", newline="") as fh:
+        # batch N+1 is fetched (decoded, collated, pinned) while the runner works on N; closing
+        # stops the fetching thread when the loop ends early (an error, a progress callback)
+        with (
+            open(output, mode, encoding="utf-8", newline="") as fh,
+            contextlib.closing(prefetch(iter(loader if pending else []))) as batches,
+        ):
             if fmt == "csv" and (mode == "w" or output.stat().st_size == 0):
                 csv.writer(fh, lineterminator="\n").writerow(csv_header(topk, with_labels))
                 fh.flush()
-            batches = iter(loader if pending else [])
             while True:
                 t_wait = time.perf_counter()
                 items = next(batches, None)
                 waited += time.perf_counter() - t_wait
                 if items is None:
                     break
+                if n_batches == 0:
+                    first_wait = waited
+                n_batches += 1
+                stacked = None
+                if isinstance(items, PinnedBatch):
+                    stacked = None if items.stacked is None else items.stacked.numpy()
+                    items = items.items
                 records, seconds_in_runner = predict_records(
                     runner,
                     [(paths[i], a, err) for i, a, err in items],
@@ -472,6 +594,7 @@ def run_inference(
                     batch_size=None if fixed else batch,
                     topk=topk,
                     label_names=label_names,
+                    stacked=stacked,
                 )
                 backend += seconds_in_runner
                 fh.write(format_records(records, fmt, topk, with_labels))
@@ -495,6 +618,9 @@ def run_inference(
             loader_wait_seconds=waited,
             backend_seconds=backend,
             runner=runner.describe(),
+            first_batch_wait_seconds=first_wait,
+            batches=n_batches,
+            pinned=pinned,
         )
     finally:
         if owned:
