@@ -71,6 +71,13 @@ def bench_table(result: BenchResult) -> Table:
             f"[{color}]{r.status}[/] ({reasons.index(reason) + 1})",
         )
     lines = [_baseline_line(result)]
+    if result.loader:
+        ips = result.loader["images_per_s"]
+        lines.append(
+            "loader, one worker, 12-MP JPEGs: "
+            + ", ".join(f"{m} decoding {v:.1f} img/s" for m, v in ips.items())
+            + f" (infer decodes: {result.loader['infer_decoding']})"
+        )
     lines += [f"({i}) {escape(t)}" for i, t in enumerate(reasons, 1)]
     table.caption = "\n".join(lines)
     table.caption_justify = "left"

@@ -82,6 +82,7 @@ class BenchResult:
     notes: list[str] = field(default_factory=list)
     files: dict[str, str] = field(default_factory=dict)  # kind ("json", "csv", "png") → path
     interleaved: bool = False
+    loader: dict[str, Any] | None = None  # bench --loader: LoaderResult.as_dict() + feeding
 
     def row(self, backend: str, precision: str, batch_size: int) -> BenchRow | None:
         """The first row for a backend/precision/batch size (``None`` if absent)."""
@@ -149,4 +150,5 @@ class BenchResult:
             "baselines": self.baselines(),
             "rows": [r.as_dict() for r in self.rows],
             "notes": self.notes,
+            **({"loader": self.loader} if self.loader is not None else {}),
         }

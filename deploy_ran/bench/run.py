@@ -113,6 +113,7 @@ def run_benchmark(settings: BenchSettings, progress: Say | None = None) -> Bench
             else:
                 rows.extend(_measure_row(cfg, batch, settings, say) for cfg in configs)
     add_speedups(rows)
+    loader = _measure_loader(settings.model, size, rows, say) if settings.loader else None
     result = BenchResult(
         model=settings.model,
         image_size=size,
@@ -129,6 +130,7 @@ def run_benchmark(settings: BenchSettings, progress: Say | None = None) -> Bench
         started_at=started_at,
         rows=rows,
         notes=notes,
+        loader=loader,
     )
     if settings.output is not None:
         save_result(result, settings.output, plot=settings.plot)
@@ -445,3 +447,27 @@ def add_speedups(rows: list[BenchRow]) -> None:
             b = best[r.batch_size]
             r.speedup_vs_best_torch = b.latency.median / r.latency.median  # type: ignore[union-attr]
             r.best_torch = b.label
+
+
+def _measure_loader(model: str, size: int, rows: list[BenchRow], say: Say) -> dict[str, Any]:
+    """One loader worker on 12-MP JPEGs at ``size`` (see :mod:`deploy_ran.bench.loader`), and
+    how many such workers the fastest row of each batch size would need to stay fed."""
+    from deploy_ran.bench.loader import loader_benchmark
+    from deploy_ran.models import get_spec
+
+    result = loader_benchmark(get_spec(model).preprocessing(size), progress=say)
+    feeding: dict[str, dict[str, Any]] = {}
+    for r in rows:
+        if r.status != "ran" or not r.throughput:
+            continue
+        held = feeding.get(str(r.batch_size))
+        if held is None or r.throughput > held["images_per_s"]:
+            feeding[str(r.batch_size)] = {
+                "fastest_row": r.label,
+                "images_per_s": r.throughput,
+                **{
+                    f"workers_needed_{mode}": result.workers_to_feed(r.throughput, mode)
+                    for mode in result.images_per_s
+                },
+            }
+    return {**result.as_dict(), "feeding": feeding}

@@ -42,6 +42,9 @@ class BenchSettings:
       per-precision default (channels_last for FP16 on CUDA, see ``CHANNELS_LAST_DEFAULTS``).
     - ``ort_cuda_options``: ONNX Runtime CUDA provider options over the per-precision defaults
       (``prefer_nhwc``, ``cudnn_conv_algo_search``, ``cudnn_conv_use_max_workspace``).
+    - ``loader``: also measure one ``infer`` loader worker's images/s on 12-megapixel JPEGs at
+      this benchmark's image size (full and reduced-size decoding, see
+      :mod:`deploy_ran.bench.loader`), reported beside the backends' images/s.
     - ``output``: a folder (file names from the environment) or ``FILE.json``; ``None`` saves
       nothing. ``plot``: also write the PNG.
     """
@@ -62,6 +65,7 @@ class BenchSettings:
     torch_modes: tuple[str, ...] = ("eager",)
     torch_channels_last: bool | None = None
     ort_cuda_options: dict[str, str] | None = field(default=None, hash=False)
+    loader: bool = False
     image_size: int | None = None
     checkpoint: Path | None = None
     options: dict[str, Any] | None = field(default=None, hash=False)
