@@ -74,7 +74,7 @@ def bench_table(result: BenchResult) -> Table:
     if result.loader:
         ips = result.loader["images_per_s"]
         lines.append(
-            "loader, one worker, 12-MP JPEGs: "
+            "loader, one worker, {}×{} JPEGs: ".format(*result.loader["photo_size"])
             + ", ".join(f"{m} decoding {v:.1f} img/s" for m, v in ips.items())
             + f" (infer decodes: {result.loader['infer_decoding']})"
         )

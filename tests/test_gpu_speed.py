@@ -392,3 +392,25 @@ def test_loader_benchmark_modes_and_reduced_decoding(tmp_path):
     assert result.workers_to_feed(10 * result.images_per_s["infer"]) == pytest.approx(10)
     with pytest.raises(DeployRanError, match="Unknown loader mode"):
         loader_benchmark(pre, photos=[photo], modes=["fast"])
+
+
+def test_bench_loader_reports_workers_needed_beside_the_fastest_rows(monkeypatch):
+    from deploy_ran.bench import loader as loader_mod
+    from deploy_ran.bench.run import _measure_loader
+
+    real = loader_mod.loader_benchmark
+    monkeypatch.setattr(  # small photos: the arithmetic is what is checked here
+        loader_mod,
+        "loader_benchmark",
+        lambda pre, **kw: real(pre, count=1, photo_size=(640, 480), repeats=1),
+    )
+    result = _synthetic()
+    report = _measure_loader("ran56_cifar", 32, result.rows, lambda _m: None)
+    fastest = report["feeding"]["1"]
+    assert fastest["fastest_row"] == "ort fp16 (cuda)" and fastest["images_per_s"] == 500.0
+    per_worker = report["images_per_s"]["reduced"]
+    assert fastest["workers_needed_reduced"] == pytest.approx(500.0 / per_worker)
+    result.loader = report
+    console = Console(width=300, record=True)
+    console.print(bench_table(result))
+    assert "loader, one worker, 640×480 JPEGs: full decoding" in console.export_text()

@@ -172,6 +172,7 @@ class TorchRunner(BaseRunner):
             # torch.compile's own CUDA graphs (reduce-overhead) instead of a manual capture of
             # compiled code; the graphs then live in torch's CUDA graph trees.
             self._compile_mode = compile_mode or ("reduce-overhead" if cuda_graph else "default")
+            _allow_recompiles(64)
             self._compiled = torch.compile(
                 module, mode=self._compile_mode, backend=compile_backend, dynamic=False
             )
@@ -333,6 +334,18 @@ class TorchRunner(BaseRunner):
             "cuda_graph": self._cuda_graph,
             "checkpoint": self.checkpoint,
         }
+
+
+def _allow_recompiles(limit: int) -> None:
+    """One compiled graph per batch size (``dynamic=False``): lift TorchDynamo's limit on
+    recompilations of one function (8 by default), past which it silently runs eager code and a
+    "compile" row would measure eager PyTorch. The setting's name changed across versions."""
+    import torch._dynamo
+
+    config = torch._dynamo.config
+    for name in ("recompile_limit", "cache_size_limit"):
+        if hasattr(config, name) and getattr(config, name) < limit:
+            setattr(config, name, limit)
 
 
 class _GraphInput:
