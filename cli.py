@@ -477,6 +477,10 @@ def bench_cmd(
     interleave: o.InterleaveOpt = False,
     threads: o.ThreadsOpt = None,
     torch_precisions: o.TorchPrecisionsOpt = "fp32",
+    torch_modes: o.TorchModesOpt = "eager",
+    torch_channels_last: o.TorchLayoutOpt = None,
+    ort_cuda_options: o.OrtCudaOptionsOpt = None,
+    loader: o.LoaderOpt = False,
     image_size: o.ImageSizeOpt = None,
     checkpoint: o.CheckpointOpt = None,
     workdir: o.WorkdirOpt = None,
@@ -499,7 +503,9 @@ def bench_cmd(
             warmup=warmup, duration=duration, iterations=iterations, device=device, copies=copies,
             cuda_graphs=cuda_graphs, interleave=interleave, threads=threads,
             torch_precisions=torch_precisions, image_size=image_size, checkpoint=checkpoint,
-            workdir=workdir, output=output, plot=not no_plot,
+            workdir=workdir, output=output, plot=not no_plot, torch_modes=torch_modes,
+            torch_channels_last=torch_channels_last, ort_cuda_options=ort_cuda_options,
+            loader=loader,
         )  # fmt: skip
         result = run_benchmark(
             settings, progress=lambda msg: status.update(f"benchmarking: {escape(msg)}…")

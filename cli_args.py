@@ -455,6 +455,39 @@ TorchPrecisionsOpt = Opt(
     str, "PyTorch rows: fp32,fp16,autocast.", ListOf(Choice(*TORCH_PRECISIONS), "precisions")
 )
 NoPlotOpt = Flag("--no-plot", "Skip the PNG.")
+TorchModesOpt = Opt(
+    str,
+    "PyTorch rows per precision: eager,compile (torch.compile; compile time reported apart).",
+    ListOf(Choice("eager", "compile"), "modes"),
+)
+TorchLayoutOpt = Annotated[
+    Optional[bool],
+    typer.Option(
+        "--torch-channels-last/--torch-nchw",
+        help="PyTorch layout (default: channels_last for fp16/autocast on CUDA, NCHW otherwise).",
+        show_default=False,
+    ),
+]
+
+
+def key_values(value: Any) -> dict[str, str]:
+    """``KEY=VALUE,KEY=VALUE`` → a dict (ONNX Runtime provider options)."""
+    if isinstance(value, dict):
+        return value
+    pairs = [p.strip() for p in str(value).split(",") if p.strip()]
+    bad = [p for p in pairs if "=" not in p or not p.split("=", 1)[0].strip()]
+    if not pairs or bad:
+        _fail(f"takes KEY=VALUE pairs separated by commas, got {value!r}.")
+    return {k.strip(): v.strip() for k, v in (p.split("=", 1) for p in pairs)}
+
+
+OrtCudaOptionsOpt = Opt(
+    OptStr,
+    "ORT CUDA provider options KEY=VALUE,... over the per-precision defaults (prefer_nhwc, "
+    "cudnn_conv_algo_search=EXHAUSTIVE|HEURISTIC|DEFAULT, cudnn_conv_use_max_workspace).",
+    key_values,
+)
+LoaderOpt = Flag("--loader", "Also time one infer loader worker on 12-MP JPEGs (full vs reduced).")
 
 
 def flags_for(param: str, mapping: dict[str, str]) -> str:

@@ -132,6 +132,81 @@ def _keep_list(items: list) -> list:
     return items
 
 
+class PinnedBatch:
+    """A batch for a GPU runner: the items (index, array or None, error) plus the good arrays
+    stacked into one tensor in the runner's input dtype. ``DataLoader(pin_memory=True)`` calls
+    :meth:`pin_memory` in its pinning thread, so the stack lands in page-locked host memory and
+    the runner's host→device copy is a direct DMA (the runners copy from the numpy view of it
+    without another staging copy)."""
+
+    def __init__(self, items: list, stacked: Any) -> None:
+        self.items = items
+        self.stacked = stacked  # torch.Tensor [good, C, H, W] or None (no good image)
+
+    def pin_memory(self) -> PinnedBatch:
+        if self.stacked is not None:
+            self.stacked = self.stacked.pin_memory()
+        return self
+
+
+class StackCollate:
+    """Collate for GPU runners: stack the decoded arrays in the workers, already cast to the
+    runner's input dtype (FP16 halves the bytes to pin and copy); module-level and picklable for
+    worker processes."""
+
+    def __init__(self, dtype: str) -> None:
+        self.dtype = dtype
+
+    def __call__(self, items: list) -> PinnedBatch:
+        import torch
+
+        good = [a for _, a, _ in items if a is not None]
+        stacked = torch.from_numpy(np.stack(good).astype(self.dtype, copy=False)) if good else None
+        return PinnedBatch(items, stacked)
+
+
+def prefetch(batches: Any, depth: int = 1) -> Any:
+    """Yield from ``batches`` while a thread already fetches the next ``depth`` batches, so that
+    decoding (with no loader workers), collating and pinning batch N+1 overlap the runner's work
+    on batch N (PIL, ONNX Runtime and PyTorch release the GIL while they work). An exception in
+    the fetching thread is raised here, at the batch where it happened."""
+    import queue
+    import threading
+
+    q: queue.Queue = queue.Queue(maxsize=max(1, depth))
+    done = object()
+    stop = threading.Event()
+
+    def fill() -> None:
+        try:
+            for item in batches:
+                while not stop.is_set():
+                    try:
+                        q.put((item, None), timeout=0.1)
+                        break
+                    except queue.Full:
+                        continue
+                if stop.is_set():
+                    return
+            q.put((done, None))
+        except BaseException as exc:  # handed to the consumer
+            q.put((done, exc))
+
+    thread = threading.Thread(target=fill, name="infer-prefetch", daemon=True)
+    thread.start()
+    try:
+        while True:
+            item, exc = q.get()
+            if exc is not None:
+                raise exc
+            if item is done:
+                return
+            yield item
+    finally:
+        stop.set()
+        thread.join(timeout=5)
+
+
 def _one_line(text: str) -> str:
     return _printable(" ".join(str(text).split()))
 
@@ -704,8 +779,11 @@ def predict_records(
     batch_size: int | None,
     topk: int,
     label_names: list[str] | None,
+    stacked: np.ndarray | None = None,
 ) -> tuple[list[dict[str, Any]], float]:
     """One record per ``(path, array or None, error)`` item, in order; + seconds in the runner.
+
+    ``stacked``: the good arrays already stacked (e.g. in pinned memory), used as they are.
 
     An unreadable image (``array`` None) keeps its error; an image whose logits are NaN or
     infinite gets :data:`NONFINITE_ERROR` (see :func:`is_model_error`). ``batch_size`` goes to
@@ -719,7 +797,7 @@ def predict_records(
     }
     seconds = 0.0
     if good:
-        arrays = np.stack([items[n][1] for n in good])  # type: ignore[misc]
+        arrays = stacked if stacked is not None else np.stack([items[n][1] for n in good])  # type: ignore[misc]
         started = time.perf_counter()
         logits = _run_batch(runner, arrays, batch_size, output_name)
         seconds = time.perf_counter() - started
@@ -795,6 +873,9 @@ class InferResult:
     runner: dict[str, Any] = field(default_factory=dict)
     model_errors: int = 0  # images whose logits were NaN/inf (recorded as errors)
     producer: dict[str, Any] = field(default_factory=dict)
+    first_batch_wait_seconds: float = 0.0  # of loader_wait: the first batch (workers starting)
+    batches: int = 0
+    pinned: bool = False  # batches stacked in page-locked host memory (GPU runners)
 
     @property
     def backend_busy(self) -> float:
@@ -809,8 +890,38 @@ class InferResult:
         """
         return self.model_errors == 0
 
+    @property
+    def bound(self) -> str:
+        """``loader``, ``backend`` or ``unknown``: what limited this run (see :func:`bound_by`)."""
+        return bound_by(
+            self.seconds, self.loader_wait_seconds, self.first_batch_wait_seconds, self.batches
+        )
+
     def as_dict(self) -> dict[str, Any]:
-        return {**self.__dict__, "backend_busy": self.backend_busy, "ok": self.ok}
+        return {
+            **self.__dict__,
+            "backend_busy": self.backend_busy,
+            "bound": self.bound,
+            "ok": self.ok,
+        }
+
+
+LOADER_BOUND_WAIT = 0.10  # the loop idles this fraction of its steady state waiting for images
+
+
+def bound_by(seconds: float, loader_wait: float, first_wait: float, batches: int) -> str:
+    """``loader`` when the loop, after its first batch, spent more than
+    :data:`LOADER_BOUND_WAIT` of its time waiting for decoded images (the backend idled: more
+    loader workers, or reduced-size decoding, would speed the run up); ``backend`` when it
+    waited less (the runner is the limit: a faster backend or a larger batch would); ``unknown``
+    with fewer than two batches, where the first batch's wait (worker processes starting, every
+    pipeline filling) is all there is to see."""
+    if batches < 2:
+        return "unknown"
+    steady = seconds - first_wait
+    if steady <= 0:
+        return "unknown"
+    return "loader" if (loader_wait - first_wait) / steady > LOADER_BOUND_WAIT else "backend"
 
 
 def run_inference(
@@ -910,34 +1021,49 @@ def _run(
 
     from torch.utils.data import DataLoader
 
+    # On a GPU: batches stacked in the workers and pinned (page-locked) by the DataLoader's
+    # pinning thread, so the runner's host→device copy is a direct DMA.
+    pinned = str(runner.device).startswith("cuda")
     loader = DataLoader(
         ImageDataset(paths, pending, runner.preprocessing),
         batch_size=batch,
         shuffle=False,
         num_workers=workers,
-        collate_fn=_keep_list,
+        collate_fn=StackCollate(runner.input_spec[0].dtype) if pinned else _keep_list,
+        pin_memory=pinned,
         prefetch_factor=4 if workers else None,
     )
-    clock = {"waited": 0.0, "backend": 0.0}  # seconds blocked on the loader / inside the runner
+    # seconds blocked on the loader / inside the runner / waiting for the first batch; batches
+    clock = {"waited": 0.0, "backend": 0.0, "first": 0.0, "batches": 0}
 
     def batches() -> Iterator[list[dict[str, Any]]]:
-        decoded = iter(loader if pending else [])
-        while True:
-            t_wait = time.perf_counter()
-            items = next(decoded, None)
-            clock["waited"] += time.perf_counter() - t_wait
-            if items is None:
-                return
-            records, in_runner = predict_records(
-                runner,
-                [(paths[i], a, err) for i, a, err in items],
-                output_name=name,
-                batch_size=None if fixed else batch,
-                topk=topk,
-                label_names=label_names,
-            )
-            clock["backend"] += in_runner
-            yield records
+        # batch N+1 is fetched (decoded, collated, pinned) while the runner works on N; closing
+        # stops the fetching thread when the loop ends early (an error, a progress callback)
+        with contextlib.closing(prefetch(iter(loader if pending else []))) as decoded:
+            while True:
+                t_wait = time.perf_counter()
+                items = next(decoded, None)
+                clock["waited"] += time.perf_counter() - t_wait
+                if items is None:
+                    return
+                if clock["batches"] == 0:
+                    clock["first"] = clock["waited"]
+                clock["batches"] += 1
+                stacked = None
+                if isinstance(items, PinnedBatch):
+                    stacked = None if items.stacked is None else items.stacked.numpy()
+                    items = items.items
+                records, in_runner = predict_records(
+                    runner,
+                    [(paths[i], a, err) for i, a, err in items],
+                    output_name=name,
+                    batch_size=None if fixed else batch,
+                    topk=topk,
+                    label_names=label_names,
+                    stacked=stacked,
+                )
+                clock["backend"] += in_runner
+                yield records
 
     started = time.perf_counter()
     processed, failed, model_errors = write_batches(
@@ -961,4 +1087,7 @@ def _run(
         runner=runner.describe(),
         model_errors=model_errors,
         producer=identity,
+        first_batch_wait_seconds=clock["first"],
+        batches=int(clock["batches"]),
+        pinned=pinned,
     )

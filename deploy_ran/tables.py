@@ -52,12 +52,11 @@ def _num(value: float | None, fmt: str = ".3g") -> str:
 
 
 def bench_table(result: BenchResult) -> Table:
-    """One row per backend × precision × batch size: latency statistics, throughput, speedup."""
-    method = result.method()
+    """One row per backend × precision × batch size: latency statistics, throughput, both
+    speedups (the caption names their baselines) and each row's layout and timing method."""
     title = (
         f"{_e(result.model)} at {result.image_size}×{result.image_size} on {_e(result.device)}, "
-        f"{result.threads} threads · {_e(method['timer'])}, "
-        f"{'copies included' if result.copies_included else 'no host↔device copies'}"
+        f"{result.threads} threads"
     )
     table = Table(title=title + " · latency in ms", title_justify="left")
     table.add_column("backend", no_wrap=True)
@@ -65,18 +64,25 @@ def bench_table(result: BenchResult) -> Table:
     for col in STATS:
         table.add_column(col, justify="right")
     table.add_column("img/s", justify="right")
-    table.add_column("speedup", justify="right")
+    table.add_column("× fp32", justify="right")
+    table.add_column("× best torch", justify="right")
+    table.add_column("layout")
+    table.add_column("timing")
     table.add_column("status", no_wrap=True)
     reasons: list[str] = []
     for r in result.rows:
         if r.status == "ran" and r.latency:
+            compiled = f" (compile {r.compile_seconds:.0f} s)" if r.compile_seconds else ""
             table.add_row(
                 escape(r.label),
                 str(r.batch_size),
                 *(_num(getattr(r.latency, k), ".2f") for k in STATS),
                 _num(r.throughput, ".1f"),
                 "-" if r.speedup is None else f"{r.speedup:.2f}×",
-                f"[green]ran[/] ×{r.iterations}",
+                "-" if r.speedup_vs_best_torch is None else f"{r.speedup_vs_best_torch:.2f}×",
+                escape(r.layout or "-"),
+                r.timing,
+                f"[green]ran[/] ×{r.iterations}{compiled}",
             )
             continue
         reason = r.reason or ""
@@ -86,13 +92,34 @@ def bench_table(result: BenchResult) -> Table:
         table.add_row(
             escape(r.label),
             str(r.batch_size),
-            *(["-"] * (len(STATS) + 2)),
+            *(["-"] * (len(STATS) + 5)),
             f"[{color}]{r.status}[/] ({reasons.index(reason) + 1})",
         )
-    if reasons:
-        table.caption = "\n".join(f"({i}) {escape(t)}" for i, t in enumerate(reasons, 1))
-        table.caption_justify = "left"
+    lines = [_baseline_line(result)]
+    if result.loader:
+        ips = result.loader["images_per_s"]
+        lines.append(
+            "loader, one worker, {}×{} JPEGs: ".format(*result.loader["photo_size"])
+            + ", ".join(f"{m} decoding {v:.1f} img/s" for m, v in ips.items())
+            + f" (infer decodes: {result.loader['infer_decoding']})"
+        )
+    lines += [f"({i}) {escape(t)}" for i, t in enumerate(reasons, 1)]
+    table.caption = "\n".join(lines)
+    table.caption_justify = "left"
     return table
+
+
+def _baseline_line(result: BenchResult) -> str:
+    """What the two speedup columns are measured against, batch size by batch size."""
+    base = result.baselines()
+    fp32 = sorted({b["torch_fp32"] for b in base.values() if b["torch_fp32"]})
+    best = ", ".join(
+        f"batch {k}: {escape(v['best_torch'])}" for k, v in base.items() if v["best_torch"]
+    )
+    return (
+        f"× fp32 = vs eager PyTorch FP32 ({escape(', '.join(fp32)) or 'not measured'}); "
+        f"× best torch = vs the fastest PyTorch row of the batch ({best or 'none ran'})"
+    )
 
 
 def environment_table(result: BenchResult) -> Table:
@@ -524,7 +551,8 @@ def infer_summary(result: Any) -> str:
     how = (
         f"{result.workers} Ray workers"
         if "ray" in (getattr(result, "runner", None) or {})
-        else f"{result.workers} loader workers, backend busy {result.backend_busy:.0%} of the time"
+        else f"{result.workers} loader workers, backend busy {result.backend_busy:.0%} of the time, "
+        f"{result.bound}-bound"
     )
     return (
         f"[green]✓[/] {result.processed} image(s) in {result.seconds:.1f} s "

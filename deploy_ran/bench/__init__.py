@@ -13,8 +13,10 @@ Method (stated in every result, because numbers without it cannot be compared):
 - **Length**: ``iterations`` runs, or runs until ``duration`` seconds have passed (at least
   ``MIN_ITERATIONS``).
 - **Statistics**: min/mean/median/p90/p95/p99/max/std of the per-run latency in ms; throughput =
-  batch size × runs / total timed seconds (= batch / mean latency), in images/s; speedup = median
-  latency of eager PyTorch FP32 at the same batch size / the row's median latency.
+  batch size × runs / total timed seconds (= batch / mean latency), in images/s; two speedups:
+  ``speedup_vs_torch_fp32`` = median latency of eager PyTorch FP32 at the same batch size / the
+  row's median, ``speedup_vs_best_torch`` = median of the fastest PyTorch row (any precision,
+  layout, mode) at the same batch size in the same run / the row's median.
 - **Rows**: *ran*, *failed* (with the error) or *skipped* (backend not installed, static batch of
   another size, no engine given). One backend failing never stops the others.
 - Rows are measured batch size by batch size, every backend in turn, so that backends compared
@@ -27,13 +29,15 @@ library versions), and a PNG plot (throughput against batch size, latency percen
 The modules, one job each: :mod:`~deploy_ran.bench.settings` (:class:`BenchSettings`, what to
 measure), :mod:`~deploy_ran.bench.timing` (timers, timing loops, statistics),
 :mod:`~deploy_ran.bench.run` (:func:`run_benchmark`: runners → rows),
-:mod:`~deploy_ran.bench.result` (:class:`BenchResult`, :class:`BenchRow`) and
-:mod:`~deploy_ran.bench.report` (JSON/CSV/PNG files).
+:mod:`~deploy_ran.bench.result` (:class:`BenchResult`, :class:`BenchRow`),
+:mod:`~deploy_ran.bench.report` (JSON/CSV/PNG files) and :mod:`~deploy_ran.bench.loader` (images/s
+of one ``infer`` loader worker, full against reduced-size JPEG decoding).
 
     from deploy_ran.bench import BenchSettings, run_benchmark
     result = run_benchmark(BenchSettings("ran92", batch_sizes=(1, 8), iterations=50))
 """
 
+from deploy_ran.bench.loader import LoaderResult, loader_benchmark
 from deploy_ran.bench.report import CSV_FIELDS, output_paths, save_result, write_plot
 from deploy_ran.bench.result import BenchResult, BenchRow
 from deploy_ran.bench.run import run_benchmark
@@ -56,7 +60,9 @@ __all__ = [
     "BenchRow",
     "BenchSettings",
     "LatencyStats",
+    "LoaderResult",
     "environment_tag",
+    "loader_benchmark",
     "output_paths",
     "run_benchmark",
     "runner_overhead",

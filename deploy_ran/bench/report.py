@@ -34,8 +34,13 @@ CSV_FIELDS = (
     *(f"{s}_ms" for s in STAT_FIELDS),
     "throughput_ips",
     "speedup_vs_torch_fp32",
+    "speedup_vs_best_torch",
+    "best_torch",
     "timer",
     "copies_included",
+    "layout",
+    "mode",
+    "compile_seconds",
 )
 
 
@@ -57,8 +62,13 @@ def csv_row(row: BenchRow) -> dict[str, Any]:
         "iterations": row.iterations,
         "throughput_ips": _fmt(row.throughput),
         "speedup_vs_torch_fp32": _fmt(row.speedup),
+        "speedup_vs_best_torch": _fmt(row.speedup_vs_best_torch),
+        "best_torch": row.best_torch or "",
         "timer": row.timer or "",
         "copies_included": "" if row.copies_included is None else row.copies_included,
+        "layout": row.layout or "",
+        "mode": row.mode or "",
+        "compile_seconds": _fmt(row.compile_seconds),
     }
     for s in STAT_FIELDS:
         out[f"{s}_ms"] = _fmt(getattr(row.latency, s) if row.latency else None)

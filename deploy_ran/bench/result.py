@@ -26,16 +26,40 @@ class BenchRow:
     latency: LatencyStats | None = None
     throughput: float | None = None  # images/s
     speedup: float | None = None  # vs eager PyTorch FP32, same batch size
+    speedup_vs_best_torch: float | None = None  # vs the fastest PyTorch row, same batch size
+    best_torch: str | None = None  # label of that fastest PyTorch row
     timer: str | None = None
     copies_included: bool | None = None
+    layout: str | None = None  # memory layout that ran, where the backend says (NCHW, ...)
+    mode: str | None = None  # PyTorch: eager | compile
+    compile_seconds: float | None = None  # compile mode: first run at this batch (untimed)
     runner: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def speedup_vs_torch_fp32(self) -> float | None:
+        return self.speedup
+
+    @property
+    def timing(self) -> str:
+        """The timing method in a few words, e.g. ``host timer, copies included``."""
+        if self.timer is None:
+            return "-"
+        timer = "CUDA events" if self.timer.startswith("cuda") else "host timer"
+        copies = "copies included" if self.copies_included else "no copies"
+        return f"{timer}, {copies}"
 
     def as_dict(self) -> dict[str, Any]:
         d = asdict(self)
         d["latency_ms"] = d.pop("latency")
         d["throughput_ips"] = d.pop("throughput")
         d["speedup_vs_torch_fp32"] = d.pop("speedup")
+        d["timing"] = self.timing
         return d
+
+
+def is_torch_fp32_eager(row: BenchRow) -> bool:
+    """The ``speedup_vs_torch_fp32`` baseline: eager PyTorch FP32 (any layout)."""
+    return row.backend == "torch" and row.precision == "fp32" and row.mode in (None, "eager")
 
 
 @dataclass
@@ -58,6 +82,7 @@ class BenchResult:
     notes: list[str] = field(default_factory=list)
     files: dict[str, str] = field(default_factory=dict)  # kind ("json", "csv", "png") → path
     interleaved: bool = False
+    loader: dict[str, Any] | None = None  # bench --loader: LoaderResult.as_dict() + feeding
 
     def row(self, backend: str, precision: str, batch_size: int) -> BenchRow | None:
         """The first row for a backend/precision/batch size (``None`` if absent)."""
@@ -65,6 +90,27 @@ class BenchResult:
             if (r.backend, r.precision, r.batch_size) == (backend, precision, batch_size):
                 return r
         return None
+
+    def baselines(self) -> dict[str, dict[str, str | None]]:
+        """Per batch size, the labels of the two speedup baselines (``None`` when absent)."""
+        out: dict[str, dict[str, str | None]] = {}
+        for b in self.batch_sizes:
+            fp32 = next(
+                (
+                    r.label
+                    for r in self.rows
+                    if r.batch_size == b
+                    and r.status == "ran"
+                    and r.speedup == 1.0
+                    and is_torch_fp32_eager(r)
+                ),
+                None,
+            )
+            best = next(
+                (r.best_torch for r in self.rows if r.batch_size == b and r.best_torch), None
+            )
+            out[str(b)] = {"torch_fp32": fp32, "best_torch": best}
+        return out
 
     def method(self) -> dict[str, Any]:
         return {
@@ -83,6 +129,10 @@ class BenchResult:
             else "host perf_counter (+ synchronize)",
             "throughput": "batch_size * runs / timed seconds",
             "speedup": "median latency of torch fp32 at the same batch size / row median",
+            "speedup_vs_torch_fp32": "median latency of eager PyTorch FP32 at the same batch "
+            "size / the row's median latency",
+            "speedup_vs_best_torch": "median latency of the fastest PyTorch row (any precision, "
+            "layout, mode) at the same batch size in this run / the row's median latency",
             "inputs": "seeded random normal batch in the runner's input dtype",
         }
 
@@ -97,6 +147,8 @@ class BenchResult:
             "method": self.method(),
             "environment": self.environment,
             "environment_tag": environment_tag(self.environment),
+            "baselines": self.baselines(),
             "rows": [r.as_dict() for r in self.rows],
             "notes": self.notes,
+            **({"loader": self.loader} if self.loader is not None else {}),
         }

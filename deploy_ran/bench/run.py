@@ -7,7 +7,11 @@ and how their timings become rows.
   backend in turn, so that backends compared with each other were measured close together in
   time. With ``interleave`` the backends of one batch size take turns run by run, so that a shared
   machine's changing load hits them alike.
-- **Speedup** = median latency of eager PyTorch FP32 at the same batch size / the row's median.
+- **Speedups**, both per row: ``speedup_vs_torch_fp32`` = median latency of eager PyTorch FP32
+  at the same batch size / the row's median; ``speedup_vs_best_torch`` = median latency of the
+  fastest PyTorch row (any precision, layout or mode) at the same batch size in this run / the
+  row's median. The first is the classic "× faster than PyTorch"; the second is what a user who
+  already runs PyTorch at its best would gain.
 """
 
 from __future__ import annotations
@@ -20,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from deploy_ran.bench.report import output_paths, save_result
-from deploy_ran.bench.result import BenchResult, BenchRow
+from deploy_ran.bench.result import BenchResult, BenchRow, is_torch_fp32_eager
 from deploy_ran.bench.settings import BenchSettings
 from deploy_ran.bench.timing import (
     LatencyStats,
@@ -50,13 +54,14 @@ class _Config:
     runner: BaseRunner | None = None
     error: tuple[str, str] | None = None  # (status, reason) when it could not be built
     suffix: str = ""  # tells apart artifacts that share a label
+    suffix_hint: str = ""  # what tells this row apart before its runner exists (e.g. " compile")
 
     @property
     def label(self) -> str:
         if self.runner is not None:
             return self.runner.label + self.suffix
         precision = "" if self.precision == "-" else f" {self.precision}"
-        return f"{self.backend}{precision}{self.suffix}"
+        return f"{self.backend}{precision}{self.suffix_hint}{self.suffix}"
 
 
 def run_benchmark(settings: BenchSettings, progress: Say | None = None) -> BenchResult:
@@ -107,7 +112,8 @@ def run_benchmark(settings: BenchSettings, progress: Say | None = None) -> Bench
                 rows.extend(_measure_interleaved(configs, batch, settings, say))
             else:
                 rows.extend(_measure_row(cfg, batch, settings, say) for cfg in configs)
-    _add_speedups(rows)
+    add_speedups(rows)
+    loader = _measure_loader(settings.model, size, rows, say) if settings.loader else None
     result = BenchResult(
         model=settings.model,
         image_size=size,
@@ -124,6 +130,7 @@ def run_benchmark(settings: BenchSettings, progress: Say | None = None) -> Bench
         started_at=started_at,
         rows=rows,
         notes=notes,
+        loader=loader,
     )
     if settings.output is not None:
         save_result(result, settings.output, plot=settings.plot)
@@ -183,6 +190,7 @@ def _check_artifact(path: Path, model: str, image_size: int) -> dict[str, Any]:
 
 
 def _torch_configs(settings: BenchSettings, size: int) -> list[_Config]:
+    """One PyTorch row per precision × mode (eager first, so the baseline is measured first)."""
     return [
         _Config(
             "torch",
@@ -194,9 +202,13 @@ def _torch_configs(settings: BenchSettings, size: int) -> list[_Config]:
                 "checkpoint": settings.checkpoint,
                 "image_size": size,
                 "options": settings.options,
+                "channels_last": settings.torch_channels_last,
+                **({"mode": mode} if mode != "eager" else {}),
             },
+            suffix_hint=f" {mode}" if mode != "eager" else "",
         )
         for precision in settings.torch_precisions
+        for mode in settings.torch_modes
     ]
 
 
@@ -242,8 +254,15 @@ def _ort_configs(
             configs.append(
                 _Config("ort", "", "fp32", None, error=("failed", f"export: {exc.message}"))
             )
+    cuda = (
+        {"provider_options": {"CUDAExecutionProvider": dict(settings.ort_cuda_options)}}
+        if settings.ort_cuda_options
+        else {}
+    )
     for p in onnx_files:
-        configs.append(_Config("ort", str(p), metas.get(p, {}).get("precision", "fp32"), str(p)))
+        configs.append(
+            _Config("ort", str(p), metas.get(p, {}).get("precision", "fp32"), str(p), dict(cuda))
+        )
     return configs
 
 
@@ -305,6 +324,7 @@ def _reason(exc: BaseException) -> str:
 def _new_row(cfg: _Config, batch: int, device: str) -> BenchRow:
     """The row of ``cfg`` at ``batch``, already *skipped*/*failed* when it cannot run."""
     runner = cfg.runner
+    described = runner.describe() if runner else {}
     row = BenchRow(
         label=cfg.label,
         backend=cfg.backend,
@@ -313,7 +333,9 @@ def _new_row(cfg: _Config, batch: int, device: str) -> BenchRow:
         artifact=cfg.artifact,
         batch_size=batch,
         status="ran",
-        runner=runner.describe() if runner else {},
+        layout=described.get("layout"),
+        mode=described.get("mode") or cfg.kwargs.get("mode") or None,
+        runner=described,
     )
     if cfg.error is not None:
         row.status, row.reason = cfg.error
@@ -349,7 +371,18 @@ def _measure_row(cfg: _Config, batch: int, settings: BenchSettings, say: Say) ->
         row.status, row.reason = "failed", _reason(exc)
         return row
     _finish_row(row, samples, timer, settings.copies)
+    _record_compile(row, cfg.runner)
     return row
+
+
+def _record_compile(row: BenchRow, runner: BaseRunner) -> None:
+    """Compile mode: the untimed first run at this batch (compilation), apart from the timings."""
+    seconds = getattr(runner, "compile_seconds", None)
+    if not seconds:
+        return
+    row.runner = runner.describe()
+    key = "x".join(map(str, runner.input_spec[0].shape_for(row.batch_size)))
+    row.compile_seconds = seconds.get(key)
 
 
 def _measure_interleaved(
@@ -375,6 +408,7 @@ def _measure_interleaved(
             row.status, row.reason = "failed", _reason(exc)
             continue
         active.append((row, once, timer))
+        _record_compile(row, cfg.runner)
     say(f"batch {batch}: {len(active)} backends in turn")
     outcomes = time_in_turns(
         [once for _, once, _ in active],
@@ -389,12 +423,49 @@ def _measure_interleaved(
     return rows
 
 
-def _add_speedups(rows: list[BenchRow]) -> None:
-    base = {
-        r.batch_size: r.latency.median
-        for r in rows
-        if r.backend == "torch" and r.precision == "fp32" and r.status == "ran" and r.latency
-    }
+def add_speedups(rows: list[BenchRow]) -> None:
+    """Fill both speedups of every row that ran (see the module docstring); a row whose baseline
+    is missing at its batch size keeps ``None``."""
+    ran = [r for r in rows if r.status == "ran" and r.latency and r.latency.median > 0]
+    fp32: dict[int, float] = {}
+    best: dict[int, BenchRow] = {}
+    for r in ran:
+        assert r.latency is not None
+        if is_torch_fp32_eager(r):
+            fp32.setdefault(r.batch_size, r.latency.median)
+        if r.backend == "torch":
+            held = best.get(r.batch_size)
+            if held is None or r.latency.median < held.latency.median:  # type: ignore[union-attr]
+                best[r.batch_size] = r
+    for r in ran:
+        assert r.latency is not None
+        if r.batch_size in fp32:
+            r.speedup = fp32[r.batch_size] / r.latency.median
+        if r.batch_size in best:
+            b = best[r.batch_size]
+            r.speedup_vs_best_torch = b.latency.median / r.latency.median  # type: ignore[union-attr]
+            r.best_torch = b.label
+
+
+def _measure_loader(model: str, size: int, rows: list[BenchRow], say: Say) -> dict[str, Any]:
+    """One loader worker on 12-MP JPEGs at ``size`` (see :mod:`deploy_ran.bench.loader`), and
+    how many such workers the fastest row of each batch size would need to stay fed."""
+    from deploy_ran.bench.loader import loader_benchmark
+    from deploy_ran.models import get_spec
+
+    result = loader_benchmark(get_spec(model).preprocessing(size), progress=say)
+    feeding: dict[str, dict[str, Any]] = {}
     for r in rows:
-        if r.status == "ran" and r.latency and r.batch_size in base and r.latency.median > 0:
-            r.speedup = base[r.batch_size] / r.latency.median
+        if r.status != "ran" or not r.throughput:
+            continue
+        held = feeding.get(str(r.batch_size))
+        if held is None or r.throughput > held["images_per_s"]:
+            feeding[str(r.batch_size)] = {
+                "fastest_row": r.label,
+                "images_per_s": r.throughput,
+                **{
+                    f"workers_needed_{mode}": result.workers_to_feed(r.throughput, mode)
+                    for mode in result.images_per_s
+                },
+            }
+    return {**result.as_dict(), "feeding": feeding}

@@ -35,6 +35,16 @@ class BenchSettings:
     - ``interleave``: the backends of one batch size take turns run by run.
     - ``threads``: CPU threads for every backend (``None``: all cores).
     - ``torch_precisions``: one PyTorch row per precision (``fp32``, ``fp16``, ``autocast``).
+    - ``torch_modes``: PyTorch rows per precision: ``eager`` and/or ``compile`` (``torch.compile``,
+      compiled during the warm-up, compile time reported apart in the row). The eager FP32 row
+      is the ``speedup_vs_torch_fp32`` baseline; without one, that column stays empty.
+    - ``torch_channels_last``: PyTorch layout; ``None`` takes the runner's per-device,
+      per-precision default (channels_last for FP16 on CUDA, see ``CHANNELS_LAST_DEFAULTS``).
+    - ``ort_cuda_options``: ONNX Runtime CUDA provider options over the per-precision defaults
+      (``prefer_nhwc``, ``cudnn_conv_algo_search``, ``cudnn_conv_use_max_workspace``).
+    - ``loader``: also measure one ``infer`` loader worker's images/s on 12-megapixel JPEGs at
+      this benchmark's image size (full and reduced-size decoding, see
+      :mod:`deploy_ran.bench.loader`), reported beside the backends' images/s.
     - ``output``: a folder (file names from the environment) or ``FILE.json``; ``None`` saves
       nothing. ``plot``: also write the PNG.
     """
@@ -52,6 +62,10 @@ class BenchSettings:
     interleave: bool = False
     threads: int | None = None
     torch_precisions: tuple[str, ...] = ("fp32",)
+    torch_modes: tuple[str, ...] = ("eager",)
+    torch_channels_last: bool | None = None
+    ort_cuda_options: dict[str, str] | None = field(default=None, hash=False)
+    loader: bool = False
     image_size: int | None = None
     checkpoint: Path | None = None
     options: dict[str, Any] | None = field(default=None, hash=False)
@@ -65,6 +79,7 @@ class BenchSettings:
         set_(self, "batch_sizes", _batch_sizes(self.batch_sizes))
         set_(self, "artifacts", tuple(Path(a) for a in self.artifacts))
         set_(self, "torch_precisions", tuple(self.torch_precisions))
+        set_(self, "torch_modes", _torch_modes(self.torch_modes))
         for name in ("checkpoint", "workdir", "output"):
             value = getattr(self, name)
             if value is not None:
@@ -128,5 +143,19 @@ def _backends(backends: Sequence[str]) -> tuple[str, ...]:
             f"Unknown backend(s) {', '.join(unknown) or '(none given)'}.",
             hint=f"Choose from: {', '.join(BACKENDS)}.",
             param="backends",
+        )
+    return names
+
+
+def _torch_modes(modes: Sequence[str]) -> tuple[str, ...]:
+    from deploy_ran.runners.torch_runner import TORCH_MODES
+
+    names = tuple(dict.fromkeys(m.strip().lower() for m in modes if m.strip()))
+    unknown = sorted(set(names) - set(TORCH_MODES))
+    if unknown or not names:
+        raise DeployRanError(
+            f"Unknown PyTorch mode(s) {', '.join(unknown) or '(none given)'}.",
+            hint=f"Choose from: {', '.join(TORCH_MODES)} (e.g. torch_modes=('eager', 'compile')).",
+            param="torch_modes",
         )
     return names

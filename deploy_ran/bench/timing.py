@@ -87,11 +87,14 @@ def run_timer(
 
 
 def warm_up(once: Callable[[], float], seconds: float) -> int:
-    """Run for ``seconds`` (at least twice); returns the number of runs.
+    """One run, then runs for ``seconds`` (at least two in all); returns the number of runs.
 
-    First runs pay for memory allocation, lazy initialisation and, on a GPU, kernel selection."""
+    First runs pay for memory allocation, lazy initialisation, on a GPU kernel selection, and in
+    PyTorch's compile mode compilation (seconds to minutes): the clock starts after the first
+    run, so a long compilation does not eat the warm-up that follows it."""
+    once()
+    runs = 1
     t_end = time.perf_counter() + max(0.0, seconds)
-    runs = 0
     while runs < 2 or time.perf_counter() < t_end:
         once()
         runs += 1

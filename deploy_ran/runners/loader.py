@@ -34,14 +34,15 @@ def load_runner(
     providers: str | list[str] | None = None,
     threads: int | None = None,
     cuda_graph: bool = False,
-    channels_last: bool = False,
+    channels_last: bool | None = None,
     options: dict[str, Any] | None = None,
     **backend_kwargs: Any,
 ) -> BaseRunner:
     """Build the runner for ``target``; see the module docstring for the dispatch rules.
 
     ``precision`` applies to PyTorch (``fp32``/``fp16``/``autocast``); ONNX files and engines
-    carry their precision in the artifact. ``options`` are model options (``attention``, ...).
+    carry their precision in the artifact. ``channels_last=None`` lets PyTorch pick its layout per
+    device and precision (``torch_runner.CHANNELS_LAST_DEFAULTS``). ``options`` are model options (``attention``, ...).
     """
     backend = backend_for(target)
     if backend == "torch":

@@ -11,7 +11,10 @@ and outputs are bound to the device, so ``bench --no-copies`` measures the model
 ONNX Runtime's compute stream is a stream the runner owns (``user_compute_stream``), which lets
 ``bench`` time it with CUDA events. ``cuda_graph=True`` turns on the CUDA provider's graph capture
 (one graph per batch size, selected with the ``gpu_graph_id`` run option); it needs fixed buffer
-addresses, so inputs are copied into per-shape buffers when staged.
+addresses, so inputs are copied into per-shape buffers when staged. The CUDA provider's conv
+options (NHWC kernels, cuDNN algorithm search, workspace) come per precision from
+:data:`CUDA_PROVIDER_DEFAULTS` (:func:`cuda_provider_options`) unless ``provider_options`` sets
+them, and are recorded in :meth:`OrtRunner.describe`.
 
 ONNX Runtime's TensorRT provider (``providers="tensorrt"``) builds its own engines: the runner gives
 it the CUDA provider as the fallback for subgraphs TensorRT does not take (ONNX Runtime's
@@ -56,6 +59,57 @@ _ORT_DTYPES = {
     "tensor(int64)": "int64",
     "tensor(bool)": "bool",
 }
+
+
+# CUDA provider options per artifact precision (ONNX Runtime's names and string values).
+# NONE of these have been measured by the toolkit yet (no GPU where they were written); what is
+# known, from one H200 (onnxruntime-gpu with CUDA 13, ran92 at 224 px): the FP16 ONNX on ORT CUDA
+# with ORT's defaults (EXHAUSTIVE search, max workspace on, NCHW kernels) ran 114 / 2,556 / 3,141
+# images/s at batch 1 / 32 / 128, below eager PyTorch FP16 channels_last (2,234 at 32, 5,512 at
+# 256), and NCHW FP16 convolutions were PyTorch's bottleneck on that GPU (456 vs 5,545 images/s).
+# Hence FP16 prefers the provider's NHWC kernels; FP32 and INT8 (Q/DQ runs dequantised, in float)
+# keep NCHW until a GPU measurement says otherwise. EXHAUSTIVE search and the largest workspace
+# are ORT's own defaults, written out so that the results record them; replace any entry with
+# the measurement that justifies it (`bench --device cuda` with `provider_options` variants).
+CUDA_PROVIDER_DEFAULTS: dict[str, dict[str, str]] = {
+    "fp32": {
+        "prefer_nhwc": "0",
+        "cudnn_conv_algo_search": "EXHAUSTIVE",
+        "cudnn_conv_use_max_workspace": "1",
+    },
+    "fp16": {
+        "prefer_nhwc": "1",
+        "cudnn_conv_algo_search": "EXHAUSTIVE",
+        "cudnn_conv_use_max_workspace": "1",
+    },
+    "int8": {
+        "prefer_nhwc": "0",
+        "cudnn_conv_algo_search": "EXHAUSTIVE",
+        "cudnn_conv_use_max_workspace": "1",
+    },
+}
+CUDNN_CONV_ALGO_SEARCH = ("EXHAUSTIVE", "HEURISTIC", "DEFAULT")
+
+
+def cuda_provider_options(precision: str, given: dict[str, Any] | None = None) -> dict[str, str]:
+    """The CUDA provider's conv options for an artifact of ``precision``: the defaults of
+    :data:`CUDA_PROVIDER_DEFAULTS` under ``given`` (the caller's own options win). Checks the
+    values the toolkit knows, so a typo fails here rather than deep in ONNX Runtime."""
+    options = dict(CUDA_PROVIDER_DEFAULTS.get(precision, CUDA_PROVIDER_DEFAULTS["fp32"]))
+    options.update({k: str(v) for k, v in (given or {}).items()})
+    search = options["cudnn_conv_algo_search"]
+    if search not in CUDNN_CONV_ALGO_SEARCH:
+        raise RunnerError(
+            f"cudnn_conv_algo_search={search!r} is not an ONNX Runtime value.",
+            hint=f"Choose one of: {', '.join(CUDNN_CONV_ALGO_SEARCH)}.",
+        )
+    for key in ("prefer_nhwc", "cudnn_conv_use_max_workspace"):
+        if options[key] not in ("0", "1"):
+            raise RunnerError(
+                f"{key}={options[key]!r}: ONNX Runtime takes '0' or '1'.",
+                hint=f"Set {key} to '1' (on) or '0' (off).",
+            )
+    return options
 
 
 def default_threads() -> int:
@@ -257,6 +311,7 @@ class OrtRunner(BaseRunner):
         if on_gpu:
             self._stream = _new_cuda_stream(device_id)
             cuda_opts = options.setdefault("CUDAExecutionProvider", {})
+            cuda_opts.update(cuda_provider_options(precision, cuda_opts))
             cuda_opts.setdefault("device_id", str(device_id))
             cuda_opts.setdefault("user_compute_stream", str(self._stream.cuda_stream))
             if cuda_graph:
@@ -303,6 +358,15 @@ class OrtRunner(BaseRunner):
         self._outputs_meta = session.get_outputs()
         self._session = session
         self._providers = got
+        self._cuda_options = (
+            {
+                k: v
+                for k, v in options.get("CUDAExecutionProvider", {}).items()
+                if k in CUDA_PROVIDER_DEFAULTS["fp32"]
+            }
+            if "CUDAExecutionProvider" in got
+            else {}
+        )
         self._threads = threads
         self._inter_op_threads = inter_op_threads
         self._allow_spinning = allow_spinning
@@ -464,6 +528,11 @@ class OrtRunner(BaseRunner):
             "graph_optimization": self._graph_optimization,
             "io_binding": self._io_binding,
             "cuda_graph": self._cuda_graph,
+            # conv options of the CUDA provider (CUDA_PROVIDER_DEFAULTS unless given); {} off CUDA
+            "cuda_provider_options": dict(self._cuda_options),
+            "layout": "NHWC (prefer_nhwc)"
+            if self._cuda_options.get("prefer_nhwc") == "1"
+            else None,
         }
 
 
