@@ -20,7 +20,7 @@ from rich.markup import escape
 
 import cli_args as o
 from deploy_ran.errors import DeployRanError
-from deploy_ran.fileio import refuse_output_over_inputs
+from deploy_ran.fileio import json_text, refuse_output_over_inputs
 from deploy_ran.signals import Terminated, install_signal_handlers
 
 app = typer.Typer(
@@ -131,7 +131,7 @@ def inspect_cmd(
 
     desc = inspect_onnx(path)
     if as_json:
-        print(json.dumps(desc.as_dict(), indent=2, default=str))
+        print(json_text(desc.as_dict()), end="")
     else:
         _show(inspect_report(desc))
 
@@ -270,7 +270,7 @@ def calibrate_cmd(
         )
     _show_conversion(result, model, "calibrate", show=not as_json)
     if as_json:
-        print(json.dumps(result.int8.as_dict(), indent=2, default=str))
+        print(json_text(result.int8.as_dict()), end="")
 
 
 @command("build-engine", flags={"data": "--calib-data", "batch": "--calib-batch"})
@@ -453,9 +453,9 @@ def verify_cmd(
             progress=lambda side, done, total: status.update(f"verifying: {side} {done}/{total}…"),
         )  # fmt: skip
     if output is not None:
-        atomic_write_text(output, json.dumps(result.as_dict(), indent=2) + "\n")
+        atomic_write_text(output, json_text(result.as_dict()))
     if as_json:
-        print(json.dumps(result.as_dict(), indent=2))
+        print(json_text(result.as_dict()), end="")
     else:
         _show(verify_report(result, output))
     if not result.passed:
@@ -511,7 +511,7 @@ def bench_cmd(
             settings, progress=lambda msg: status.update(f"benchmarking: {escape(msg)}…")
         )
     if as_json:
-        print(json.dumps(result.as_dict(), indent=2))
+        print(json_text(result.as_dict()), end="")
     else:
         _show(bench_report(result))
 

@@ -54,6 +54,7 @@ from deploy_ran.fileio import (
     atomic_write_text,
     check_writable,
     derived_output,
+    json_text,
     sha256_file,
 )
 from exporters.fp16 import require_fp32
@@ -407,7 +408,7 @@ def quantize_int8(
     atomic_write_bytes(output, model_bytes)
     sensitivity_written = None
     if report is not None and report_path is not None:
-        atomic_write_text(report_path, json.dumps(report.as_dict(), indent=1) + "\n")
+        atomic_write_text(report_path, json_text(report.as_dict(), indent=1))
         sensitivity_written = report_path
     timings["total"] = time.perf_counter() - started
     return QuantizeResult(

@@ -17,6 +17,8 @@ import contextlib
 import errno
 import fcntl
 import hashlib
+import json
+import math
 import os
 import re
 import shutil
@@ -24,6 +26,7 @@ import socket
 import tempfile
 from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
+from typing import Any
 
 from deploy_ran.errors import DeployRanError
 
@@ -354,3 +357,19 @@ def sha256_file(path: str | os.PathLike[str], chunk: int = 1 << 20) -> str:
         for block in iter(lambda: fh.read(chunk), b""):
             digest.update(block)
     return digest.hexdigest()
+
+
+def _finite(value: Any) -> Any:
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite(v) for v in value]
+    return value
+
+
+def json_text(obj: Any, *, indent: int | None = 2, default: Any = str) -> str:
+    """Strict JSON for a report: NaN and ±inf (a PSNR of identical outputs, a metric of an empty
+    set) become ``null``, since JSON has no such numbers and strict parsers reject them."""
+    return json.dumps(_finite(obj), indent=indent, default=default, allow_nan=False) + "\n"

@@ -10,7 +10,6 @@ the calibration data is the built-in sample: numbers show the pipeline works, no
 
 from __future__ import annotations
 
-import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -70,7 +69,7 @@ def run_demo(
     from deploy_ran.bench import BenchSettings, run_benchmark
     from deploy_ran.checks import RunnerChecks
     from deploy_ran.convert import CalibrationConfig, ExportConfig, convert
-    from deploy_ran.fileio import atomic_write_text
+    from deploy_ran.fileio import atomic_write_text, json_text
     from deploy_ran.tables import bench_table, environment_table
     from deploy_ran.trt_compat import TensorRTUnavailable
     from deploy_ran.verify import verify
@@ -202,6 +201,6 @@ def run_demo(
             soft_wrap=True,
         )
     summary_path = workdir / "demo_summary.json"
-    atomic_write_text(summary_path, json.dumps(asdict(summary), indent=2, default=str) + "\n")
+    atomic_write_text(summary_path, json_text(asdict(summary)))
     console.print(f"summary: {summary_path}")
     return summary

@@ -262,3 +262,13 @@ def test_signal_handlers_respect_nohup():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "['SIGTERM']"
+
+
+def test_reports_are_strict_json_without_nan_or_infinity():
+    import json
+
+    from deploy_ran.fileio import json_text
+
+    text = json_text({"psnr": float("inf"), "rel": float("nan"), "rows": [1.5, float("-inf")]})
+    assert json.loads(text) == {"psnr": None, "rel": None, "rows": [1.5, None]}
+    assert "Infinity" not in text and "NaN" not in text

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +17,7 @@ import numpy as np
 from deploy_ran.bench.result import BenchResult, BenchRow
 from deploy_ran.bench.timing import STAT_FIELDS
 from deploy_ran.environment import environment_tag
-from deploy_ran.fileio import atomic_path, atomic_write_text, check_writable
+from deploy_ran.fileio import atomic_path, atomic_write_text, check_writable, json_text
 
 DEFAULT_OUTPUT = Path("bench_results")
 CSV_FIELDS = (
@@ -104,7 +103,7 @@ def save_result(
     """Write JSON + CSV (+ PNG); ``output`` is a folder (names from the environment) or a
     ``.json`` path (CSV/PNG beside it, same stem). Records the paths in ``result.files``."""
     json_path, csv_path, png_path = output_paths(output, default_stem(result))
-    atomic_write_text(json_path, json.dumps(result.as_dict(), indent=2) + "\n")
+    atomic_write_text(json_path, json_text(result.as_dict()))
     buf = io.StringIO()
     writer = csv.DictWriter(buf, fieldnames=list(CSV_FIELDS), lineterminator="\n")
     writer.writeheader()
