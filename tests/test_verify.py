@@ -115,7 +115,7 @@ def test_criteria_defaults_and_overrides():
         "min_top5": 1.0,
     }
     assert criteria_for("fp32", {"rtol": 1e-3})["atol"] == 0.0
-    with pytest.raises(DeployRanError, match="Unknown verify criterion"):
+    with pytest.raises(DeployRanError, match="Unknown criterion"):
         criteria_for("fp32", {"max_rel": 1.0})
 
 
