@@ -24,8 +24,14 @@ error of 2 nats on log-probabilities scores cosine 0.9998. So every output is gi
 
 =========  =========================================================================================
 logits     the table above; top-1 is counted only over *decided* inputs, whose reference top-1/top-2
-           margin exceeds the measured noise (:func:`tie_noise`); near-ties are reported apart
-log_probs  plus a limit on max abs error in nats (``log_probs.max_abs``) and the finite check
+           margin exceeds the measured noise (:func:`tie_noise`); near-ties are reported apart.
+           Plus ``logits.min_input_centred_cosine``: the cosine after removing the mean over the
+           inputs, i.e. of the part of the scores that depends on the input. Random weights give
+           logits that are mostly one constant vector (cosine ≈ 1 for any candidate) and near-tied
+           (top-1 not judged): an INT8 file that ignores its input scored cosine 0.998 and passed
+           both, with input-centred cosine 2e-7 (a correct one: 0.97).
+log_probs  as logits, plus a limit on max abs error in nats (``log_probs.max_abs``) and the finite
+           check
 map        values in [0, 1] (sigmoid attention maps): plus ``map.min_centred_cosine``, the cosine
            after removing each map's own mean (the Pearson correlation of the maps, so a flipped
            map fails), and ``map.max_abs`` (a probability off by more than this is wrong)
@@ -54,10 +60,26 @@ DEFAULT_CRITERIA: dict[str, dict[str, float]] = {
 #: Criteria an output kind adds to its precision's row (see the module docstring). Limits are the
 #: measured worst case of correct files with a margin (README, "Precision as TensorRT computes it").
 KIND_CRITERIA: dict[str, dict[str, dict[str, float]]] = {
-    "fp32": {"map": {"min_centred_cosine": 0.9999, "max_abs": 1e-3}, "log_probs": {"max_abs": 1e-3}},
-    "fp16": {"map": {"min_centred_cosine": 0.99, "max_abs": 0.02}, "log_probs": {"max_abs": 0.1}},
-    "bf16": {"map": {"min_centred_cosine": 0.97, "max_abs": 0.05}, "log_probs": {"max_abs": 0.3}},
-    "int8": {"map": {"min_centred_cosine": 0.95, "max_abs": 0.15}, "log_probs": {"max_abs": 0.5}},
+    "fp32": {
+        "map": {"min_centred_cosine": 0.9999, "max_abs": 1e-3},
+        "log_probs": {"max_abs": 1e-3, "min_input_centred_cosine": 0.999},
+        "logits": {"min_input_centred_cosine": 0.999},
+    },
+    "fp16": {
+        "map": {"min_centred_cosine": 0.99, "max_abs": 0.02},
+        "log_probs": {"max_abs": 0.1, "min_input_centred_cosine": 0.98},
+        "logits": {"min_input_centred_cosine": 0.98},
+    },
+    "bf16": {
+        "map": {"min_centred_cosine": 0.97, "max_abs": 0.05},
+        "log_probs": {"max_abs": 0.3, "min_input_centred_cosine": 0.95},
+        "logits": {"min_input_centred_cosine": 0.95},
+    },
+    "int8": {
+        "map": {"min_centred_cosine": 0.95, "max_abs": 0.15},
+        "log_probs": {"max_abs": 0.5, "min_input_centred_cosine": 0.9},
+        "logits": {"min_input_centred_cosine": 0.9},
+    },
 }
 OUTPUT_KINDS = ("logits", "log_probs", "map", "tensor")
 #: Which quantile of the per-input max abs logit error is "the measured noise", and its multiple:
@@ -74,10 +96,13 @@ CRITERIA = {
     "min_top1": ("top1", "min"),
     "min_top5": ("top5", "min"),
     "min_centred_cosine": ("centred_cosine", "min"),
+    "min_input_centred_cosine": ("input_centred_cosine", "min"),
 }
 TOLERANCE_KEYS = ("atol", "rtol")
 #: Criteria whose value is a fraction (agreement, cosine): the limit must lie in [0, 1].
-FRACTION_CRITERIA = ("min_top1", "min_top5", "min_cosine", "min_centred_cosine")
+FRACTION_CRITERIA = (
+    "min_top1", "min_top5", "min_cosine", "min_centred_cosine", "min_input_centred_cosine"
+)
 
 
 def precision_family(precision: str) -> str:
@@ -164,6 +189,7 @@ class OutputReport:
     finite: bool = True
     kind: str = "tensor"
     centred_cosine: float | None = None
+    input_centred_cosine: float | None = None
     top1_decided: float | None = None
     near_ties: int | None = None
     tie_noise: float | None = None
@@ -172,6 +198,7 @@ class OutputReport:
         """Every metric a criterion can name (``top1`` is the decided top-1 when measured)."""
         values = self.agreement.as_dict()
         values["centred_cosine"] = self.centred_cosine
+        values["input_centred_cosine"] = self.input_centred_cosine
         if self.top1_decided is not None or self.near_ties:
             values["top1"] = self.top1_decided
         return values
@@ -184,6 +211,7 @@ class OutputReport:
             "finite": self.finite,
             **self.agreement.as_dict(),
             "centred_cosine": self.centred_cosine,
+            "input_centred_cosine": self.input_centred_cosine,
             "top1_decided": self.top1_decided,
             "near_ties": self.near_ties,
             "tie_noise": self.tie_noise,
@@ -302,6 +330,23 @@ def centred_cosine(reference: np.ndarray, candidate: np.ndarray) -> float | None
     return float(np.dot(rc, cc) / (nr * nc))
 
 
+def input_centred_cosine(reference: np.ndarray, candidate: np.ndarray) -> float | None:
+    """Cosine after removing each output element's mean over the inputs (axis 0).
+
+    What is left is how the output changes with the input. ``None`` with fewer than two inputs or
+    when the reference does not change with the input at all.
+    """
+    r = np.asarray(reference, dtype=np.float64)
+    c = np.asarray(candidate, dtype=np.float64)
+    if len(r) < 2:
+        return None
+    rc, cc = (r - r.mean(axis=0)).ravel(), (c - c.mean(axis=0)).ravel()
+    nr, nc = np.linalg.norm(rc), np.linalg.norm(cc)
+    if nr <= 1e-9 * max(1.0, float(np.abs(r).max())) * math.sqrt(rc.size):
+        return None
+    return 0.0 if nc == 0.0 else float(np.dot(rc, cc) / (nr * nc))
+
+
 def tie_noise(reference: np.ndarray, candidate: np.ndarray) -> tuple[float, np.ndarray]:
     """The measured noise of (N, C) scores and which inputs are near-ties under it.
 
@@ -386,6 +431,7 @@ def measure_output(
     if kind == "map":
         report.centred_cosine = centred_cosine(ref, cand)
     if classification and len(ref):
+        report.input_centred_cosine = input_centred_cosine(ref, cand)
         noise, ties = tie_noise(ref, cand)
         report.tie_noise, report.near_ties = noise, int(ties.sum())
         decided = ~ties

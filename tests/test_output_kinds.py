@@ -127,3 +127,16 @@ def test_wrong_logits_are_not_hidden_as_near_ties():
     assert report.near_ties < 10  # the noise is a quantile: ten broken inputs do not raise it
     assert report.top1_decided < 0.99
     assert any(c.criterion == "min_top1" for c in result.failed_checks)
+
+
+def test_logits_that_ignore_the_input_fail_though_cosine_passes():
+    """Random weights: logits ≈ one constant vector + a small input-dependent part."""
+    rng = np.random.default_rng(5)
+    common = rng.standard_normal(10) * 5
+    ref = (common + 0.05 * rng.standard_normal((16, 10))).astype(np.float32)
+    constant = np.tile(ref.mean(0), (16, 1)).astype(np.float32)  # a file blind to its input
+    result = compare_outputs({"logits": ref}, {"logits": constant}, criteria_for("int8"))
+    assert result.outputs[0].agreement.cosine > 0.99  # the plain INT8 criterion passes
+    assert "logits.min_input_centred_cosine" in {c.criterion for c in result.failed_checks}
+    noisy = ref + rng.normal(0, 0.005, ref.shape).astype(np.float32)
+    assert compare_outputs({"logits": ref}, {"logits": noisy}, criteria_for("int8")).passed
