@@ -140,3 +140,61 @@ def test_logits_that_ignore_the_input_fail_though_cosine_passes():
     assert "logits.min_input_centred_cosine" in {c.criterion for c in result.failed_checks}
     noisy = ref + rng.normal(0, 0.005, ref.shape).astype(np.float32)
     assert compare_outputs({"logits": ref}, {"logits": noisy}, criteria_for("int8")).passed
+
+
+def _attention_onnx(path, *, flip: bool) -> None:
+    """A small ONNX file: logits and a sigmoid attention map near 0.5; ``flip`` mirrors the map."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    rng = np.random.default_rng(0)
+    inits = [
+        numpy_helper.from_array(rng.standard_normal((1, 3, 3, 3)).astype(np.float32) * 0.003, "wa"),
+        numpy_helper.from_array(rng.standard_normal((10, 3, 1, 1)).astype(np.float32), "wl"),
+    ]
+    nodes = [
+        helper.make_node("Conv", ["input", "wa"], ["a"], pads=[1, 1, 1, 1]),
+        helper.make_node("Sigmoid", ["a"], ["map" if flip else "attention"]),
+        helper.make_node("Conv", ["input", "wl"], ["l"]),
+        helper.make_node("ReduceMean", ["l"], ["logits"], axes=[2, 3], keepdims=0),
+    ]
+    if flip:
+        inits += [
+            numpy_helper.from_array(np.array([-1], np.int64), n) for n in ("start", "axis_step")
+        ]
+        inits += [numpy_helper.from_array(np.array([-100], np.int64), "end")]
+        inits += [numpy_helper.from_array(np.array([3], np.int64), "axis")]
+        nodes.append(
+            helper.make_node("Slice", ["map", "start", "end", "axis", "axis_step"], ["attention"])
+        )
+    graph = helper.make_graph(
+        nodes,
+        "attention",
+        [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["batch", 3, 8, 8])],
+        [
+            helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["batch", 10]),
+            helper.make_tensor_value_info("attention", TensorProto.FLOAT, ["batch", 1, 8, 8]),
+        ],
+        inits,
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    onnx.save(model, path)
+
+
+def test_verify_fails_an_onnx_candidate_whose_attention_map_is_flipped(tmp_path):
+    from deploy_ran.verify import verify
+
+    _attention_onnx(tmp_path / "ref.onnx", flip=False)
+    _attention_onnx(tmp_path / "flip.onnx", flip=True)
+    same = verify(tmp_path / "ref.onnx", tmp_path / "ref.onnx", num_inputs=8, threads=1)
+    assert same.passed
+    result = verify(
+        tmp_path / "ref.onnx", tmp_path / "flip.onnx", num_inputs=8, threads=1,
+        criteria={"max_rel_l2": 1e-2},  # as loose as the FP16 default: the plain rule passes it
+    )
+    attention = next(o for o in result.outputs if o.name == "attention")
+    assert attention.kind == "map" and attention.agreement.rel_l2 < 1e-2
+    assert not result.passed
+    assert "map.min_centred_cosine" in {c.criterion for c in result.failed_checks}
+    assert result.as_dict()["outputs"][1]["kind"] == "map"
