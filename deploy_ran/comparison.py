@@ -58,26 +58,29 @@ DEFAULT_CRITERIA: dict[str, dict[str, float]] = {
     "int8": {"min_cosine": 0.99, "min_top1": 0.95},
 }
 #: Criteria an output kind adds to its precision's row (see the module docstring). Limits are the
-#: measured worst case of correct files with a margin (README, "Precision as TensorRT computes it").
+#: measured worst case of correct files with a margin (README, "Precision as TensorRT computes it"):
+#: the centred cosine of seeded random-weight maps, nearly flat, was 0.978 in FP16 (ran56_cifar
+#: stage 2: the spread is a few FP16 steps) and 0.976–0.998 in INT8, while a flipped map scores
+#: below 0.5; INT8 log-probabilities of wrn16_4_ar moved up to 0.85 nats with top-1 at 100 %.
 KIND_CRITERIA: dict[str, dict[str, dict[str, float]]] = {
     "fp32": {
-        "map": {"min_centred_cosine": 0.9999, "max_abs": 1e-3},
+        "map": {"min_centred_cosine": 0.999, "max_abs": 1e-3},
         "log_probs": {"max_abs": 1e-3, "min_input_centred_cosine": 0.999},
         "logits": {"min_input_centred_cosine": 0.999},
     },
     "fp16": {
-        "map": {"min_centred_cosine": 0.99, "max_abs": 0.02},
+        "map": {"min_centred_cosine": 0.9, "max_abs": 0.02},
         "log_probs": {"max_abs": 0.1, "min_input_centred_cosine": 0.98},
         "logits": {"min_input_centred_cosine": 0.98},
     },
     "bf16": {
-        "map": {"min_centred_cosine": 0.97, "max_abs": 0.05},
+        "map": {"min_centred_cosine": 0.9, "max_abs": 0.05},
         "log_probs": {"max_abs": 0.3, "min_input_centred_cosine": 0.95},
         "logits": {"min_input_centred_cosine": 0.95},
     },
     "int8": {
-        "map": {"min_centred_cosine": 0.95, "max_abs": 0.15},
-        "log_probs": {"max_abs": 0.5, "min_input_centred_cosine": 0.9},
+        "map": {"min_centred_cosine": 0.9, "max_abs": 0.15},
+        "log_probs": {"max_abs": 1.0, "min_input_centred_cosine": 0.9},
         "logits": {"min_input_centred_cosine": 0.9},
     },
 }
