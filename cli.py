@@ -228,6 +228,8 @@ def calibrate_cmd(
     eval_images: o.EvalImagesOpt = 200,
     no_cache: o.NoCacheOpt = False,
     device: o.CalibDeviceOpt = "cpu",
+    float_precision: o.FloatPrecisionOpt = "fp32",
+    allow_failing: o.AllowFailingOpt = False,
     output: o.Output(o.OptPath, "Default MODEL.int8.onnx.") = None,
     as_json: o.Flag("--json", "Print the report as JSON.") = False,
 ) -> None:
@@ -252,6 +254,8 @@ def calibrate_cmd(
         eval_images=eval_images,
         use_cache=not no_cache,
         device=device,
+        float_precision=float_precision,
+        require_pass=not allow_failing,
     )
     if data is None and not as_json:
         from rich.panel import Panel
@@ -284,6 +288,7 @@ def build_engine_cmd(
     num_images: o.CalibImagesOpt = 512,
     calib_batch: o.Batch("--int8: images per calibration run") = 8,
     calib_device: o.CalibDeviceOpt = "cpu",
+    float_precision: o.FloatPrecisionOpt = "fp32",
     checkpoint: o.CheckpointOpt = None,
     image_size: o.ImageSizeOpt = None,
     num_classes: o.NumClassesOpt = None,
@@ -322,8 +327,9 @@ def build_engine_cmd(
         hardware_compatibility, layer_info, verbose,
     )  # fmt: skip
     calibration = CalibrationConfig(
-        calib_data, method, percentile, num_images=num_images, batch=calib_batch, device=calib_device
-    )
+        calib_data, method, percentile, num_images=num_images, batch=calib_batch,
+        device=calib_device, float_precision=float_precision,
+    )  # fmt: skip
     with o.phase_bar(console) as bar:
         status = bar.add_task("preparing the ONNX file", total=None)
         try:

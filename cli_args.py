@@ -309,6 +309,14 @@ IncludeAttentionOpt = Flag(
 )
 SensitivityOpt = Flag("--sensitivity", "Quantize one group at a time: table + JSON.")
 NoCacheOpt = Flag("--no-cache", "Neither read nor write the range cache.")
+FloatPrecisionOpt = Opt(
+    str,
+    "INT8: precision of the part left unquantized: fp32 | fp16 (FP32 I/O either way).",
+    Choice("fp32", "fp16"),
+)
+AllowFailingOpt = Flag(
+    "--allow-failing", "Write the INT8 file even when it fails verify's INT8 criteria (warned)."
+)
 CalibDeviceOpt = Opt(str, "Collect ranges on cpu | cuda | cuda:N (ORT's CUDA provider).", device)
 
 # TensorRT build

@@ -14,7 +14,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 import onnx
 
-from deploy_ran.comparison import compare_outputs, criteria_for
+from deploy_ran.comparison import Comparison, compare_outputs, criteria_for
 from deploy_ran.errors import DeployRanError
 
 #: Runs a model (in-memory graph or file) on N samples in batches; returns every output by name.
@@ -42,20 +42,29 @@ class OutputAgreement:
     max_abs: float
     top1: float | None
     finite: bool
+    #: Whether the whole candidate (every output) meets the INT8 criteria ``verify`` applies.
+    criteria_passed: bool | None = None
 
     def as_dict(self) -> dict:
         return asdict(self)
+
+
+def judge(
+    reference: Mapping[str, np.ndarray], candidate: Mapping[str, np.ndarray]
+) -> Comparison:
+    """The candidate against ``verify``'s INT8 criteria, per output kind (maps, log-probabilities)."""
+    return compare_outputs(reference, candidate, criteria_for("int8"), show_worst=0)
 
 
 def agreement(
     reference: Mapping[str, np.ndarray], candidate: Mapping[str, np.ndarray]
 ) -> list[OutputAgreement]:
     """Per-output agreement (INT8 criteria); top-1 only for the class logits."""
-    result = compare_outputs(reference, candidate, criteria_for("int8"), show_worst=0)
+    result = judge(reference, candidate)
     return [
         OutputAgreement(
             o.name, o.agreement.rel_l2, o.agreement.cosine, o.agreement.max_abs, o.agreement.top1,
-            o.finite,
+            o.finite, result.passed,
         )
         for o in result.outputs
     ]

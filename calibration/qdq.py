@@ -136,3 +136,28 @@ def count_qdq(model: onnx.ModelProto) -> dict[str, int]:
     dq = [n for n in model.graph.node if n.op_type == "DequantizeLinear"]
     weights = sum(1 for n in dq if n.input[0] in initializers)
     return {"quantize": q, "dequantize": len(dq), "int8_weights": weights}
+
+
+#: Opset from which QuantizeLinear/DequantizeLinear take FP16 scales (and DQ outputs FP16).
+FP16_QDQ_OPSET = 19
+
+
+def with_fp16_float_part(qdq: onnx.ModelProto, keep_fp32: list[str] | None = None) -> onnx.ModelProto:
+    """A copy of the Q/DQ model whose non-quantized part is FP16, graph I/O still FP32.
+
+    TensorRT builds strongly typed networks: a Q/DQ file whose float part is FP32 gives an engine
+    whose Sigmoid, Resize, Add, Mul and BatchNorm run in FP32, so "INT8" is barely faster than FP16.
+    NVIDIA's tooling (ModelOpt's ``high_precision_dtype="fp16"``) puts that part in FP16; so does
+    this. Q/DQ scales become FP16, which QuantizeLinear/DequantizeLinear accept from opset 19: the
+    default-domain opset is raised to 19 (the ops that changed between 13 and 19 keep their old
+    meaning at their default attributes). ``keep_fp32`` is the FP16 keep-list
+    (``exporters.fp16.DEFAULT_KEEP_FP32`` when ``None``): the same ops stay FP32 as in an FP16 file.
+    """
+    from exporters.fp16 import convert_model_to_fp16
+
+    work = onnx.ModelProto()
+    work.CopyFrom(qdq)
+    for entry in work.opset_import:
+        if entry.domain in ("", "ai.onnx") and entry.version < FP16_QDQ_OPSET:
+            entry.version = FP16_QDQ_OPSET
+    return convert_model_to_fp16(work, keep_fp32)

@@ -36,9 +36,9 @@ from calibration.data import (
     CalibrationData,
     plan_calibration_data,
 )
-from calibration.evaluate import OutputAgreement, RunModel, agreement, require_runner
+from calibration.evaluate import OutputAgreement, RunModel, agreement, judge, require_runner
 from calibration.placement import GraphIndex, QuantPlan, calibration_tensors, plan_quantization
-from calibration.qdq import build_qdq_model, count_qdq
+from calibration.qdq import build_qdq_model, count_qdq, with_fp16_float_part
 from calibration.ranges import (
     DEFAULT_METHOD,
     DEFAULT_PERCENTILE,
@@ -48,7 +48,7 @@ from calibration.ranges import (
 )
 from calibration.sensitivity import SensitivityReport, analyze_sensitivity
 from deploy_ran.artifacts import ArtifactInfo, get_metadata, load_onnx, set_metadata
-from deploy_ran.errors import DeployRanError, ExportError
+from deploy_ran.errors import AccuracyError, DeployRanError, ExportError
 from deploy_ran.fileio import (
     atomic_write_bytes,
     atomic_write_text,
@@ -64,6 +64,8 @@ AUTO = "auto"
 DEFAULT_BATCH = 8
 DEFAULT_EVAL_IMAGES = 200
 DEFAULT_TARGET_AGREEMENT = 0.99
+#: What the non-quantized part of a Q/DQ file is computed in (see calibration.qdq.with_fp16_float_part).
+FLOAT_PRECISIONS = ("fp32", "fp16")
 
 Progress = Callable[[str, int, int], None]  # (phase, done, total)
 
@@ -88,6 +90,16 @@ class QuantizeResult:
     sensitivity_path: Path | None = None
     size_bytes: int = 0
     source_size_bytes: int = 0
+    float_precision: str = "fp32"
+    #: verify's INT8 criteria on the comparison images (Comparison.as_dict()), None if unchecked.
+    verdict: dict[str, Any] | None = None
+    #: How run_model evaluated Q/DQ (e.g. fake-quantization in float, as TensorRT), if it says.
+    arithmetic: str | None = None
+
+    @property
+    def passed(self) -> bool | None:
+        """Whether the file meets verify's INT8 criteria on the comparison images."""
+        return None if self.verdict is None else bool(self.verdict["passed"])
 
     @property
     def top1(self) -> float | None:
@@ -112,7 +124,10 @@ class QuantizeResult:
             "excluded_groups": self.plan.excluded_groups,
             "qdq": self.qdq,
             "eval_images": self.eval_images,
+            "float_precision": self.float_precision,
+            "evaluation_arithmetic": self.arithmetic,
             "agreement_vs_fp32": [a.as_dict() for a in self.agreement],
+            "criteria": self.verdict,
             "seconds": self.seconds,
             "warnings": self.warnings,
             "sensitivity": self.sensitivity.as_dict() if self.sensitivity else None,
@@ -207,6 +222,8 @@ def quantize_int8(
     run_model: RunModel | None = None,
     progress: Progress | None = None,
     device: str = "cpu",
+    float_precision: str = "fp32",
+    require_pass: bool = True,
 ) -> QuantizeResult:
     """Quantize the FP32 ONNX file at ``onnx_path`` to an INT8 Q/DQ file (default ``*.int8.onnx``).
 
@@ -218,6 +235,12 @@ def quantize_int8(
     Q/DQ graphs for the comparison with FP32, the sensitivity table and ``"auto"`` (calibration sits
     below the runners: ``deploy_ran.checks.RunnerChecks().run_model``); without it the file is
     written unchecked and ``sensitivity``/``"auto"`` are refused. Nothing is written on failure.
+
+    ``float_precision="fp16"`` writes the non-quantized part in FP16 (FP32 graph I/O, the FP16
+    keep-list in FP32), as TensorRT's strongly typed INT8 engines want it; ``"fp32"`` keeps it FP32.
+    The written file is judged with ``verify``'s INT8 criteria (per output kind) on the comparison
+    images; with ``require_pass`` a failing file raises :class:`AccuracyError` (exit code 1) and is
+    not written (``exclude="auto"`` keeps more groups in FP32 until it passes, where it can).
     """
     say = progress or (lambda _p, _d, _t: None)
     timings: dict[str, float] = {}
@@ -235,6 +258,12 @@ def quantize_int8(
         raise DeployRanError(f"batch must be at least 1, got {batch}.", hint="E.g. 8.")
     if eval_images < 1:
         raise DeployRanError(f"eval_images must be at least 1, got {eval_images}.")
+    if float_precision not in FLOAT_PRECISIONS:
+        raise DeployRanError(
+            f"float_precision must be one of {', '.join(FLOAT_PRECISIONS)}, got {float_precision!r}.",
+            hint='"fp16" puts the non-quantized part in FP16 (faster TensorRT engines).',
+            param="float_precision",
+        )
     if sensitivity or auto:
         require_runner(run_model, "The sensitivity analysis" if sensitivity else 'exclude="auto"')
 
@@ -379,6 +408,9 @@ def quantize_int8(
             hint="Narrow exclude, or deploy the FP32 / FP16 file instead.",
         )
     qdq = build_qdq_model(inferred, plan, ranges.ranges)
+    if float_precision == "fp16":
+        qdq = with_fp16_float_part(qdq)
+    info.extra["int8_float_precision"] = float_precision
     _write_metadata(qdq, info, method_cfg, ranges, plan, data_report, onnx_sha, source)
     require_valid_graph(
         qdq,
@@ -389,10 +421,14 @@ def quantize_int8(
     timings["quantize"] = time.perf_counter() - t3
 
     rows: list[OutputAgreement] = []
+    verdict = None
     if run_model is not None:
         t4 = time.perf_counter()
         say("check", 0, len(eval_set))
-        rows = agreement(run_model(model, eval_set, batch), run_model(qdq, eval_set, batch))
+        reference_out = run_model(model, eval_set, batch)
+        candidate_out = run_model(qdq, eval_set, batch)
+        rows = agreement(reference_out, candidate_out)
+        verdict = judge(reference_out, candidate_out)
         say("check", len(eval_set), len(eval_set))
         if not all(r.finite for r in rows):
             raise ExportError(
@@ -401,6 +437,19 @@ def quantize_int8(
                 'method="minmax".',
             )
         timings["check"] = time.perf_counter() - t4
+        if not verdict.passed:
+            message = (
+                f"The INT8 file fails verify's INT8 criteria on {len(eval_set)} comparison "
+                f"image(s): {verdict.worst_failure()}."
+            )
+            if require_pass:
+                raise AccuracyError(
+                    message,
+                    hint="Nothing was written. Keep the sensitive parts in float "
+                    '(exclude="auto", or exclude=GROUP from the sensitivity table), calibrate on '
+                    "more representative data, or pass require_pass=False to write it anyway.",
+                )
+            warnings.append(message)
     else:
         warnings.append("The INT8 file was not compared with FP32 (no run_model given).")
 
@@ -428,6 +477,9 @@ def quantize_int8(
         sensitivity_path=sensitivity_written,
         size_bytes=len(model_bytes),
         source_size_bytes=source.stat().st_size,
+        float_precision=float_precision,
+        verdict=verdict.as_dict() if verdict is not None else None,
+        arithmetic=getattr(getattr(run_model, "__self__", None), "qdq_arithmetic", None),
     )
 
 

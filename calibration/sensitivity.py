@@ -7,7 +7,8 @@ agreement on (the first of) the calibration images. Attention modules with their
 where a Residual Attention Network is expected to be fragile; the table shows whether they are.
 
 ``auto_exclude`` then starts from the fully quantized model and moves the most sensitive group
-back to FP32, one at a time, until top-1 agreement with FP32 reaches the target.
+back to FP32, one at a time, until top-1 agreement with FP32 reaches the target *and* every output
+meets the INT8 criteria ``verify`` applies (attention maps and log-probabilities included).
 """
 
 from __future__ import annotations
@@ -46,6 +47,7 @@ class AutoStep:
     excluded: list[str]
     rel_l2: float
     top1: float | None
+    criteria_passed: bool | None = None  # every output within verify's INT8 criteria
 
 
 @dataclass
@@ -157,7 +159,7 @@ def analyze_sensitivity(
         eval_images=len(images),
         method=method,
         include_attention=include_attention,
-        all_int8=AutoStep([], full.rel_l2, full.top1),
+        all_int8=AutoStep([], full.rel_l2, full.top1, full.criteria_passed),
         groups=rows,
     )
     if target_agreement is not None:
@@ -179,14 +181,19 @@ def auto_exclude(
     order = report.most_sensitive()
     excluded: list[str] = []
     say("auto-exclude", 0, len(order))
+    def good(step: AutoStep) -> bool:
+        return (step.top1 is None or step.top1 >= target) and step.criteria_passed is not False
+
     for k, group in enumerate(order):
-        if current.top1 is None or current.top1 >= target:
+        if good(current):
             break
         excluded.append(group)
         result, _ = evaluator.measure(exclude_groups=excluded)
-        current = AutoStep(list(excluded), result.rel_l2, result.top1)
+        current = AutoStep(
+            list(excluded), result.rel_l2, result.top1, getattr(result, "criteria_passed", None)
+        )
         report.steps.append(current)
         say("auto-exclude", k + 1, len(order))
     say("auto-exclude", len(excluded), len(excluded))
     report.excluded = excluded
-    report.met_target = current.top1 is not None and current.top1 >= target
+    report.met_target = current.top1 is not None and good(current)

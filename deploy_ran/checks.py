@@ -6,6 +6,16 @@ the file is written to its temporary name, before it is renamed into place). :cl
 is that object: eager PyTorch in a :class:`TorchRunner`, ONNX files in an :class:`OrtRunner`, the
 comparison by :func:`deploy_ran.comparator.compare`. Pass ``checks=RunnerChecks()`` to
 :func:`deploy_ran.convert.convert` to get exactly what the CLI checks.
+
+Precision as TensorRT computes it:
+
+* INT8 Q/DQ graphs (calibration's comparison with FP32, sensitivity, ``exclude="auto"``) run in an
+  :class:`OrtRunner` with ``qdq="float"``: fake-quantization in float, ONNX Runtime's integer
+  fusions off (:data:`QDQ_ARITHMETIC` says so in every report);
+* an FP16 file is compared twice: in ONNX Runtime (which upcasts FP16 ops it has no CPU kernel for)
+  and, on ``strict_fp16_samples`` inputs, under float16-strict evaluation
+  (:class:`deploy_ran.runners.reference_runner.ReferenceRunner`), which is where an FP16
+  ``LogSoftmax`` gives −inf as it does in TensorRT. Both must pass.
 """
 
 from __future__ import annotations
@@ -19,7 +29,8 @@ from torch import nn
 
 from deploy_ran.comparator import VerifyResult, compare
 from deploy_ran.errors import ParityError
-from deploy_ran.runners.ort_runner import OrtRunner
+from deploy_ran.runners.ort_runner import QDQ_ARITHMETIC, OrtRunner
+from deploy_ran.runners.reference_runner import ReferenceRunner
 from deploy_ran.runners.torch_runner import TorchRunner
 
 
@@ -39,12 +50,24 @@ class RunnerChecks:
     ``samples`` seeded random inputs (batches of up to ``batch_size``) are compared; a dynamic-batch
     file is run with a batch of 1 and one of 3, so both the batch-1 path and a batched path are
     exercised. ``threads`` caps ONNX Runtime's threads (``None`` = its default).
+    ``strict_fp16_samples`` inputs (0 = off) are also run float16-strict for an FP16 file.
     """
 
-    def __init__(self, *, samples: int = 4, seed: int = 0, threads: int | None = None) -> None:
+    #: How :meth:`run_model` evaluates Q/DQ graphs (reported by calibration).
+    qdq_arithmetic = QDQ_ARITHMETIC["float"]
+
+    def __init__(
+        self,
+        *,
+        samples: int = 4,
+        seed: int = 0,
+        threads: int | None = None,
+        strict_fp16_samples: int = 2,
+    ) -> None:
         self.samples = max(1, samples)
         self.seed = seed
         self.threads = threads
+        self.strict_fp16_samples = max(0, strict_fp16_samples)
 
     def _compare(
         self,
@@ -101,19 +124,51 @@ class RunnerChecks:
             if isinstance(reference, nn.Module)
             else OrtRunner(reference, threads=self.threads)
         )
+        hint = (
+            "Nothing was written. Keep the offending ops in FP32 (keep_fp32 / --keep-fp32 OP, "
+            "see `inspect`'s op list), or deploy the FP32/INT8 file."
+        )
         with ref, OrtRunner(candidate, threads=self.threads) as cand:
-            return self._compare(
-                ref,
-                cand,
-                cand.precision,
-                f"The {cand.precision.upper()} model drifts from its reference",
-                "Nothing was written. Keep the offending ops in FP32 (keep_fp32 / --keep-fp32 OP, "
-                "see `inspect`'s op list), or deploy the FP32/INT8 file.",
+            result = self._compare(
+                ref, cand, cand.precision, f"The {cand.precision.upper()} model drifts from its reference", hint
+            )
+            if cand.precision == "fp16" and self.strict_fp16_samples:
+                strict = self.strict_fp16(ref, candidate, fixed=cand.fixed_batch)
+                result.extra["fp16_strict"] = strict.as_dict()
+                if not strict.passed:
+                    raise ParityError(
+                        "The FP16 model fails under float16-strict evaluation (how a GPU computes "
+                        f"FP16; ONNX Runtime on a CPU upcasts): {strict.worst_failure()}.",
+                        hint=hint,
+                    )
+                result.notes.append(
+                    f"float16-strict evaluation on {strict.inputs['count']} input(s): passed "
+                    f"(max rel L2 {strict.max_rel_l2():.3g})"
+                )
+            return result
+
+    def strict_fp16(
+        self, reference: TorchRunner | OrtRunner, candidate: Path, *, fixed: int | None = None
+    ) -> VerifyResult:
+        """``candidate`` under float16-strict evaluation vs ``reference`` on a few seeded inputs."""
+        with ReferenceRunner(candidate) as strict:
+            count = fixed or self.strict_fp16_samples
+            data = _random_inputs(_input_chw(strict), count, self.seed)
+            return compare(
+                reference,
+                strict,
+                data,
+                precision="fp16",
+                batch_size=fixed or count,
+                input_source=f"seeded random normal (seed {self.seed})",
             )
 
     def run_model(
         self, model: onnx.ModelProto | Path, inputs: np.ndarray, batch_size: int
     ) -> dict[str, np.ndarray]:
-        """Every output of ``model`` (a file or an in-memory graph) on ``inputs``, on the CPU."""
-        with OrtRunner(model, threads=self.threads) as runner:
+        """Every output of ``model`` (a file or an in-memory graph) on ``inputs``, on the CPU.
+
+        Q/DQ graphs are evaluated as TensorRT computes them (:attr:`qdq_arithmetic`).
+        """
+        with OrtRunner(model, threads=self.threads, qdq="float") as runner:
             return runner.run_many(inputs, None if runner.fixed_batch else batch_size)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -45,6 +45,9 @@ class VerifyResult:
     worst: list[WorstInput]
     notes: list[str]
     seconds: float
+    #: Further comparisons made on the same candidate file, by name (e.g. ``fp16_strict``: the
+    #: FP16 file under float16-strict evaluation, see ``deploy_ran.checks``), as JSON-ready dicts.
+    extra: dict[str, Any] = field(default_factory=dict)
 
     @property
     def passed(self) -> bool:
@@ -70,6 +73,7 @@ class VerifyResult:
             "inputs": self.inputs,
             **{k: v for k, v in comparison.as_dict().items() if k != "passed"},
             "seconds": self.seconds,
+            **({"extra": self.extra} if self.extra else {}),
         }
 
 

@@ -194,6 +194,11 @@ class CalibrationConfig:
     use_cache: bool = True
     cache_path: Path | None = None
     device: str = "cpu"  # where ONNX Runtime collects the ranges: cpu | cuda | cuda:N
+    #: The non-quantized part in "fp32" or "fp16" (TensorRT's strongly typed INT8 engines run it
+    #: in the file's precision; "fp16" is what NVIDIA's tooling writes).
+    float_precision: str = "fp32"
+    #: Refuse (AccuracyError, exit 1) a file that fails verify's INT8 criteria on its comparison set.
+    require_pass: bool = True
 
     def data_file(self) -> Path | None:
         """The calibration data as a file path, when it is one (for the overwrite check)."""
@@ -418,6 +423,8 @@ def convert(
         device=calibration.device,
         run_model=checks.run_model if checks is not None else None,
         progress=calibration_progress,
+        float_precision=calibration.float_precision,
+        require_pass=calibration.require_pass,
     )
     result.path, result.precision = Path(result.int8.path), "int8"
     result.steps.append(

@@ -51,3 +51,12 @@ class ParityError(ExportError):
 
 class OnnxFileError(DeployRanError):
     """An ONNX file that is missing, corrupt or not what a command expects."""
+
+
+class AccuracyError(DeployRanError):
+    """A converted file whose outputs fail the criteria ``verify`` would apply to it.
+
+    Exit code 1, as ``verify`` exits on a failed comparison: the input was fine, the result is not.
+    """
+
+    exit_code = 1

@@ -171,15 +171,17 @@ def verify_tables(result: VerifyResult) -> list[Table]:
         metrics.add_column(col, justify="left" if col == "output" else "right")
     for o in result.outputs:
         a = o.agreement
+        kind = getattr(o, "kind", "tensor")
         metrics.add_row(
-            escape(o.name),
+            escape(o.name) + (f" ({kind})" if kind != "tensor" else ""),
             "×".join(map(str, o.shape)),
             _num(a.max_abs),
             _num(a.mean_abs),
             _num(a.rel_l2),
             _num(a.cosine, ".6f"),
             _num(a.psnr, ".1f"),
-            "-" if a.top1 is None else f"{a.top1:.1%}",
+            ("-" if a.top1 is None else f"{a.top1:.1%}")
+            + (f" ({o.near_ties} near-tie)" if getattr(o, "near_ties", None) else ""),
             "-" if a.top5 is None else f"{a.top5:.1%}",
         )
     checks = Table(title=f"Criteria ({_e(result.precision)} candidate)", title_justify="left")

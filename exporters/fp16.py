@@ -35,9 +35,15 @@ from exporters.graph_checks import GraphReport, require_valid_graph
 
 #: Op types kept in FP32 by default, and why. Reductions and norms are where FP16 fails on these
 #: networks: a sum of squares over 1024 channels passes FP16's 65504 long before any single value
-#: does, and means/variances over a feature map lose digits. Everything else (Conv, BN, ReLU,
-#: Sigmoid, Resize, Mul, Add, Gemm) is safe in FP16 and is where the speed is.
+#: does, and means/variances over a feature map lose digits. Log-probabilities are the other:
+#: TensorRT's ONNX importer builds LogSoftmax as Softmax then Log, so in FP16 every probability
+#: below ~6e-8 becomes 0 and its log −inf (Attend-and-Rectify's ``log_probs``: 71 of 80 values
+#: non-finite under float16-strict evaluation; ONNX Runtime on a CPU upcasts and hides it).
+#: Everything else (Conv, BN, ReLU, Sigmoid, Resize, Mul, Add, Gemm) is safe in FP16 and is where
+#: the speed is. A Softmax whose output feeds a Log is kept too (:func:`fragile_fp16_nodes`).
 DEFAULT_KEEP_FP32: dict[str, str] = {
+    "LogSoftmax": "imported by TensorRT as Softmax → Log: FP16 probabilities underflow, log → −inf",
+    "Log": "log of an FP16 probability/activation that underflowed to 0 is −inf",
     "ReduceMean": "global average pool and the spatial-attention mean/variance: FP32 accumulation",
     "ReduceSum": "channel-attention L2 norm: a sum of squares overflows FP16's 65504",
     "ReduceSumSquare": "as ReduceSum",
@@ -80,17 +86,41 @@ def default_fp16_path(source: str | Path) -> Path:
     return source.with_name(f"{source.stem}.fp16.onnx")
 
 
+def fragile_fp16_nodes(model: onnx.ModelProto) -> list[str]:
+    """Nodes that must stay FP32 whatever their op type's default: a Softmax feeding a Log.
+
+    ``Log(Softmax(x))`` is LogSoftmax written out; in FP16 the Softmax's small probabilities are 0
+    before the Log sees them, so keeping only the Log in FP32 is too late.
+    """
+    consumers: dict[str, list[onnx.NodeProto]] = {}
+    for node in model.graph.node:
+        for name in node.input:
+            consumers.setdefault(name, []).append(node)
+    return [
+        n.name
+        for n in model.graph.node
+        if n.op_type == "Softmax"
+        and any(c.op_type == "Log" for o in n.output for c in consumers.get(o, []))
+    ]
+
+
 def convert_model_to_fp16(
     model: onnx.ModelProto,
     keep_fp32: Iterable[str] | None = None,
     keep_fp32_nodes: Iterable[str] = (),
 ) -> onnx.ModelProto:
-    """Convert an in-memory FP32 model to FP16 with FP32 graph I/O (no checks, no metadata)."""
+    """Convert an in-memory FP32 model to FP16 with FP32 graph I/O (no checks, no metadata).
+
+    With the default keep-list (``keep_fp32=None`` or one that holds ``Log``), a Softmax feeding a
+    Log also stays FP32 (:func:`fragile_fp16_nodes`).
+    """
     from onnxruntime.transformers.float16 import DEFAULT_OP_BLOCK_LIST, convert_float_to_float16
     from onnxruntime.transformers.onnx_model import OnnxModel
 
     ops = list(DEFAULT_KEEP_FP32 if keep_fp32 is None else keep_fp32)
     block = sorted(set(DEFAULT_OP_BLOCK_LIST) | set(ops))
+    if "Log" in ops:
+        keep_fp32_nodes = [*keep_fp32_nodes, *fragile_fp16_nodes(model)]
     source = onnx.ModelProto()
     source.CopyFrom(model)  # the converter may edit its argument in place
     converted = convert_float_to_float16(
@@ -99,9 +129,55 @@ def convert_model_to_fp16(
         op_block_list=block,
         node_block_list=list(keep_fp32_nodes) or None,
     )
+    _drop_cast_round_trips(converted)
     # The converter appends its Casts at the end of the node list; ONNX wants topological order.
     OnnxModel(converted).topological_sort()
     return converted
+
+
+def _drop_cast_round_trips(model: onnx.ModelProto) -> None:
+    """Remove FP32 → FP16 → FP32 Cast pairs, so a tensor between two kept ops stays FP32.
+
+    ONNX Runtime's converter casts every tensor to FP16 on its way between two blocked nodes
+    (``Softmax`` → *FP16* → ``Log``), which rounds exactly where the keep-list wanted FP32: a
+    probability below ~6e-8 becomes 0 between the two FP32 ops. Consumers of the second Cast read
+    the FP32 tensor instead; Casts nobody reads any more are removed.
+    """
+    inferred = onnx.shape_inference.infer_shapes(model)
+    types = {
+        vi.name: vi.type.tensor_type.elem_type
+        for vi in [*inferred.graph.value_info, *inferred.graph.input, *inferred.graph.output]
+    }
+    graph = model.graph
+    producer = {o: n for n in graph.node for o in n.output}
+    outputs = {o.name for o in graph.output}
+
+    def cast_to(node: onnx.NodeProto) -> int | None:
+        return next((a.i for a in node.attribute if a.name == "to"), None)
+
+    replace: dict[str, str] = {}
+    for node in graph.node:
+        if node.op_type != "Cast" or cast_to(node) != onnx.TensorProto.FLOAT:
+            continue
+        first = producer.get(node.input[0])
+        if (
+            first is not None
+            and first.op_type == "Cast"
+            and cast_to(first) == onnx.TensorProto.FLOAT16
+            and types.get(first.input[0]) == onnx.TensorProto.FLOAT
+            and node.output[0] not in outputs
+        ):
+            replace[node.output[0]] = first.input[0]
+    if not replace:
+        return
+    for node in graph.node:
+        for k, name in enumerate(node.input):
+            if name in replace:
+                node.input[k] = replace[name]
+    for _ in range(2):  # the back-Casts, then forward Casts left without readers
+        used = {i for n in graph.node for i in n.input} | outputs
+        for node in [n for n in graph.node if n.op_type == "Cast" and n.output[0] not in used]:
+            graph.node.remove(node)
 
 
 

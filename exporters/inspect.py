@@ -58,6 +58,41 @@ def _describe(vi: onnx.ValueInfoProto) -> TensorDesc:
     return TensorDesc(vi.name, _DTYPES.get(tt.elem_type, str(tt.elem_type)), shape)
 
 
+_WEIGHT_TYPES = {
+    onnx.TensorProto.FLOAT,
+    onnx.TensorProto.FLOAT16,
+    onnx.TensorProto.BFLOAT16,
+    onnx.TensorProto.DOUBLE,
+    onnx.TensorProto.INT8,  # quantized weights behind a DequantizeLinear
+    onnx.TensorProto.UINT8,
+}
+#: Inputs that are constants of an op, not learned weights: (op type, first, last input index).
+_NOT_WEIGHTS = {
+    "BatchNormalization": (3, 4),  # running mean and variance (PyTorch buffers)
+    "QuantizeLinear": (1, 2),  # scales and zero points
+    "DequantizeLinear": (1, 2),
+    "Resize": (1, 3),  # roi, scales, sizes
+}
+
+
+def count_parameters(model: onnx.ModelProto) -> int:
+    """Elements of the learned weights: float (or INT8 quantized) tensors, as PyTorch counts them.
+
+    Shape constants (int64), Q/DQ scales and zero points, BatchNorm running statistics, Resize
+    scales and scalar constants are not parameters, though they are initializers.
+    """
+    skip: set[str] = set()
+    for node in model.graph.node:
+        span = _NOT_WEIGHTS.get(node.op_type)
+        if span is not None:
+            skip.update(node.input[span[0] : span[1] + 1])
+    return sum(
+        int(np.prod(init.dims))
+        for init in model.graph.initializer
+        if init.name not in skip and init.data_type in _WEIGHT_TYPES and int(np.prod(init.dims)) > 1
+    )
+
+
 def inspect_onnx(path: str | Path) -> OnnxDescription:
     """Describe the ONNX file at ``path`` (raises OnnxFileError for a missing/corrupt file)."""
     path = Path(path)
@@ -69,7 +104,7 @@ def inspect_onnx(path: str | Path) -> OnnxDescription:
     except Exception as exc:  # shape inference can reject a malformed graph
         ops = Counter(n.op_type for n in model.graph.node)
         report = GraphReport([], [], ops.get("Shape", 0), ops, [f"shape inference failed: {exc}"])
-    params = sum(int(np.prod(init.dims)) for init in model.graph.initializer)
+    params = count_parameters(model)
     return OnnxDescription(
         path=str(path),
         size_bytes=path.stat().st_size,

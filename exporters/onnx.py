@@ -179,6 +179,49 @@ def canonicalize_resizes(model: onnx.ModelProto) -> int:
     return rewritten
 
 
+def record_resize_shapes(model: onnx.ModelProto) -> int:
+    """Write each Resize's output shape (batch, C, H, W) into the graph's value_info.
+
+    The shapes recorded at export time predate :func:`canonicalize_resizes`, so on a dynamic-batch
+    file the first Resize's output was recorded (a second time) as four unknown dimensions (TensorRT and Netron
+    then show an unknown shape there). Shape inference with data propagation reads the constant
+    C, H, W from the rewritten ``sizes``; the batch dimension is copied from the Resize's input so
+    it keeps its name. Returns the number of shapes recorded.
+    """
+    probe = onnx.ModelProto()
+    probe.CopyFrom(model)
+    del probe.graph.value_info[:]
+    try:
+        inferred = onnx.shape_inference.infer_shapes(probe, data_prop=True)
+    except Exception:  # noqa: BLE001 - recording shapes is best effort; the graph checks decide
+        return 0
+    known = {vi.name: vi for vi in [*inferred.graph.value_info, *model.graph.input]}
+    known.update({vi.name: vi for vi in model.graph.value_info})
+    fresh = {vi.name: vi for vi in inferred.graph.value_info}
+    recorded = 0
+    for node in model.graph.node:
+        if node.op_type != "Resize" or node.output[0] not in fresh:
+            continue
+        dims = fresh[node.output[0]].type.tensor_type.shape.dim
+        source = known.get(node.input[0])
+        if source is None or len(dims) != 4 or not all(d.HasField("dim_value") for d in dims[1:]):
+            continue
+        batch = source.type.tensor_type.shape.dim[0]
+        # The exporter may have recorded the tensor twice (a stale unknown shape among them).
+        for stale in [vi for vi in model.graph.value_info if vi.name == node.output[0]]:
+            model.graph.value_info.remove(stale)
+        target = model.graph.value_info.add()
+        target.name = node.output[0]
+        target.type.tensor_type.elem_type = fresh[node.output[0]].type.tensor_type.elem_type
+        shape = target.type.tensor_type.shape
+        del shape.dim[:]
+        shape.dim.add().CopyFrom(batch)
+        for d in dims[1:]:
+            shape.dim.add().dim_value = d.dim_value
+        recorded += 1
+    return recorded
+
+
 def name_batch_dim(model: onnx.ModelProto, dynamic_batch: bool) -> None:
     """Call the leading dimension of every graph input/output ``batch`` (or keep it fixed)."""
     for vi in list(model.graph.input) + list(model.graph.output):
@@ -275,6 +318,7 @@ def export_onnx(
         proto = simplify(proto)
     canonicalize_resizes(proto)
     name_batch_dim(proto, dynamic)
+    record_resize_shapes(proto)
     proto.producer_name = PRODUCER
     proto.producer_version = deploy_ran.__version__
     info = build_info(

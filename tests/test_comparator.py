@@ -79,10 +79,20 @@ def test_non_finite_candidate_fails_whatever_the_criteria():
 
 
 def test_precision_picks_the_criteria_and_overrides_are_checked():
-    assert criteria_for("fp16") == {"max_rel_l2": 1e-2, "min_top1": 0.99}
+    fp16 = criteria_for("fp16")
+    assert {k: v for k, v in fp16.items() if "." not in k} == {"max_rel_l2": 1e-2, "min_top1": 0.99}
+    assert {"map.min_centred_cosine", "map.max_abs", "log_probs.max_abs"} <= set(fp16)
+    assert criteria_for("fp16", {"map.max_abs": 0.5})["map.max_abs"] == 0.5
     assert criteria_for("autocast-bf16")["max_rel_l2"] == 3e-2
     assert criteria_for("int8", {"min_top1": 0.5})["min_top1"] == 0.5
-    for bad in ({"min_top1": 5}, {"max_rel_l2": float("nan")}, {"max_abs": -1}, {"nope": 1}):
+    for bad in (
+        {"min_top1": 5},
+        {"max_rel_l2": float("nan")},
+        {"max_abs": -1},
+        {"nope": 1},
+        {"blob.max_abs": 1},
+        {"map.min_centred_cosine": 2},
+    ):
         with pytest.raises(DeployRanError):
             criteria_for("fp32", bad)
 

@@ -27,6 +27,7 @@ Outputs (``outputs`` option, in the order given; ``return_attention`` appends ``
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable
 from dataclasses import dataclass
 from functools import partial
@@ -177,6 +178,15 @@ class AttentionBranchNet(nn.Module):
         for m in self.modules():
             if isinstance(m, nn.Conv2d):
                 nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+        # Residual branches start scaled by 1/√(number of blocks) (the last BN's weight of each
+        # bottleneck), so a deep network's activations stay bounded before any training. With
+        # BN's weight at 1, an untrained abn_resnet110_cifar in eval mode (running statistics 0/1,
+        # no normalisation) gave logits ~1e9 and a saturated 0/1 attention map, so its seeded
+        # random-weight FP16/INT8 checks meant little; now logits are ~0.3 and the map unsaturated.
+        # Checkpoints overwrite it.
+        bottlenecks = [m for m in self.modules() if isinstance(m, Bottleneck)]
+        for block in bottlenecks:
+            nn.init.constant_(block.bn3.weight, 1.0 / math.sqrt(len(bottlenecks)))
 
     @property
     def output_names(self) -> list[str]:

@@ -23,6 +23,7 @@ __all__ = [
     "BaseRunner",
     "InputSpecError",
     "OrtRunner",
+    "ReferenceRunner",
     "RunnerError",
     "TensorSpec",
     "TorchRunner",
@@ -42,6 +43,10 @@ def __getattr__(name: str):
         from deploy_ran.runners.ort_runner import OrtRunner
 
         return OrtRunner
+    if name == "ReferenceRunner":
+        from deploy_ran.runners.reference_runner import ReferenceRunner
+
+        return ReferenceRunner
     if name == "TrtRunner":
         from deploy_ran.runners.trt_runner import TrtRunner
 

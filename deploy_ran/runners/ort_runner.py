@@ -23,6 +23,14 @@ ONNX (engine builds take minutes; without a cache every session rebuilds), and a
 optimisation profile (without one the provider rebuilds its engine for every new batch size).
 Its CUDA graphs hold one input shape, so a TensorRT-provider runner with ``cuda_graph=True``
 accepts one batch size.
+
+**Q/DQ arithmetic.** An INT8 Q/DQ file is run the way TensorRT computes it by default
+(``qdq="float"``): ONNX Runtime's Q/DQ fusions are off (``session.disable_quant_qdq``), so every
+QuantizeLinear/DequantizeLinear pair fake-quantizes in float and Conv, Gemm and biases run in
+float, as TensorRT's fused INT8 kernels do (float biases, float scales). With the fusions on
+(``qdq="integer"``) ONNX Runtime rewrites Q/DQ + Conv into its own integer kernels
+(``QLinearConv`` with an INT32 bias), which is ONNX Runtime's arithmetic, not TensorRT's. The
+choice is reported by :meth:`describe` (``qdq_arithmetic``).
 """
 
 from __future__ import annotations
@@ -47,6 +55,11 @@ PROVIDER_NAMES = {
     "coreml": "CoreMLExecutionProvider",
 }
 GPU_PROVIDERS = {"CUDAExecutionProvider", "TensorrtExecutionProvider"}
+#: How an INT8 Q/DQ file is evaluated (see the module docstring).
+QDQ_ARITHMETIC = {
+    "float": "fake-quantize in float (ONNX Runtime Q/DQ fusions off), as TensorRT computes Q/DQ",
+    "integer": "ONNX Runtime integer kernels (Q/DQ fused into QLinear ops)",
+}
 
 # ONNX Runtime's tensor type strings → numpy dtype names.
 _ORT_DTYPES = {
@@ -259,8 +272,14 @@ class OrtRunner(BaseRunner):
         device_id: int = 0,
         trt_cache_dir: str | Path | None = None,
         trt_profile_batches: tuple[int, int, int] = DEFAULT_TRT_PROFILE,
+        qdq: str = "float",
     ) -> None:
         import onnxruntime as ort
+
+        if qdq not in QDQ_ARITHMETIC:
+            raise RunnerError(
+                f"Unknown Q/DQ arithmetic {qdq!r}.", hint=f"Choose one of: {', '.join(QDQ_ARITHMETIC)}."
+            )
 
         if isinstance(path, onnx.ModelProto):  # an in-memory model (calibration candidates)
             proto, source = path, path.SerializeToString()
@@ -305,6 +324,8 @@ class OrtRunner(BaseRunner):
             "session.intra_op.allow_spinning", "1" if allow_spinning else "0"
         )
         opts.log_severity_level = 3
+        if qdq == "float":
+            opts.add_session_config_entry("session.disable_quant_qdq", "1")
 
         self._stream = None
         options = {k: dict(v) for k, v in (provider_options or {}).items()}
@@ -371,6 +392,10 @@ class OrtRunner(BaseRunner):
         self._inter_op_threads = inter_op_threads
         self._allow_spinning = allow_spinning
         self._graph_optimization = graph_optimization
+        self._qdq = qdq
+        self._has_qdq = any(
+            n.op_type in ("QuantizeLinear", "DequantizeLinear") for n in proto.graph.node
+        )
         self._on_gpu = on_gpu
         self._device_id = device_id
         self._io_binding = on_gpu if io_binding is None else io_binding
@@ -526,6 +551,7 @@ class OrtRunner(BaseRunner):
             "inter_op_threads": self._inter_op_threads,
             "allow_spinning": self._allow_spinning,
             "graph_optimization": self._graph_optimization,
+            "qdq_arithmetic": QDQ_ARITHMETIC[self._qdq] if self._has_qdq else None,
             "io_binding": self._io_binding,
             "cuda_graph": self._cuda_graph,
             # conv options of the CUDA provider (CUDA_PROVIDER_DEFAULTS unless given); {} off CUDA
