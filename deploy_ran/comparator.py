@@ -20,6 +20,7 @@ from deploy_ran.comparison import (
     Check,
     Comparison,
     OutputReport,
+    Verdict,
     WorstInput,
     compare_outputs,
     criteria_for,
@@ -32,7 +33,7 @@ Progress = Callable[[str, int, int], None]  # (side, done, total)
 
 
 @dataclass
-class VerifyResult:
+class VerifyResult(Verdict):
     """What a comparison of two runners compared, measured and decided."""
 
     reference: dict[str, Any]
@@ -48,17 +49,6 @@ class VerifyResult:
     #: Further comparisons made on the same candidate file, by name (e.g. ``fp16_strict``: the
     #: FP16 file under float16-strict evaluation, see ``deploy_ran.checks``), as JSON-ready dicts.
     extra: dict[str, Any] = field(default_factory=dict)
-
-    @property
-    def passed(self) -> bool:
-        return bool(self.checks) and all(c.passed for c in self.checks)
-
-    @property
-    def failed_checks(self) -> list[Check]:
-        return [c for c in self.checks if not c.passed]
-
-    def worst_failure(self) -> str:
-        return Comparison(self.criteria, self.outputs, self.checks).worst_failure()
 
     def max_rel_l2(self) -> float:
         return max((o.agreement.rel_l2 for o in self.outputs), default=0.0)

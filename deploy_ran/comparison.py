@@ -230,15 +230,10 @@ class WorstInput:
     candidate_top1: int | None = None
 
 
-@dataclass
-class Comparison:
-    """Per-output agreement, the criteria's verdicts and the worst inputs."""
+class Verdict:
+    """The pass/fail reading of a list of :class:`Check` (shared by every comparison result)."""
 
-    criteria: dict[str, float]
-    outputs: list[OutputReport]
     checks: list[Check]
-    worst: list[WorstInput] = field(default_factory=list)
-    notes: list[str] = field(default_factory=list)
 
     @property
     def passed(self) -> bool:
@@ -247,9 +242,6 @@ class Comparison:
     @property
     def failed_checks(self) -> list[Check]:
         return [c for c in self.checks if not c.passed]
-
-    def output(self, name: str) -> OutputReport | None:
-        return next((o for o in self.outputs if o.name == name), None)
 
     def worst_failure(self) -> str:
         """One line naming the worst failed check (for error messages)."""
@@ -260,6 +252,21 @@ class Comparison:
         if c.value is None:
             return f"output {c.output!r}: {c.criterion} {c.detail}".strip()
         return f"output {c.output!r}: {c.criterion} {c.value:.3g} (limit {c.limit:g}) {c.detail}".strip()
+
+
+@dataclass
+class Comparison(Verdict):
+    """Per-output agreement, the criteria's verdicts and the worst inputs."""
+
+    criteria: dict[str, float]
+    outputs: list[OutputReport]
+    checks: list[Check]
+    worst: list[WorstInput] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+
+    def output(self, name: str) -> OutputReport | None:
+        return next((o for o in self.outputs if o.name == name), None)
 
     def as_dict(self) -> dict[str, Any]:
         return {

@@ -890,6 +890,33 @@ class InferResult:
         """
         return self.model_errors == 0
 
+    @classmethod
+    def of_run(
+        cls,
+        output: Path,
+        fmt: str,
+        paths: Sequence[Any],
+        pending: Sequence[Any],
+        counts: tuple[int, int, int],
+        seconds: float,
+        **extra: Any,
+    ) -> InferResult:
+        """The result of one write loop (local or Ray): ``counts`` = (processed, unreadable,
+        model errors) from :func:`write_batches`; ``extra`` = the remaining fields."""
+        processed, failed, model_errors = counts
+        return cls(
+            output=str(output),
+            format=fmt,
+            total=len(paths),
+            already_done=len(paths) - len(pending),
+            processed=processed,
+            failed=failed,
+            seconds=seconds,
+            images_per_s=processed / seconds if seconds > 0 else 0.0,
+            model_errors=model_errors,
+            **extra,
+        )
+
     @property
     def bound(self) -> str:
         """``loader``, ``backend`` or ``unknown``: what limited this run (see :func:`bound_by`)."""
@@ -1066,26 +1093,22 @@ def _run(
                 yield records
 
     started = time.perf_counter()
-    processed, failed, model_errors = write_batches(
+    counts = write_batches(
         output, fmt, mode, identity, batches(), topk=topk, with_labels=with_labels,
         total=len(pending), progress=progress,
     )  # fmt: skip
-    seconds = time.perf_counter() - started
-    return InferResult(
-        output=str(output),
-        format=fmt,
-        total=len(paths),
-        already_done=len(paths) - len(pending),
-        processed=processed,
-        failed=failed,
-        seconds=seconds,
-        images_per_s=processed / seconds if seconds > 0 else 0.0,
+    return InferResult.of_run(
+        output,
+        fmt,
+        paths,
+        pending,
+        counts,
+        time.perf_counter() - started,
         batch_size=batch,
         workers=workers,
         loader_wait_seconds=clock["waited"],
         backend_seconds=clock["backend"],
         runner=runner.describe(),
-        model_errors=model_errors,
         producer=identity,
         first_batch_wait_seconds=clock["first"],
         batches=int(clock["batches"]),

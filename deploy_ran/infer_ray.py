@@ -435,7 +435,7 @@ def run_inference_ray(
                 ctx.execution_no_progress_timeout_s = no_progress_timeout_s
             started = time.perf_counter()
             try:
-                processed, failed, model_errors = write_batches(
+                counts = write_batches(
                     output, fmt, mode, info["producer"], batches(), topk=topk,
                     with_labels=with_labels, total=len(pending), progress=progress,
                 )  # fmt: skip
@@ -445,19 +445,15 @@ def run_inference_ray(
                     ctx.enable_progress_bars,
                     ctx.execution_no_progress_timeout_s,
                 ) = saved
-        seconds = time.perf_counter() - started
-        return InferResult(
-            output=str(output),
-            format=fmt,
-            total=len(paths),
-            already_done=len(paths) - len(pending),
-            processed=processed,
-            failed=failed,
-            seconds=seconds,
-            images_per_s=processed / seconds if seconds > 0 else 0.0,
+        return InferResult.of_run(
+            output,
+            fmt,
+            paths,
+            pending,
+            counts,
+            time.perf_counter() - started,
             batch_size=batch,
             workers=workers,
-            model_errors=model_errors,
             producer=info["producer"],
             runner={
                 **info["runner"],
