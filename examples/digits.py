@@ -262,6 +262,7 @@ def evaluate_precisions(
     num_images: int = 512,
     calibration_key: str = "x_train",
     auto_exclude: Sequence[str] = AUTO_EXCLUDE_METHODS,
+    fp16_float: Sequence[str] = ("percentile",),
     progress: Callable[[str], None] | None = None,
 ) -> list[PrecisionRow]:
     """Export FP32, convert to FP16, calibrate INT8 per method; test accuracy and agreement.
@@ -315,15 +316,18 @@ def evaluate_precisions(
     t = time.perf_counter()
     fp16 = convert(fp32.path, "fp16", output=workdir / "digits.fp16.onnx", checks=checks)
     rows.append(row("FP16", fp16.path, time.perf_counter() - t))
-    variants = [(m, False) for m in methods] + [(m, True) for m in auto_exclude]
-    for method, auto in variants:
+    variants = [(m, False, "fp32") for m in methods] + [(m, True, "fp32") for m in auto_exclude]
+    variants += [(m, False, "fp16") for m in fp16_float]
+    for method, auto, float_part in variants:
         label = f"INT8 {method} + exclude auto" if auto else f"INT8 {method}"
+        label += ", FP16 float part" if float_part == "fp16" else ""
+        name = f"digits.int8-{method}{'-auto' if auto else ''}{'-fp16' if float_part == 'fp16' else ''}"
         say(f"calibrate {label}")
         t = time.perf_counter()
         result = convert(
             fp32.path,
             "int8",
-            output=workdir / f"digits.int8-{method}{'-auto' if auto else ''}.onnx",
+            output=workdir / f"{name}.onnx",
             calibration=CalibrationConfig(
                 data=f"{npz_path}:{calibration_key}",
                 method=method,
@@ -333,6 +337,8 @@ def evaluate_precisions(
                 # The ranges do not depend on what is excluded: both variants share one cache.
                 cache_path=cache_path_for(workdir / f"digits.int8-{method}.onnx"),
                 eval_images=200 if auto else 64,
+                float_precision=float_part,
+                require_pass=False,  # measured here, whatever verify's criteria say
             ),
             checks=checks,
         ).int8

@@ -41,7 +41,14 @@ def test_digits_fp16_and_int8_keep_accuracy(tmp_path):
     data = make_digits(image_size=SMALL.image_size, seed=SMALL.seed)
     assert len(data["x_test"]) == 450 and np.isin(data["y_test"], range(10)).all()
     rows = evaluate_precisions(checkpoint, data, tmp_path, methods=("percentile", "minmax"))
-    expected = ["FP32", "FP16", "INT8 percentile", "INT8 minmax", "INT8 entropy + exclude auto"]
+    expected = [
+        "FP32",
+        "FP16",
+        "INT8 percentile",
+        "INT8 minmax",
+        "INT8 entropy + exclude auto",
+        "INT8 percentile, FP16 float part",
+    ]
     assert [r.precision for r in rows] == expected
     _check(rows, expected[1:])
 
@@ -62,6 +69,7 @@ def full_rows(tmp_path_factory):
         "INT8 percentile",
         "INT8 minmax",
         "INT8 entropy + exclude auto",
+        "INT8 percentile, FP16 float part",
         pytest.param("INT8 entropy", marks=pytest.mark.xfail(strict=True, reason=ENTROPY_CLIPS)),
     ],
 )
