@@ -138,7 +138,7 @@ def criteria_for(precision: str, overrides: Mapping[str, float | None] | None = 
             name not in CRITERIA and name not in TOLERANCE_KEYS
         ) or (kind is not None and name in TOLERANCE_KEYS):
             raise DeployRanError(
-                f"Unknown verify criterion {key!r}.",
+                f"Unknown criterion {key!r}.",
                 hint=f"Choose from: {', '.join([*CRITERIA, *TOLERANCE_KEYS])}, or "
                 f"KIND.CRITERION for one kind of output ({', '.join(OUTPUT_KINDS)}), e.g. "
                 "map.max_abs.",

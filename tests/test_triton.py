@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import shutil
 import threading
+import time
 from pathlib import Path
 
 import numpy as np
@@ -424,7 +425,14 @@ def test_dynamic_batching_groups_concurrent_requests(server):
             client.async_infer("ran56", [inp], callback)
         assert all_back.wait(timeout=60)
         assert errors == [None] * 8
-        after = client.get_inference_statistics("ran56", as_json=True)["model_stats"][0]
+        # the server updates its statistics after the responses are sent: poll briefly
+        deadline = time.monotonic() + 10
+        while True:
+            after = client.get_inference_statistics("ran56", as_json=True)["model_stats"][0]
+            done = int(after.get("inference_count", 0)) - int(before.get("inference_count", 0))
+            if done >= 8 or time.monotonic() > deadline:
+                break
+            time.sleep(0.1)
     finally:
         client.close()
     inferences = int(after.get("inference_count", 0)) - int(before.get("inference_count", 0))
