@@ -23,7 +23,8 @@ from rich.table import Table
 from deploy_ran.bench import BenchResult
 from deploy_ran.verify import VerifyResult
 
-STATS = ("min", "mean", "median", "p90", "p95", "p99", "max", "std")
+#: Latency columns of the table (JSON and CSV carry every statistic, mean and p95 too).
+STATS = ("min", "median", "p90", "p99", "max", "std")
 
 
 def _e(value: Any) -> str:
@@ -58,6 +59,10 @@ def bench_table(result: BenchResult) -> Table:
         f"{_e(result.model)} at {result.image_size}×{result.image_size} on {_e(result.device)}, "
         f"{result.threads} threads"
     )
+    timings = {r.timing for r in result.rows if r.status == "ran" and r.latency}
+    shared = len(timings) == 1  # one timing method for every row: say it once, in the title
+    if shared:
+        title += f" · {escape(next(iter(timings)))}"
     table = Table(title=title + " · latency in ms", title_justify="left")
     table.add_column("backend", no_wrap=True)
     table.add_column("batch", justify="right")
@@ -67,7 +72,8 @@ def bench_table(result: BenchResult) -> Table:
     table.add_column("× fp32", justify="right")
     table.add_column("× best torch", justify="right")
     table.add_column("layout")
-    table.add_column("timing")
+    if not shared:
+        table.add_column("timing")
     table.add_column("status", no_wrap=True)
     reasons: list[str] = []
     for r in result.rows:
@@ -81,7 +87,7 @@ def bench_table(result: BenchResult) -> Table:
                 "-" if r.speedup is None else f"{r.speedup:.2f}×",
                 "-" if r.speedup_vs_best_torch is None else f"{r.speedup_vs_best_torch:.2f}×",
                 escape(r.layout or "-"),
-                r.timing,
+                *([] if shared else [escape(r.timing)]),
                 f"[green]ran[/] ×{r.iterations}{compiled}",
             )
             continue
@@ -92,7 +98,7 @@ def bench_table(result: BenchResult) -> Table:
         table.add_row(
             escape(r.label),
             str(r.batch_size),
-            *(["-"] * (len(STATS) + 5)),
+            *(["-"] * (len(STATS) + (4 if shared else 5))),
             f"[{color}]{r.status}[/] ({reasons.index(reason) + 1})",
         )
     lines = [_baseline_line(result)]
