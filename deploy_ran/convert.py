@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -403,28 +403,14 @@ def convert(
         result.steps.append(f"converted to {result.path} (FP16)")
         return result
     say("calibrating INT8")
+    # CalibrationConfig's fields are quantize_int8's parameters, one for one.
+    settings = {f.name: getattr(calibration, f.name) for f in fields(calibration)}
     result.int8 = quantize_int8(
         source,
         target_path,
-        data=calibration.data,
-        method=calibration.method,
-        percentile=calibration.percentile,
-        bins=calibration.bins,
-        num_images=calibration.num_images,
-        batch=calibration.batch,
-        seed=calibration.seed,
-        exclude=calibration.exclude,
-        include_attention=calibration.include_attention,
-        sensitivity=calibration.sensitivity,
-        target_agreement=calibration.target_agreement,
-        eval_images=calibration.eval_images,
-        use_cache=calibration.use_cache,
-        cache_path=calibration.cache_path,
-        device=calibration.device,
+        **settings,
         run_model=checks.run_model if checks is not None else None,
         progress=calibration_progress,
-        float_precision=calibration.float_precision,
-        require_pass=calibration.require_pass,
     )
     result.path, result.precision = Path(result.int8.path), "int8"
     result.steps.append(
