@@ -386,6 +386,7 @@ def quantize_int8(
             exclude=patterns,
             target_agreement=target_agreement if auto else None,
             run_model=run_model,
+            float_precision=float_precision,
             progress=say,
         )
         timings["sensitivity"] = time.perf_counter() - t2

@@ -22,7 +22,7 @@ import onnx
 
 from calibration.evaluate import OutputAgreement, RunModel, agreement
 from calibration.placement import GraphIndex, plan_quantization, quantizable_groups
-from calibration.qdq import build_qdq_model
+from calibration.qdq import build_qdq_model, with_fp16_float_part
 
 Progress = Callable[[str, int, int], None]
 
@@ -63,6 +63,7 @@ class SensitivityReport:
     steps: list[AutoStep] = field(default_factory=list)
     excluded: list[str] = field(default_factory=list)
     met_target: bool | None = None
+    float_precision: str = "fp32"  # of the candidates' non-quantized part (as the file written)
 
     def most_sensitive(self) -> list[str]:
         return [g.group for g in sorted(self.groups, key=lambda g: g.rank)]
@@ -89,8 +90,10 @@ class _Evaluator:
         include_attention: bool,
         exclude: Sequence[str],
         run_model: RunModel,
+        float_precision: str = "fp32",
     ) -> None:
         self.model, self.index, self.ranges = model, index, ranges
+        self.float_precision = float_precision
         self.run_model = run_model
         self.images, self.batch = images, batch
         self.include_attention = include_attention
@@ -105,6 +108,8 @@ class _Evaluator:
             only_groups=only_groups,
         )
         qdq = build_qdq_model(self.model, plan, self.ranges)
+        if self.float_precision == "fp16":  # judge the file that will be written, not its FP32 twin
+            qdq = with_fp16_float_part(qdq)
         outputs = self.run_model(qdq, self.images, self.batch)
         return _main(agreement(self.reference, outputs)), plan
 
@@ -120,17 +125,22 @@ def analyze_sensitivity(
     exclude: Sequence[str] = (),
     target_agreement: float | None = None,
     run_model: RunModel,
+    float_precision: str = "fp32",
     progress: Progress | None = None,
 ) -> SensitivityReport:
     """Quantize each group alone; with ``target_agreement``, also run :func:`auto_exclude`.
 
     ``model`` must carry inferred shapes; ``images`` are preprocessed inputs; ``run_model`` runs
-    each candidate (see :mod:`calibration.evaluate`).
+    each candidate (see :mod:`calibration.evaluate`). ``float_precision="fp16"`` evaluates every
+    candidate with the FP16 float part the INT8 file will have, so that a group is kept in
+    higher precision for what the deployed file does, not for what an FP32-float twin would do.
+    The reference stays the FP32 model.
     """
     say = progress or (lambda _p, _d, _t: None)
     index = GraphIndex(model)
     evaluator = _Evaluator(
-        model, index, ranges, images, batch, include_attention, exclude, run_model
+        model, index, ranges, images, batch, include_attention, exclude, run_model,
+        float_precision,
     )
     groups = quantizable_groups(index)
     total = len(groups) + 1
@@ -161,6 +171,7 @@ def analyze_sensitivity(
         include_attention=include_attention,
         all_int8=AutoStep([], full.rel_l2, full.top1, full.criteria_passed),
         groups=rows,
+        float_precision=float_precision,
     )
     if target_agreement is not None:
         auto_exclude(report, evaluator, target_agreement, progress=say)

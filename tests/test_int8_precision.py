@@ -74,3 +74,32 @@ def test_calibrate_refuses_a_file_that_fails_verify(fp32, tmp_path):
     written = quantize_int8(fp32.path, out, require_pass=False, **options)
     assert out.exists() and written.passed is False
     assert any("fails verify's INT8 criteria" in w for w in written.warnings)
+
+
+@pytest.mark.parametrize("float_precision", ["fp32", "fp16"])
+def test_sensitivity_judges_candidates_with_the_float_part_of_the_file(
+    fp32, tmp_path, float_precision
+):
+    """Sensitivity and exclude=auto pick groups for the file that is written: with an FP16 float
+    part, every candidate they run has it too (and the FP32 reference does not)."""
+    seen: list[set[int]] = []
+    run = RunnerChecks().run_model
+
+    def recording_run_model(model, images, batch):
+        seen.append({i.data_type for i in model.graph.initializer})
+        return run(model, images, batch)
+
+    result = quantize_int8(
+        fp32.path,
+        tmp_path / "s.int8.onnx",
+        float_precision=float_precision,
+        sensitivity=True,
+        **{**FAST, "run_model": recording_run_model},
+    )
+    F16 = onnx.TensorProto.FLOAT16
+    assert result.sensitivity.float_precision == float_precision
+    # Sensitivity runs first: the FP32 reference, all-INT8, then each group alone (the runs after
+    # those are the written file's own check).
+    reference, *candidates = seen[: len(result.sensitivity.groups) + 2]
+    assert F16 not in reference and len(candidates) == len(result.sensitivity.groups) + 1
+    assert all((F16 in c) == (float_precision == "fp16") for c in candidates)
