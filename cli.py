@@ -484,7 +484,7 @@ def bench_cmd(
     threads: o.ThreadsOpt = None,
     torch_precisions: o.TorchPrecisionsOpt = "fp32",
     torch_modes: o.TorchModesOpt = "eager",
-    torch_channels_last: o.TorchLayoutOpt = None,
+    torch_layouts: o.TorchLayoutsOpt = "default",
     ort_cuda_options: o.OrtCudaOptionsOpt = None,
     loader: o.LoaderOpt = False,
     image_size: o.ImageSizeOpt = None,
@@ -510,7 +510,7 @@ def bench_cmd(
             cuda_graphs=cuda_graphs, interleave=interleave, threads=threads,
             torch_precisions=torch_precisions, image_size=image_size, checkpoint=checkpoint,
             workdir=workdir, output=output, plot=not no_plot, torch_modes=torch_modes,
-            torch_channels_last=torch_channels_last, ort_cuda_options=ort_cuda_options,
+            torch_layouts=torch_layouts, ort_cuda_options=ort_cuda_options,
             loader=loader,
         )  # fmt: skip
         result = run_benchmark(

@@ -154,6 +154,7 @@ def _max_opset() -> int:
 
 
 TORCH_PRECISIONS = ("fp32", "fp16", "autocast")  # deploy_ran.runners.torch_runner
+TORCH_LAYOUTS = ("default", "nchw", "channels_last")  # deploy_ran.runners.torch_runner
 COUNT = Number(int, 1, MAX_IMAGES)
 BATCH = Number(int, 1, MAX_BATCH)
 SIZE = Number(int, 1, MAX_IMAGE_SIZE)
@@ -468,14 +469,12 @@ TorchModesOpt = Opt(
     "PyTorch rows per precision: eager,compile (torch.compile; compile time reported apart).",
     ListOf(Choice("eager", "compile"), "modes"),
 )
-TorchLayoutOpt = Annotated[
-    Optional[bool],
-    typer.Option(
-        "--torch-channels-last/--torch-nchw",
-        help="PyTorch layout (default: channels_last for fp16/autocast on CUDA, NCHW otherwise).",
-        show_default=False,
-    ),
-]
+TorchLayoutsOpt = Opt(
+    str,
+    "PyTorch rows per precision, one per layout: default (channels_last for fp16/autocast on "
+    "CUDA, NCHW otherwise), nchw, channels_last; e.g. nchw,channels_last side by side.",
+    ListOf(Choice(*TORCH_LAYOUTS), "layouts"),
+)
 
 
 def key_values(value: Any) -> dict[str, str]:

@@ -141,6 +141,67 @@ def test_bench_torch_modes_add_compile_rows_with_compile_time(cifar_checkpoint):
     assert eager.speedup == 1.0 and compiled.speedup_vs_best_torch is not None
 
 
+def test_torch_layouts_give_one_row_per_distinct_layout():
+    from deploy_ran.bench.run import _torch_configs
+
+    def rows(device, layouts, precisions=("fp32", "fp16"), modes=("eager",)):
+        settings = BenchSettings(
+            "ran56_cifar",
+            device=device,
+            torch_layouts=layouts,
+            torch_precisions=precisions,
+            torch_modes=modes,
+        )
+        return [(c.precision, c.kwargs["channels_last"], c.label) for c in _torch_configs(settings, 32)]
+
+    # default resolves per device × precision; a layout it already is adds no second row.
+    assert rows("cuda", ("default", "nchw", "channels_last")) == [
+        ("fp32", None, "torch fp32"),
+        ("fp32", True, "torch fp32 channels_last"),
+        ("fp16", None, "torch fp16 channels_last"),
+        ("fp16", False, "torch fp16"),
+    ]
+    assert rows("cpu", ("nchw", "channels_last"), ("fp32",), ("eager", "compile")) == [
+        ("fp32", False, "torch fp32"),
+        ("fp32", False, "torch fp32 compile"),
+        ("fp32", True, "torch fp32 channels_last"),
+        ("fp32", True, "torch fp32 channels_last compile"),
+    ]
+    assert BenchSettings("ran56_cifar", torch_layouts="channels_last").torch_layouts == (
+        "channels_last",
+    )
+    with pytest.raises(DeployRanError, match="Unknown PyTorch layout") as err:
+        BenchSettings("ran56_cifar", torch_layouts=["nhwc"])
+    assert err.value.param == "torch_layouts"
+
+
+def test_bench_cli_takes_layouts_and_refuses_unknown_ones(tmp_path):
+    from typer.testing import CliRunner
+
+    import cli_args
+    from cli import app
+    from deploy_ran.runners.torch_runner import TORCH_LAYOUTS
+
+    assert cli_args.TORCH_LAYOUTS == TORCH_LAYOUTS and cli_args.TORCH_PRECISIONS == TORCH_PRECISIONS
+    bad = CliRunner().invoke(app, ["bench", "ran56_cifar", "--torch-layouts", "nchw,nhwc"])
+    assert bad.exit_code == 2 and "--torch-layouts" in bad.output and "'nhwc'" in bad.output
+    out = tmp_path / "b.json"
+    ok = CliRunner().invoke(
+        app,
+        [
+            "bench", "ran56_cifar", "--backends", "torch", "--torch-layouts", "nchw,channels_last",
+            "--iterations", "2", "--warmup", "0", "--threads", "1", "--no-plot", "-o", str(out),
+        ],
+    )  # fmt: skip
+    assert ok.exit_code == 0, ok.output
+    rows = json.loads(out.read_text())["rows"]
+    assert [(r["label"], r["layout"]) for r in rows] == [
+        ("torch fp32 (cpu)", "NCHW"),
+        ("torch fp32 channels_last (cpu)", "channels_last"),
+    ]
+    assert [r["runner"]["layout_source"] for r in rows] == ["explicit", "explicit"]
+
+
 # ------------------------------------------------------------------------------- speedups
 
 

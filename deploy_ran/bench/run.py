@@ -190,26 +190,44 @@ def _check_artifact(path: Path, model: str, image_size: int) -> dict[str, Any]:
 
 
 def _torch_configs(settings: BenchSettings, size: int) -> list[_Config]:
-    """One PyTorch row per precision × mode (eager first, so the baseline is measured first)."""
-    return [
-        _Config(
-            "torch",
-            settings.model,
-            precision,
-            None,
-            {
-                "precision": precision,
-                "checkpoint": settings.checkpoint,
-                "image_size": size,
-                "options": settings.options,
-                "channels_last": settings.torch_channels_last,
-                **({"mode": mode} if mode != "eager" else {}),
-            },
-            suffix_hint=f" {mode}" if mode != "eager" else "",
-        )
-        for precision in settings.torch_precisions
-        for mode in settings.torch_modes
-    ]
+    """One PyTorch row per precision × layout × mode (eager first, so the baseline is measured
+    first); layouts that resolve to the same one for a precision are one row."""
+    from deploy_ran.runners.torch_runner import default_channels_last
+
+    device_type = settings.device.split(":")[0]  # no CUDA check here: the runner's own says why
+    configs = []
+    for precision in settings.torch_precisions:
+        seen: set[bool] = set()
+        for layout in settings.torch_layouts:
+            channels_last = (
+                default_channels_last(device_type, precision)
+                if layout == "default"
+                else layout == "channels_last"
+            )
+            if channels_last in seen:
+                continue
+            seen.add(channels_last)
+            for mode in settings.torch_modes:
+                configs.append(
+                    _Config(
+                        "torch",
+                        settings.model,
+                        precision,
+                        None,
+                        {
+                            "precision": precision,
+                            "checkpoint": settings.checkpoint,
+                            "image_size": size,
+                            "options": settings.options,
+                            # None keeps the runner's default (recorded as such in the row)
+                            "channels_last": None if layout == "default" else channels_last,
+                            **({"mode": mode} if mode != "eager" else {}),
+                        },
+                        suffix_hint=(" channels_last" if channels_last else "")
+                        + (f" {mode}" if mode != "eager" else ""),
+                    )
+                )
+    return configs
 
 
 def _ort_configs(

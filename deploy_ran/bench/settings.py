@@ -38,8 +38,10 @@ class BenchSettings:
     - ``torch_modes``: PyTorch rows per precision: ``eager`` and/or ``compile`` (``torch.compile``,
       compiled during the warm-up, compile time reported apart in the row). The eager FP32 row
       is the ``speedup_vs_torch_fp32`` baseline; without one, that column stays empty.
-    - ``torch_channels_last``: PyTorch layout; ``None`` takes the runner's per-device,
-      per-precision default (channels_last for FP16 on CUDA, see ``CHANNELS_LAST_DEFAULTS``).
+    - ``torch_layouts``: PyTorch rows per precision × mode, one per layout: ``default`` (the
+      runner's per-device, per-precision default: channels_last for FP16 on CUDA, see
+      ``CHANNELS_LAST_DEFAULTS``), ``nchw``, ``channels_last``. Layouts that come to the same one
+      for a precision give one row. The first layout's eager FP32 row is the FP32 baseline.
     - ``ort_cuda_options``: ONNX Runtime CUDA provider options over the per-precision defaults
       (``prefer_nhwc``, ``cudnn_conv_algo_search``, ``cudnn_conv_use_max_workspace``).
     - ``loader``: also measure one ``infer`` loader worker's images/s on 12-megapixel JPEGs at
@@ -63,7 +65,7 @@ class BenchSettings:
     threads: int | None = None
     torch_precisions: tuple[str, ...] = ("fp32",)
     torch_modes: tuple[str, ...] = ("eager",)
-    torch_channels_last: bool | None = None
+    torch_layouts: tuple[str, ...] = ("default",)
     ort_cuda_options: dict[str, str] | None = field(default=None, hash=False)
     loader: bool = False
     image_size: int | None = None
@@ -80,6 +82,7 @@ class BenchSettings:
         set_(self, "artifacts", tuple(Path(a) for a in self.artifacts))
         set_(self, "torch_precisions", tuple(self.torch_precisions))
         set_(self, "torch_modes", _torch_modes(self.torch_modes))
+        set_(self, "torch_layouts", _torch_layouts(self.torch_layouts))
         for name in ("checkpoint", "workdir", "output"):
             value = getattr(self, name)
             if value is not None:
@@ -157,5 +160,22 @@ def _torch_modes(modes: Sequence[str]) -> tuple[str, ...]:
             f"Unknown PyTorch mode(s) {', '.join(unknown) or '(none given)'}.",
             hint=f"Choose from: {', '.join(TORCH_MODES)} (e.g. torch_modes=('eager', 'compile')).",
             param="torch_modes",
+        )
+    return names
+
+
+def _torch_layouts(layouts: Sequence[str]) -> tuple[str, ...]:
+    from deploy_ran.runners.torch_runner import TORCH_LAYOUTS
+
+    if isinstance(layouts, str):  # a lone name, not its letters
+        layouts = (layouts,)
+    names = tuple(dict.fromkeys(str(x).strip().lower() for x in layouts if str(x).strip()))
+    unknown = sorted(set(names) - set(TORCH_LAYOUTS))
+    if unknown or not names:
+        raise DeployRanError(
+            f"Unknown PyTorch layout(s) {', '.join(unknown) or '(none given)'}.",
+            hint=f"Choose from: {', '.join(TORCH_LAYOUTS)} (e.g. torch_layouts=('nchw', "
+            "'channels_last') for both side by side).",
+            param="torch_layouts",
         )
     return names

@@ -32,6 +32,9 @@ from deploy_ran.runners.base import BackendUnavailableError, BaseRunner, RunnerE
 
 TORCH_PRECISIONS = ("fp32", "fp16", "autocast")
 TORCH_MODES = ("eager", "compile")
+# Layout choices where several rows are asked for (bench): "default" is the per-device,
+# per-precision default below; the other two force one layout.
+TORCH_LAYOUTS = ("default", "nchw", "channels_last")
 
 # channels_last (NHWC) by default, per device type and precision. Why, and how sure:
 # - cuda fp16 / autocast: measured on one H200 (PyTorch 2.11, CUDA 13, ran92 at 224 px, batch 256):
