@@ -120,8 +120,9 @@ def display_path(path: str | os.PathLike[str]) -> str:
     return os.fsencode(path).decode("utf-8", "backslashreplace")
 
 
-def _draft_size(size: tuple[int, int], min_size: int | None) -> tuple[int, int] | None:
-    """The size to ask a JPEG decoder for, or None when a full decode is cheap enough."""
+def draft_size(size: tuple[int, int], min_size: int | None) -> tuple[int, int] | None:
+    """The size to ask a JPEG decoder for (``Image.draft``) before resizing the shorter side to
+    ``min_size``, or None when a full decode is cheap enough."""
     if not min_size:
         return None
     want = DRAFT_MARGIN * int(min_size)
@@ -145,7 +146,7 @@ def load_rgb(
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
             with Image.open(path) as img:
                 if img.format == "JPEG":
-                    draft = _draft_size(img.size, min_size)
+                    draft = draft_size(img.size, min_size)
                     if draft is not None:
                         img.draft(None, draft)
                 w, h = img.size

@@ -153,9 +153,16 @@ class LoaderResult:
 def _decoded_size(path: Path, mode: str, preprocessing: Mapping[str, Any]) -> tuple[int, int]:
     from PIL import Image
 
+    from deploy_ran.images import draft_size
+
+    target = int(preprocessing["resize_size"])
     with Image.open(path) as img:
-        if mode == "reduced" or (mode == "infer" and infer_decoding() == "reduced"):
-            img.draft("RGB", (int(preprocessing["resize_size"]),) * 2)
+        if mode == "reduced":
+            img.draft("RGB", (target, target))
+        elif mode == "infer":  # infer's own rule (a margin above the target, JPEGs only)
+            draft = draft_size(img.size, target) if img.format == "JPEG" else None
+            if draft is not None:
+                img.draft(None, draft)
         return img.size  # after draft, the size the decoder will produce
 
 
