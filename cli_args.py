@@ -471,8 +471,8 @@ TorchModesOpt = Opt(
 )
 TorchLayoutsOpt = Opt(
     str,
-    "PyTorch rows per precision, one per layout: default (channels_last for fp16/autocast on "
-    "CUDA, NCHW otherwise), nchw, channels_last; e.g. nchw,channels_last side by side.",
+    "PyTorch rows per precision, one per layout: default (channels_last, except fp32 on CUDA: "
+    "NCHW), nchw, channels_last; e.g. nchw,channels_last side by side.",
     ListOf(Choice(*TORCH_LAYOUTS), "layouts"),
 )
 

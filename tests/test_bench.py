@@ -229,7 +229,7 @@ def test_interleaved_rows_take_turns(cifar_checkpoint, cifar_onnx):
     )
     assert result.as_dict()["method"]["interleaved"] is True
     assert [(r.label, r.status, r.iterations) for r in result.rows] == [
-        ("torch fp32 (cpu)", "ran", 3),
+        ("torch fp32 channels_last (cpu)", "ran", 3),
         ("ort fp32 (cpu)", "ran", 3),
     ]
     assert result.rows[0].speedup == 1.0 and result.rows[1].speedup > 0

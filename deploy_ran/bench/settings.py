@@ -39,7 +39,7 @@ class BenchSettings:
       compiled during the warm-up, compile time reported apart in the row). The eager FP32 row
       is the ``speedup_vs_torch_fp32`` baseline; without one, that column stays empty.
     - ``torch_layouts``: PyTorch rows per precision × mode, one per layout: ``default`` (the
-      runner's per-device, per-precision default: channels_last for FP16 on CUDA, see
+      runner's per-device, per-precision default: channels_last except FP32 on CUDA, see
       ``CHANNELS_LAST_DEFAULTS``), ``nchw``, ``channels_last``. Layouts that come to the same one
       for a precision give one row. The first layout's eager FP32 row is the FP32 baseline.
     - ``ort_cuda_options``: ONNX Runtime CUDA provider options over the per-precision defaults

@@ -6,8 +6,9 @@ a CPU, reported as ``autocast-fp16`` / ``autocast-bf16``).
 
 Layout: ``channels_last=True`` converts weights and inputs to NHWC memory layout; ``None`` (the
 default) takes :func:`default_channels_last` for the device and precision, because NCHW FP16
-convolutions on recent GPUs are several times slower than NHWC ones (see
-:data:`CHANNELS_LAST_DEFAULTS`). The layout that ran is in :meth:`TorchRunner.describe`.
+convolutions on recent GPUs are several times slower than NHWC ones, and on the CPU measured here
+NHWC was faster at every precision (see :data:`CHANNELS_LAST_DEFAULTS`; CUDA FP32 stays NCHW until
+measured). The layout that ran is in :meth:`TorchRunner.describe`.
 
 Modes: ``mode="eager"`` runs the module as it is; ``mode="compile"`` wraps it in
 ``torch.compile`` (``compile_mode``, ``compile_backend`` recorded). Compilation happens on the
@@ -43,14 +44,17 @@ TORCH_LAYOUTS = ("default", "nchw", "channels_last")
 # - cuda fp32: NOT measured yet (no GPU measurement of FP32 both ways exists). Left NCHW, the
 #   layout PyTorch itself picks, until a GPU measurement says otherwise; pass channels_last=True
 #   to try it, and change this entry with the measurement that justifies it.
-# - cpu: NCHW, today's behaviour; not measured here against NHWC.
+# - cpu: measured on this project's 2-core Intel Xeon (torch 2.13.0+cpu, 2 threads, interleaved,
+#   medians; benchmarks/README.md): channels_last was faster for every precision, model and batch
+#   tried: fp32 1.26x/1.34x (ran92 224 px, batch 1/8) and 1.23x/1.55x (ran56_cifar 32 px, batch
+#   1/32); fp16 1.33x/1.45x and 1.49x/1.75x; autocast (bfloat16) 1.52x/2.26x (ran56_cifar). NHWC.
 CHANNELS_LAST_DEFAULTS: dict[tuple[str, str], bool] = {
     ("cuda", "fp16"): True,
     ("cuda", "autocast"): True,
     ("cuda", "fp32"): False,  # measured-unknown: keep NCHW
-    ("cpu", "fp16"): False,
-    ("cpu", "autocast"): False,
-    ("cpu", "fp32"): False,
+    ("cpu", "fp16"): True,
+    ("cpu", "autocast"): True,
+    ("cpu", "fp32"): True,
 }
 
 
