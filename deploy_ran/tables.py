@@ -16,15 +16,17 @@ import math
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-from rich.console import RenderableType
+from rich.console import Console, ConsoleOptions, RenderableType, RenderResult
 from rich.markup import escape
 from rich.table import Table
 
 from deploy_ran.bench import BenchResult
 from deploy_ran.verify import VerifyResult
 
-#: Latency columns of the table (JSON and CSV carry every statistic, mean and p95 too).
+#: Latency columns of the table (JSON and CSV carry every statistic, mean and p95 too); on a
+#: console too narrow for them all, the bench table keeps NARROW_STATS.
 STATS = ("min", "median", "p90", "p99", "max", "std")
+NARROW_STATS = ("median", "p99")
 
 
 def _e(value: Any) -> str:
@@ -44,6 +46,18 @@ def _table(title: str, columns: Sequence[str], left: Sequence[str] = ()) -> Tabl
     return table
 
 
+#: The bench table's layout column, kept narrow (JSON/CSV keep PyTorch's names).
+LAYOUT_SHORT = {"channels_last": "NHWC", "NCHW": "NCHW", "NHWC (prefer_nhwc)": "NHWC"}
+
+
+def _ms(value: float | None) -> str:
+    """A latency in ms to four significant digits (1350, 171.1, 3.809): narrow columns, and
+    the JSON/CSV keep every digit."""
+    if value is None:
+        return "-"
+    return f"{value:.0f}" if abs(value) >= 1000 else f"{value:.4g}"
+
+
 def _num(value: float | None, fmt: str = ".3g") -> str:
     if value is None:
         return "-"
@@ -52,9 +66,50 @@ def _num(value: float | None, fmt: str = ".3g") -> str:
     return format(value, fmt)
 
 
-def bench_table(result: BenchResult) -> Table:
+class _FitToWidth:
+    """Renders the bench table with every latency column where the console is wide enough, else
+    with fewer (:data:`NARROW_STATS`, then the median alone and no layout column, which the
+    labels still name), so that no number is ever cut off or pushed off the edge."""
+
+    LEVELS = ((STATS, True), (NARROW_STATS, True), (("median",), False))
+
+    def __init__(self, result: BenchResult) -> None:
+        self.result = result
+
+    def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
+        for stats, layout in self.LEVELS:
+            table = _bench_table(self.result, stats, layout)
+            if _min_width(table) <= options.max_width:
+                break
+        yield table
+
+
+def _min_width(table: Table) -> int:
+    """The narrowest a table renders without cutting a cell of a ``no_wrap`` column: those at
+    their widest cell, folding columns at their ``min_width``, plus padding and borders."""
+    from rich.text import Text
+
+    total = len(table.columns) + 1  # vertical borders
+    for col in table.columns:
+        if col.no_wrap:
+            cells = [col.header, *col.cells]
+            widest = max(
+                (Text.from_markup(c).cell_len if isinstance(c, str) else 0) for c in cells
+            )
+        else:
+            widest = col.min_width or 1
+        total += widest + 2  # one space of padding each side
+    return total
+
+
+def bench_table(result: BenchResult) -> RenderableType:
     """One row per backend × precision × batch size: latency statistics, throughput, both
-    speedups (the caption names their baselines) and each row's layout and timing method."""
+    speedups (the caption names their baselines) and each row's layout and timing method.
+    Fits the console: fewer latency columns on a narrow one (JSON/CSV keep them all)."""
+    return _FitToWidth(result)
+
+
+def _bench_table(result: BenchResult, stats: Sequence[str], layout: bool = True) -> Table:
     title = (
         f"{_e(result.model)} at {result.image_size}×{result.image_size} on {_e(result.device)}, "
         f"{result.threads} threads"
@@ -64,17 +119,20 @@ def bench_table(result: BenchResult) -> Table:
     if shared:
         title += f" · {escape(next(iter(timings)))}"
     table = Table(title=title + " · latency in ms", title_justify="left")
-    table.add_column("backend", no_wrap=True)
-    table.add_column("batch", justify="right")
-    for col in STATS:
-        table.add_column(col, justify="right")
-    table.add_column("img/s", justify="right")
-    table.add_column("× fp32", justify="right")
-    table.add_column("× best torch", justify="right")
-    table.add_column("layout")
+    # Numbers never wrap or get cut: when the table is wider than the console, the label and
+    # status columns fold onto more lines instead (rich narrows wrapping columns first).
+    table.add_column("backend", overflow="fold", min_width=12)
+    table.add_column("batch", justify="right", no_wrap=True)
+    for col in stats:
+        table.add_column(col, justify="right", no_wrap=True)
+    table.add_column("img/s", justify="right", no_wrap=True)
+    table.add_column("× fp32", justify="right", no_wrap=True)
+    table.add_column("× best", justify="right", no_wrap=True)
+    if layout:
+        table.add_column("layout", no_wrap=True)
     if not shared:
-        table.add_column("timing")
-    table.add_column("status", no_wrap=True)
+        table.add_column("timing", overflow="fold")
+    table.add_column("status", overflow="fold", min_width=8)
     reasons: list[str] = []
     for r in result.rows:
         if r.status == "ran" and r.latency:
@@ -82,11 +140,11 @@ def bench_table(result: BenchResult) -> Table:
             table.add_row(
                 escape(r.label),
                 str(r.batch_size),
-                *(_num(getattr(r.latency, k), ".2f") for k in STATS),
+                *(_ms(getattr(r.latency, k)) for k in stats),
                 _num(r.throughput, ".1f"),
                 "-" if r.speedup is None else f"{r.speedup:.2f}×",
                 "-" if r.speedup_vs_best_torch is None else f"{r.speedup_vs_best_torch:.2f}×",
-                escape(r.layout or "-"),
+                *([escape(LAYOUT_SHORT.get(r.layout or "", r.layout or "-"))] if layout else []),
                 *([] if shared else [escape(r.timing)]),
                 f"[green]ran[/] ×{r.iterations}{compiled}",
             )
@@ -98,7 +156,7 @@ def bench_table(result: BenchResult) -> Table:
         table.add_row(
             escape(r.label),
             str(r.batch_size),
-            *(["-"] * (len(STATS) + (4 if shared else 5))),
+            *(["-"] * (len(stats) + 3 + layout + (not shared))),
             f"[{color}]{r.status}[/] ({reasons.index(reason) + 1})",
         )
     lines = [_baseline_line(result)]
@@ -124,7 +182,8 @@ def _baseline_line(result: BenchResult) -> str:
     )
     return (
         f"× fp32 = vs eager PyTorch FP32 ({escape(', '.join(fp32)) or 'not measured'}); "
-        f"× best torch = vs the fastest PyTorch row of the batch ({best or 'none ran'})"
+        f"× best = vs the fastest PyTorch row of the batch ({best or 'none ran'}); layout NHWC = "
+        "channels_last"
     )
 
 

@@ -293,10 +293,32 @@ def test_speedups_timing_and_layout_reach_json_csv_and_the_table():
     assert line["layout"] == "channels_last" and line["speedup_vs_best_torch"] == "0.8"
     console = Console(width=300, record=True)
     console.print(bench_table(result))
-    text = console.export_text()
-    assert "× best torch" in text and "CUDA events, no copies" in text
+    text = " ".join(console.export_text().split())  # the caption wraps at the table's width
+    assert "× best" in text and "CUDA events, no copies" in text
     assert "vs eager PyTorch FP32 (torch fp32 (cuda:0))" in text
     assert "batch 1: torch fp32 compile (cuda:0)" in text
+
+
+@pytest.mark.parametrize("width", [300, 140, 100, 80])
+def test_bench_table_never_cuts_a_number(width):
+    """A log (140 columns) or a narrow terminal: labels fold, latency columns are dropped
+    (median last), but no number is cut short or pushed off the edge."""
+    result = _synthetic()
+    result.rows[0].label = "torch fp32 channels_last compile (cuda:0)"  # a long label
+    result.rows[0].latency = LatencyStats(1234.5678, 1300, 1350.0312, 1352, 1353, 1400.25, 1401, 8.5)
+    add_speedups(result.rows)
+    console = Console(width=width, record=True)
+    console.print(bench_table(result))
+    text = console.export_text()
+    table = text.split("× fp32 =")[0]  # the caption may wrap where it likes
+    assert "…" not in table
+    assert all(len(line) <= width for line in text.splitlines())
+    for r in result.rows:
+        if r.latency is not None:
+            assert f"{r.throughput:.1f}" in table
+            assert f"{r.speedup_vs_best_torch:.2f}×" in table
+    assert "1350" in table  # the median, to 4 significant digits
+    assert ("1234.57" in table or "1235" in table) == (width >= 140)  # min: wide consoles only
 
 
 # ------------------------------------------------------------------- ONNX Runtime CUDA options
