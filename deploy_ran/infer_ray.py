@@ -31,6 +31,7 @@ On a cluster every node must import ``deploy_ran`` (install it on each node, or 
 from __future__ import annotations
 
 import json
+import logging
 import math
 import os
 import sys
@@ -241,10 +242,11 @@ def _ray_session(ray: Any, address: str | None) -> Iterator[None]:
             _node_ip_address="127.0.0.1",
             runtime_env={"env_vars": env},
             log_to_driver=False,
+            logging_level=logging.WARNING,  # the caller shows progress and the summary
         )
     else:
         try:
-            ray.init(address=address, log_to_driver=False)
+            ray.init(address=address, log_to_driver=False, logging_level=logging.WARNING)
         except (ConnectionError, RuntimeError, ValueError) as exc:
             raise DeployRanError(
                 f"Cannot connect to the Ray cluster at {address or os.environ['RAY_ADDRESS']}: "
@@ -276,6 +278,11 @@ def _unwrap(ray: Any, exc: Exception) -> Exception:
     if isinstance(exc, ray.exceptions.RayTaskError) and isinstance(cause, DeployRanError):
         return cause
     return exc
+
+
+def _no_progress_bar_note(record: logging.LogRecord) -> bool:
+    """Drops Ray Data's note that progress bars are off (``infer`` shows its own)."""
+    return "Progress bars disabled" not in record.getMessage()
 
 
 def run_inference_ray(
@@ -431,6 +438,13 @@ def run_inference_ray(
             )
             ctx.execution_options.preserve_order = True  # the file lists images in input order
             ctx.enable_progress_bars = False  # the caller reports progress
+            # Ray Data's per-run INFO lines (execution plan, "finished in ...") and its note that
+            # progress bars are off repeat what the caller shows; its other warnings still print.
+            data_log = logging.getLogger("ray.data")
+            saved_level = data_log.level
+            data_log.setLevel(max(logging.WARNING, data_log.getEffectiveLevel()))
+            progress_log = logging.getLogger("ray.data._internal.progress")
+            progress_log.addFilter(_no_progress_bar_note)
             if no_progress_timeout_s is not None:
                 ctx.execution_no_progress_timeout_s = no_progress_timeout_s
             started = time.perf_counter()
@@ -440,6 +454,8 @@ def run_inference_ray(
                     with_labels=with_labels, total=len(pending), progress=progress,
                 )  # fmt: skip
             finally:
+                progress_log.removeFilter(_no_progress_bar_note)
+                data_log.setLevel(saved_level)
                 (
                     ctx.execution_options.preserve_order,
                     ctx.enable_progress_bars,

@@ -118,9 +118,13 @@ def _csv(path: Path) -> list[dict]:
 
 
 def test_ray_resumes_with_the_predictions_of_local_infer(
-    local_ray, cifar_checkpoint, many_images, tmp_path
+    local_ray, cifar_checkpoint, many_images, tmp_path, caplog
 ):
     """One Ray run through the CLI: two actors finish a torn local output (CSV, labels)."""
+    import logging
+
+    caplog.set_level(logging.DEBUG)
+    data_level = logging.getLogger("ray.data").level
     labels = tmp_path / "labels.txt"
     labels.write_text("\n".join(f"class {i}" for i in range(10)) + "\n")
     whole = tmp_path / "whole.csv"
@@ -151,6 +155,17 @@ def test_ray_resumes_with_the_predictions_of_local_infer(
     assert set(errors) == {"im11_corrupt.png", "im23_empty.jpg"}  # both after the cut: Ray's
     assert all("not a readable image" in e for e in errors.values())
     _same_predictions(got, want)
+    # Ray Data's per-run chatter (execution plan, "finished in", "progress bars disabled")
+    # repeats what infer shows: none of it reaches the logs; the levels are restored after.
+    chatter = [
+        r.getMessage()
+        for r in caplog.records
+        if r.name.startswith("ray.data")
+        and (r.levelno < logging.WARNING or "Progress bars disabled" in r.getMessage())
+    ]
+    assert chatter == []
+    assert logging.getLogger("ray.data").level == data_level
+    assert not logging.getLogger("ray.data._internal.progress").filters
 
     again = cli.invoke(app, args)  # nothing left: no dataset, no actors
     assert again.exit_code == 0 and "0 image(s)" in again.output, again.output
