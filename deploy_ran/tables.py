@@ -167,6 +167,13 @@ def _bench_table(result: BenchResult, stats: Sequence[str], layout: bool = True)
             + ", ".join(f"{m} decoding {v:.1f} img/s" for m, v in ips.items())
             + f" (infer decodes: {result.loader['infer_decoding']})"
         )
+        for batch, feed in result.loader.get("feeding", {}).items():
+            need = feed.get("workers_needed_infer")
+            if need is not None:
+                lines.append(
+                    f"batch {batch}: the fastest row ({escape(feed['fastest_row'])}, "
+                    f"{feed['images_per_s']:.1f} img/s) needs {need:.1f} infer loader worker(s)"
+                )
     lines += [f"({i}) {escape(t)}" for i, t in enumerate(reasons, 1)]
     table.caption = "\n".join(lines)
     table.caption_justify = "left"

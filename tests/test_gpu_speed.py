@@ -501,4 +501,7 @@ def test_bench_loader_reports_workers_needed_beside_the_fastest_rows(monkeypatch
     result.loader = report
     console = Console(width=300, record=True)
     console.print(bench_table(result))
-    assert "loader, one worker, 640×480 JPEGs: full decoding" in console.export_text()
+    text = " ".join(console.export_text().split())
+    assert "loader, one worker, 640×480 JPEGs: full decoding" in text
+    need = fastest["workers_needed_infer"]
+    assert f"batch 1: the fastest row (ort fp16 (cuda), 500.0 img/s) needs {need:.1f} infer" in text
