@@ -175,7 +175,8 @@ def test_lock_left_by_a_killed_process_does_not_block(tmp_path):
 def _sigterm_script(out: Path, tmpdir: Path) -> str:
     return textwrap.dedent(
         f"""
-        import sys, tempfile, time
+        import signal, sys, tempfile, time
+        signal.signal(signal.SIGHUP, signal.SIG_DFL)  # as without nohup, whoever started us
         sys.path.insert(0, {str(ROOT)!r})
         tempfile.tempdir = {str(tmpdir)!r}
         from deploy_ran.fileio import atomic_path, temp_dir
