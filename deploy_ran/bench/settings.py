@@ -138,44 +138,37 @@ def _batch_sizes(batch_sizes: Sequence[int]) -> tuple[int, ...]:
     return tuple(sizes)
 
 
-def _backends(backends: Sequence[str]) -> tuple[str, ...]:
-    names = tuple(b.strip().lower() for b in backends if b.strip())
-    unknown = sorted(set(names) - set(BACKENDS))
+def _choices(
+    values: Sequence[str] | str, allowed: Sequence[str], what: str, param: str, example: str
+) -> tuple[str, ...]:
+    """Names from ``allowed`` (case-insensitive, duplicates dropped, order kept); a lone string
+    is one name, not its letters. Anything else is refused, naming ``param``."""
+    if isinstance(values, str):
+        values = (values,)
+    names = tuple(dict.fromkeys(str(v).strip().lower() for v in values if str(v).strip()))
+    unknown = sorted(set(names) - set(allowed))
     if unknown or not names:
         raise DeployRanError(
-            f"Unknown backend(s) {', '.join(unknown) or '(none given)'}.",
-            hint=f"Choose from: {', '.join(BACKENDS)}.",
-            param="backends",
+            f"Unknown {what}(s) {', '.join(unknown) or '(none given)'}.",
+            hint=f"Choose from: {', '.join(allowed)} (e.g. {param}={example}).",
+            param=param,
         )
     return names
+
+
+def _backends(backends: Sequence[str]) -> tuple[str, ...]:
+    return _choices(backends, BACKENDS, "backend", "backends", "('torch', 'ort')")
 
 
 def _torch_modes(modes: Sequence[str]) -> tuple[str, ...]:
     from deploy_ran.runners.torch_runner import TORCH_MODES
 
-    names = tuple(dict.fromkeys(m.strip().lower() for m in modes if m.strip()))
-    unknown = sorted(set(names) - set(TORCH_MODES))
-    if unknown or not names:
-        raise DeployRanError(
-            f"Unknown PyTorch mode(s) {', '.join(unknown) or '(none given)'}.",
-            hint=f"Choose from: {', '.join(TORCH_MODES)} (e.g. torch_modes=('eager', 'compile')).",
-            param="torch_modes",
-        )
-    return names
+    return _choices(modes, TORCH_MODES, "PyTorch mode", "torch_modes", "('eager', 'compile')")
 
 
 def _torch_layouts(layouts: Sequence[str]) -> tuple[str, ...]:
     from deploy_ran.runners.torch_runner import TORCH_LAYOUTS
 
-    if isinstance(layouts, str):  # a lone name, not its letters
-        layouts = (layouts,)
-    names = tuple(dict.fromkeys(str(x).strip().lower() for x in layouts if str(x).strip()))
-    unknown = sorted(set(names) - set(TORCH_LAYOUTS))
-    if unknown or not names:
-        raise DeployRanError(
-            f"Unknown PyTorch layout(s) {', '.join(unknown) or '(none given)'}.",
-            hint=f"Choose from: {', '.join(TORCH_LAYOUTS)} (e.g. torch_layouts=('nchw', "
-            "'channels_last') for both side by side).",
-            param="torch_layouts",
-        )
-    return names
+    return _choices(
+        layouts, TORCH_LAYOUTS, "PyTorch layout", "torch_layouts", "('nchw', 'channels_last')"
+    )
