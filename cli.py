@@ -421,7 +421,7 @@ def verify_cmd(
     reference_precision: o.TorchPrecisionOpt = None,
     candidate_precision: o.TorchPrecisionOpt = None,
     image_size: o.ImageSizeOpt = None,
-    device: o.DeviceOpt = "cpu",
+    device: o.DeviceOpt = None,
     provider: o.ProviderOpt = None,
     threads: o.ThreadsOpt = None,
     max_rel_l2: o.MaxRelL2Opt = None,
@@ -477,7 +477,7 @@ def bench_cmd(
     warmup: o.WarmupOpt = 1.0,
     duration: o.DurationOpt = 5.0,
     iterations: o.IterationsOpt = None,
-    device: o.DeviceOpt = "cpu",
+    device: o.DeviceOpt = None,
     copies: o.CopiesOpt = True,
     cuda_graphs: o.CudaGraphsOpt = False,
     interleave: o.InterleaveOpt = False,
@@ -533,7 +533,7 @@ def infer_cmd(
     resume: o.ResumeOpt = False,
     overwrite: o.OverwriteOpt = False,
     workers: o.WorkersOpt = None,
-    device: o.DeviceOpt = "cpu",
+    device: o.DeviceOpt = None,
     checkpoint: o.CheckpointOpt = None,
     precision: o.TorchPrecisionOpt = None,
     provider: o.ProviderOpt = None,
@@ -554,6 +554,7 @@ def infer_cmd(
         from deploy_ran.infer_ray import run_inference_ray as run
 
         extra = {"address": address, "gpus_per_worker": gpus_per_worker or 0.0}
+        device = device or "cpu"  # Ray gives workers GPUs only when asked for (--device cuda)
     with o.InferBar(console) as progress:
         result = run(
             target, images, output, **extra, batch_size=batch, topk=topk, labels=labels,

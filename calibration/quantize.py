@@ -57,6 +57,7 @@ from deploy_ran.fileio import (
     json_text,
     sha256_file,
 )
+from deploy_ran.onnx_graph import graph_inputs
 from exporters.fp16 import require_fp32
 from exporters.graph_checks import require_valid_graph
 
@@ -154,7 +155,7 @@ def sensitivity_path_for(output: str | Path) -> Path:
 
 
 def _input_spec(model: onnx.ModelProto, path: Path) -> tuple[str, tuple[int, int, int], bool]:
-    graph_input = model.graph.input[0]
+    graph_input = graph_inputs(model)[0]
     dims = graph_input.type.tensor_type.shape.dim
     values = [d.dim_value if d.HasField("dim_value") else None for d in dims]
     if len(values) != 4 or any(v is None for v in values[1:]):
@@ -280,7 +281,7 @@ def quantize_int8(
     require_fp32(model, source, "INT8 calibration")
     input_name, input_shape, static_batch = _input_spec(model, source)
     if static_batch:  # a fixed-batch graph only takes batches of exactly that size
-        batch = model.graph.input[0].type.tensor_type.shape.dim[0].dim_value
+        batch = graph_inputs(model)[0].type.tensor_type.shape.dim[0].dim_value
     info = ArtifactInfo.from_props(get_metadata(model))
     preprocessing, warnings = _preprocessing(info, input_shape)
     plan_data = plan_calibration_data(

@@ -3,8 +3,8 @@
 ``convert(target, precision)`` is what ``export`` (FP32 and ``--precision fp16``), ``calibrate``
 and ``build-engine`` call, and what a Python user calls. It is the one place that
 
-* decides whether a target is a model name, an ONNX file or an engine (:func:`resolve_target`),
-  reading a file's precision once;
+* takes a :class:`deploy_ran.target.Target` (a model name, an ONNX file or an engine, its
+  precision read once) and decides what to do with it;
 * names the files it writes (``NAME.onnx`` → ``NAME.fp16.onnx`` / ``NAME.int8.onnx``) and refuses
   an output that would overwrite an input or a file the caller did not name;
 * runs the steps in order: export a model name to FP32 ONNX (:mod:`exporters.onnx`), convert to
@@ -28,11 +28,10 @@ import numpy as np
 import onnx
 
 from calibration.quantize import QuantizeResult, quantize_int8
-from deploy_ran.artifacts import load_onnx, precision_of
-from deploy_ran.errors import DeployRanError, UnknownModelError
+from deploy_ran.errors import DeployRanError
 from deploy_ran.fileio import check_writable, refuse_output_over_inputs
-from deploy_ran.models import closest_models, is_model_name
-from deploy_ran.trt_compat import ENGINE_SUFFIXES, TensorRTUnavailable, read_sidecar
+from deploy_ran.target import TARGET_KINDS, Target  # noqa: F401  (TARGET_KINDS: re-exported)
+from deploy_ran.trt_compat import TensorRTUnavailable
 from exporters.fp16 import Fp16Result, convert_to_fp16
 from exporters.onnx import DEFAULT_OPSET, ExportResult, export_onnx
 from exporters.tensorrt import (
@@ -43,9 +42,6 @@ from exporters.tensorrt import (
 )
 
 PRECISIONS = ("fp32", "fp16", "int8")
-TARGET_KINDS = ("model", "onnx", "engine", "served")
-#: URL schemes of a model served by Triton (``triton://HOST:8000/MODEL``; the runner parses them).
-SERVED_SCHEMES = ("triton", "triton+http", "triton+grpc")
 
 
 class Checks(Protocol):
@@ -66,56 +62,9 @@ class Checks(Protocol):
 # ------------------------------------------------------------------------------------ targets
 
 
-@dataclass(frozen=True)
-class Target:
-    """What the user named, resolved once."""
-
-    kind: str  # "model" | "onnx" | "engine" | "served" (a triton:// URL)
-    text: str
-    path: Path | None = None
-    precision: str | None = None  # ONNX: read from the file; engine: from its sidecar; model: None
-
-    @property
-    def is_model(self) -> bool:
-        return self.kind == "model"
-
-
-def resolve_target(target: str | os.PathLike[str]) -> Target:
-    """A model name, an existing ``.onnx`` file or an existing ``.plan``/``.engine`` file.
-
-    An unknown name suggests the nearest model names; a file of another kind says what was expected.
-    """
-    text = os.fspath(target)
-    if "://" in text and text.split("://", 1)[0].lower() in SERVED_SCHEMES:
-        return Target("served", text)
-    path = Path(text)
-    suffix = path.suffix.lower()
-    if suffix == ".onnx":
-        model = load_onnx(path, load_weights=False)  # clear errors: missing, empty, corrupt
-        return Target("onnx", text, path, precision_of(model))
-    if suffix in ENGINE_SUFFIXES:
-        if not path.is_file():
-            raise DeployRanError(
-                f"Engine file {text} does not exist.",
-                hint="Check the path; build one with `python cli.py build-engine MODEL.onnx`.",
-            )
-        sidecar = read_sidecar(path) or {}
-        return Target("engine", text, path, sidecar.get("precision"))
-    if is_model_name(text):
-        return Target("model", text)
-    if path.exists():
-        raise DeployRanError(
-            f"Cannot tell what {text} is: expected a model name, a .onnx file or a .plan/.engine "
-            "file.",
-            hint="Rename the file with its real extension, or pass a model name.",
-        )
-    suggestions = closest_models(text)
-    raise UnknownModelError(
-        f"{text!r} is neither a model name nor an existing .onnx/.plan/.engine file.",
-        hint=(f"Did you mean: {', '.join(suggestions)}? " if suggestions else "")
-        + "Run `python cli.py models` for model names; a served model is "
-        "triton://HOST:8000/MODEL (or triton+grpc://HOST:8001/MODEL).",
-    )
+def resolve_target(target: str | os.PathLike[str] | Target) -> Target:
+    """``Target.parse``: kept under its old name for callers of the library."""
+    return Target.parse(target)
 
 
 # ------------------------------------------------------------------------------------ naming
