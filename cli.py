@@ -19,6 +19,7 @@ from rich.console import Console
 from rich.markup import escape
 
 import cli_args as o
+from calibration import defaults as cal
 from deploy_ran.errors import DeployRanError
 from deploy_ran.fileio import json_text, refuse_output_over_inputs
 from deploy_ran.signals import Terminated, install_signal_handlers
@@ -215,20 +216,20 @@ def export_cmd(
 def calibrate_cmd(
     model: Annotated[Path, typer.Argument(help="FP32 ONNX file (from `export`).")],
     data: o.DataOpt = None,
-    method: o.MethodOpt = "percentile",
-    percentile: o.PercentileOpt = 99.99,
+    method: o.MethodOpt = cal.DEFAULT_METHOD,
+    percentile: o.PercentileOpt = cal.DEFAULT_PERCENTILE,
     bins: o.BinsOpt = None,
-    num_images: o.CalibImagesOpt = 512,
-    batch: o.Batch("Images per ONNX Runtime run") = 8,
-    seed: o.SeedOpt = 0,
+    num_images: o.CalibImagesOpt = cal.DEFAULT_NUM_IMAGES,
+    batch: o.Batch("Images per ONNX Runtime run") = cal.DEFAULT_BATCH,
+    seed: o.SeedOpt = cal.DEFAULT_SEED,
     exclude: o.ExcludeOpt = None,
-    target_agreement: o.TargetAgreementOpt = 0.99,
+    target_agreement: o.TargetAgreementOpt = cal.DEFAULT_TARGET_AGREEMENT,
     include_attention: o.IncludeAttentionOpt = False,
     sensitivity: o.SensitivityOpt = False,
-    eval_images: o.EvalImagesOpt = 200,
+    eval_images: o.EvalImagesOpt = cal.DEFAULT_EVAL_IMAGES,
     no_cache: o.NoCacheOpt = False,
-    device: o.CalibDeviceOpt = "cpu",
-    float_precision: o.FloatPrecisionOpt = "fp32",
+    device: o.CalibDeviceOpt = cal.DEFAULT_DEVICE,
+    float_precision: o.FloatPrecisionOpt = cal.DEFAULT_FLOAT_PRECISION,
     allow_failing: o.AllowFailingOpt = False,
     output: o.Output(o.OptPath, "Default MODEL.int8.onnx.") = None,
     as_json: o.Flag("--json", "Print the report as JSON.") = False,
@@ -283,12 +284,12 @@ def build_engine_cmd(
     fp16: o.Fp16Opt = False,
     int8: o.Int8Opt = False,
     calib_data: o.CalibDataOpt = None,
-    method: o.MethodOpt = "percentile",
-    percentile: o.PercentileOpt = 99.99,
-    num_images: o.CalibImagesOpt = 512,
-    calib_batch: o.Batch("--int8: images per calibration run") = 8,
-    calib_device: o.CalibDeviceOpt = "cpu",
-    float_precision: o.FloatPrecisionOpt = "fp32",
+    method: o.MethodOpt = cal.DEFAULT_METHOD,
+    percentile: o.PercentileOpt = cal.DEFAULT_PERCENTILE,
+    num_images: o.CalibImagesOpt = cal.DEFAULT_NUM_IMAGES,
+    calib_batch: o.Batch("--int8: images per calibration run") = cal.DEFAULT_BATCH,
+    calib_device: o.CalibDeviceOpt = cal.DEFAULT_DEVICE,
+    float_precision: o.FloatPrecisionOpt = cal.DEFAULT_FLOAT_PRECISION,
     checkpoint: o.CheckpointOpt = None,
     image_size: o.ImageSizeOpt = None,
     num_classes: o.NumClassesOpt = None,

@@ -30,18 +30,26 @@ import onnx
 
 from calibration.data import (
     BUILTIN_NOTE,
-    DEFAULT_NUM_IMAGES,
     RECOMMENDED_MIN_IMAGES,
     SYNTHETIC_NOTE,
     CalibrationData,
     plan_calibration_data,
 )
+from calibration.defaults import (
+    DEFAULT_BATCH,
+    DEFAULT_DEVICE,
+    DEFAULT_EVAL_IMAGES,
+    DEFAULT_FLOAT_PRECISION,
+    DEFAULT_METHOD,
+    DEFAULT_NUM_IMAGES,
+    DEFAULT_PERCENTILE,
+    DEFAULT_SEED,
+    DEFAULT_TARGET_AGREEMENT,
+)
 from calibration.evaluate import OutputAgreement, RunModel, agreement, judge, require_runner
 from calibration.placement import GraphIndex, QuantPlan, calibration_tensors, plan_quantization
 from calibration.qdq import build_qdq_model, count_qdq, with_fp16_float_part
 from calibration.ranges import (
-    DEFAULT_METHOD,
-    DEFAULT_PERCENTILE,
     MethodConfig,
     Ranges,
     calibrate_ranges,
@@ -62,9 +70,6 @@ from exporters.fp16 import require_fp32
 from exporters.graph_checks import require_valid_graph
 
 AUTO = "auto"
-DEFAULT_BATCH = 8
-DEFAULT_EVAL_IMAGES = 200
-DEFAULT_TARGET_AGREEMENT = 0.99
 #: What the non-quantized part of a Q/DQ file is computed in (see calibration.qdq.with_fp16_float_part).
 FLOAT_PRECISIONS = ("fp32", "fp16")
 
@@ -212,7 +217,7 @@ def quantize_int8(
     bins: int | None = None,
     num_images: int = DEFAULT_NUM_IMAGES,
     batch: int = DEFAULT_BATCH,
-    seed: int = 0,
+    seed: int = DEFAULT_SEED,
     exclude: Sequence[str] = (),
     include_attention: bool = False,
     sensitivity: bool = False,
@@ -222,8 +227,8 @@ def quantize_int8(
     cache_path: str | Path | None = None,
     run_model: RunModel | None = None,
     progress: Progress | None = None,
-    device: str = "cpu",
-    float_precision: str = "fp32",
+    device: str = DEFAULT_DEVICE,
+    float_precision: str = DEFAULT_FLOAT_PRECISION,
     require_pass: bool = True,
 ) -> QuantizeResult:
     """Quantize the FP32 ONNX file at ``onnx_path`` to an INT8 Q/DQ file (default ``*.int8.onnx``).

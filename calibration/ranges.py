@@ -33,18 +33,13 @@ from typing import Any
 
 import numpy as np
 
+from calibration.defaults import DEFAULT_BINS, DEFAULT_METHOD, DEFAULT_PERCENTILE  # noqa: F401
 from calibration.entropy import QUANTIZED_BINS, entropy_threshold
 from deploy_ran.device import Device
 from deploy_ran.errors import DeployRanError
 from deploy_ran.fileio import atomic_write_text, temp_dir
 
 METHODS = ("entropy", "minmax", "percentile")
-#: The default method: percentile 99.99, the measured best on the digits accuracy check
-#: (``examples/digits.py``, numbers in the README) and robust to a few outlier images.
-DEFAULT_METHOD = "percentile"
-DEFAULT_PERCENTILE = 99.99
-#: Histogram bins over ``|x|``: 2048, as TensorRT's entropy calibrator.
-DEFAULT_BINS = {"entropy": 2048, "percentile": 2048}
 CACHE_VERSION = 1
 
 Progress = Callable[[str, int, int], None]  # (phase, done, total)
