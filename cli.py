@@ -278,7 +278,10 @@ def calibrate_cmd(
         print(json_text(result.int8.as_dict()), end="")
 
 
-@command("build-engine", flags={"data": "--calib-data", "batch": "--calib-batch"})
+@command(
+    "build-engine",
+    flags={"data": "--calib-data", "batch": "--calib-batch", "overwrite_intermediate": "--force"},
+)
 def build_engine_cmd(
     target: Annotated[str, typer.Argument(help="Model name (exported first) or an .onnx file.")],
     fp16: o.Fp16Opt = False,
@@ -305,6 +308,7 @@ def build_engine_cmd(
     layer_info: o.LayerInfoOpt = False,
     verbose: o.VerboseOpt = False,
     output: o.Output(o.OptPath, "Plan path; default <onnx>.plan.") = None,
+    force: o.ReplaceFp32Opt = False,
 ) -> None:
     """Build a TensorRT engine: export / FP16 / INT8-calibrate as needed, then a strongly typed build.
 
@@ -341,6 +345,7 @@ def build_engine_cmd(
                 calibration=calibration,
                 checks=RunnerChecks(),
                 workdir=output.parent if output is not None else Path("."),
+                overwrite_intermediate=force,
                 engine=options,
                 plan=output,
                 engine_log=lambda lvl, msg: err_console.print(f"[dim]TensorRT {lvl}:[/] {escape(msg)}"),

@@ -422,6 +422,9 @@ PreprocessOpt = Flag("--preprocess", "Add a Python-backend image decoder and an 
 TrtAcceleratorOpt = Flag(
     "--tensorrt-accelerator", "ONNX: run under ORT's TensorRT provider (Q/DQ: precision_mode INT8)."
 )
+ReplaceFp32Opt = Flag(
+    "--force", "Replace an existing NAME.onnx that differs from this request (a matching one is reused)."
+)
 ForceOpt = Flag("--force", "Replace this command's files in existing model folders (others kept).")
 
 # verify: data, weights and thresholds (override or add criteria)

@@ -384,8 +384,8 @@ def _matching_export(job: _Job, path: Path, want: str) -> bool:
     raise DeployRanError(
         f"{path} exists and differs from the FP32 export {job.target.text} needs for "
         f"{want.upper()}: " + "; ".join(str(d) for d in found) + " (existing vs requested).",
-        hint=f"Pass {path} itself as the target to convert it, choose another output folder, "
-        "or allow replacing it (overwrite_intermediate=True).",
+        hint=f"Convert {path} itself (pass it as the target), write to another output folder, "
+        "or allow replacing it.",
         param="overwrite_intermediate",
     )
 
