@@ -183,7 +183,7 @@ def export_cmd(
             "--data FOLDER`.",
         )
     refuse_output_over_inputs({"output": output}, {"checkpoint": checkpoint, "source": _file(name)})
-    from deploy_ran.checks import RunnerChecks
+    from deploy_ran.compare.runner_checks import RunnerChecks
     from deploy_ran.convert import ExportConfig, Fp16Config, convert
 
     options = o.model_options(attention, attention_residual, mask, variant, attention_maps, outputs)
@@ -236,7 +236,7 @@ def calibrate_cmd(
     """Calibrate an FP32 ONNX file and write an INT8 Q/DQ ONNX file (TensorRT's explicit INT8)."""
     refuse_output_over_inputs({"output": output}, {"model": model, "data": _file(data)})
     from calibration.data import BUILTIN_NOTE
-    from deploy_ran.checks import RunnerChecks
+    from deploy_ran.compare.runner_checks import RunnerChecks
     from deploy_ran.convert import CalibrationConfig, convert
 
     calibration = CalibrationConfig(
@@ -315,7 +315,7 @@ def build_engine_cmd(
     o.check_profile(min_batch=min_batch, opt_batch=opt_batch, max_batch=max_batch)
     inputs = {"target": _file(target), "checkpoint": checkpoint, "data": _file(calib_data)}
     refuse_output_over_inputs({"output": output}, {**inputs, "timing_cache": timing_cache})
-    from deploy_ran.checks import RunnerChecks
+    from deploy_ran.compare.runner_checks import RunnerChecks
     from deploy_ran.convert import CalibrationConfig, EngineUnavailable, ExportConfig, convert
     from deploy_ran.tables import engine_report, quantize_report
     from deploy_ran.trt_compat import EXIT_NO_TENSORRT
@@ -584,7 +584,7 @@ def triton_repo_cmd(
     image_size: o.ImageSizeOpt = None,
 ) -> None:
     """Write a Triton Inference Server model repository (config.pbtxt through Triton's schema)."""
-    from deploy_ran.checks import RunnerChecks
+    from deploy_ran.compare.runner_checks import RunnerChecks
     from deploy_ran.convert import ExportConfig, convert
     from deploy_ran.fileio import temp_dir
     from deploy_ran.tables import triton_summary
