@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import json
+import signal
 import sys
 from collections.abc import Iterable
 from pathlib import Path
@@ -19,9 +20,9 @@ from rich.console import Console
 from rich.markup import escape
 
 import cli_args as o
-from deploy_ran.errors import DeployRanError
+from deploy_ran.errors import DeployRanError, system_error
 from deploy_ran.fileio import json_text, refuse_output_over_inputs
-from deploy_ran.signals import Terminated, install_signal_handlers
+from deploy_ran.signals import install_signal_handlers, stop_signal
 
 app = typer.Typer(
     name="deploy-ran",
@@ -43,6 +44,20 @@ def _print_error(exc: DeployRanError, flags: dict[str, str] | None = None) -> No
         err_console.print(f"[yellow]Hint:[/] {escape(exc.hint)}", highlight=False)
 
 
+def _stop_on_signal(exc: BaseException) -> None:
+    """Exit ``128 + signal`` (130 SIGINT, 143 SIGTERM) with one message when a signal stopped the
+    run, whatever exception it surfaced as; clean-up already ran while the stack unwound."""
+    signum = stop_signal(exc)
+    if signum is None:
+        return
+    name = signal.Signals(signum).name
+    err_console.print(
+        f"[yellow]Stopped by {name}; temporary files were removed, outputs left as they were.[/]",
+        highlight=False,
+    )
+    raise typer.Exit(128 + signum) from None
+
+
 def command(name: str, flags: dict[str, str] | None = None):
     """``app.command`` that turns a :class:`DeployRanError` into a message and its exit code.
 
@@ -55,12 +70,18 @@ def command(name: str, flags: dict[str, str] | None = None):
         def wrapper(*a: Any, **k: Any):
             try:
                 return fn(*a, **k)
-            except DeployRanError as exc:
-                _print_error(exc, flags)
-                raise typer.Exit(exc.exit_code) from None
-            except Terminated as exc:  # SIGTERM/SIGHUP: clean-up already ran while unwinding
-                err_console.print(f"[yellow]Stopped by {exc.name}.[/]")
-                raise typer.Exit(exc.exit_code) from None
+            except (KeyboardInterrupt, DeployRanError, OSError, MemoryError) as exc:
+                _stop_on_signal(exc)  # a signal wins over the error a library made of it
+                if isinstance(exc, KeyboardInterrupt):
+                    raise
+                error = exc if isinstance(exc, DeployRanError) else system_error(exc)
+                if error is None:
+                    raise
+                _print_error(error, flags)
+                raise typer.Exit(error.exit_code) from None
+            except Exception as exc:
+                _stop_on_signal(exc)
+                raise
 
         return app.command(name)(wrapper)
 
