@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import json
+import signal
 import sys
 from pathlib import Path
 from typing import Annotated, Any
@@ -17,17 +18,17 @@ import typer
 from rich.markup import escape
 
 import cli_args as o
+import cli_render as render
 from cli_options import GroupValues, groups
 from cli_options.calibration import BUILD_ENGINE_OLD_NAMES, CALIBRATE_OLD_NAMES, CALIBRATION
-from cli_options.engine import ENGINE, finish_flags
 from cli_options.criteria import CRITERIA
+from cli_options.engine import ENGINE, finish_flags
 from cli_options.model import EXPORT, MODEL
 from cli_options.runner import RUNNER
-import cli_render as render
 from cli_render import Progress, console, err_console, print_error, show
-from deploy_ran.errors import DeployRanError
+from deploy_ran.errors import DeployRanError, system_error
 from deploy_ran.fileio import json_text, refuse_output_over_inputs
-from deploy_ran.signals import Terminated, install_signal_handlers
+from deploy_ran.signals import install_signal_handlers, stop_signal
 
 app = typer.Typer(
     name="deploy-ran",
@@ -36,6 +37,20 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_show_locals=False,
 )
+
+
+def _stop_on_signal(exc: BaseException) -> None:
+    """Exit ``128 + signal`` (130 SIGINT, 143 SIGTERM) with one message when a signal stopped the
+    run, whatever exception it surfaced as; clean-up already ran while the stack unwound."""
+    signum = stop_signal(exc)
+    if signum is None:
+        return
+    name = signal.Signals(signum).name
+    err_console.print(
+        f"[yellow]Stopped by {name}; temporary files were removed, outputs left as they were.[/]",
+        highlight=False,
+    )
+    raise typer.Exit(128 + signum) from None
 
 
 def command(name: str, flags: dict[str, str] | None = None):
@@ -54,12 +69,18 @@ def command(name: str, flags: dict[str, str] | None = None):
         def wrapper(*a: Any, **k: Any):
             try:
                 return fn(*a, **k)
-            except DeployRanError as exc:
-                print_error(exc, flags)
-                raise typer.Exit(exc.exit_code) from None
-            except Terminated as exc:  # SIGTERM/SIGHUP: clean-up already ran while unwinding
-                err_console.print(f"[yellow]Stopped by {exc.name}.[/]")
-                raise typer.Exit(exc.exit_code) from None
+            except (KeyboardInterrupt, DeployRanError, OSError, MemoryError) as exc:
+                _stop_on_signal(exc)  # a signal wins over the error a library made of it
+                if isinstance(exc, KeyboardInterrupt):
+                    raise
+                error = exc if isinstance(exc, DeployRanError) else system_error(exc)
+                if error is None:
+                    raise
+                print_error(error, flags)
+                raise typer.Exit(error.exit_code) from None
+            except Exception as exc:
+                _stop_on_signal(exc)
+                raise
 
         return app.command(name)(wrapper)
 
