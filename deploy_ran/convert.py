@@ -12,7 +12,7 @@ and ``build-engine`` call, and what a Python user calls. It is the one place tha
 
 It sits above ``exporters`` and ``calibration`` and below the runners, so it runs no model itself:
 numerical checks come from the ``checks`` object the caller passes (:class:`Checks`;
-``deploy_ran.checks.RunnerChecks`` is the one the CLI uses). Without it every file is still
+``deploy_ran.compare.runner_checks.RunnerChecks`` is the one the CLI uses). Without it every file is still
 graph-checked but not compared with eager PyTorch.
 """
 
@@ -47,7 +47,7 @@ PRECISIONS = ("fp32", "fp16", "int8")
 
 
 class Checks(Protocol):
-    """The numerical checks a conversion asks for; see ``deploy_ran.checks.RunnerChecks``."""
+    """The numerical checks a conversion asks for; see ``deploy_ran.compare.runner_checks.RunnerChecks``."""
 
     def check_export(self, eager: Any, onnx_file: Path) -> Any:
         """Compare eager PyTorch with the written ONNX file; raise to refuse the file."""
@@ -385,7 +385,7 @@ def _matching_export(job: _Job, path: Path, want: str) -> bool:
         f"{path} exists and differs from the FP32 export {job.target.text} needs for "
         f"{want.upper()}: " + "; ".join(str(d) for d in found) + " (existing vs requested).",
         hint=f"Convert {path} itself (pass it as the target), write to another output folder, "
-        "or allow replacing it.",
+        "or allow replacing it (overwrite_intermediate=True).",
         param="overwrite_intermediate",
     )
 

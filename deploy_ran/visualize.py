@@ -300,9 +300,9 @@ def compute_attention(
     image_size: int | None = None,
 ) -> AttentionResult:
     """Attention maps from a registered model name or an ONNX file (``source``)."""
-    from deploy_ran.convert import resolve_target
+    from deploy_ran.target import Target
 
-    target = resolve_target(source)
+    target = Target.parse(source)
     if target.kind == "model":
         return attention_from_model(
             target.text, images, checkpoint=checkpoint, image_size=image_size

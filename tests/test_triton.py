@@ -24,12 +24,9 @@ from onnx import TensorProto, helper, numpy_helper
 
 pytest.importorskip("tritonclient.grpc", reason="the triton extra (tritonclient) is not installed")
 
+from deploy_ran.compare.metrics import compare  # noqa: E402
 from deploy_ran.errors import DeployRanError  # noqa: E402
-from deploy_ran.metrics import compare  # noqa: E402
-from deploy_ran.runners import (
-    backend_for,  # noqa: E402
-    load_runner,  # noqa: E402
-)
+from deploy_ran.runners import backend_for, load_runner  # noqa: E402
 from deploy_ran.runners.triton_runner import TritonRunner, parse_target  # noqa: E402
 from deploy_ran.trt_compat import SIDECAR_FORMAT  # noqa: E402
 from exporters.triton import RepoOptions, TritonRepoError, parse, write_repository  # noqa: E402
