@@ -361,7 +361,9 @@ def verify_cmd(
 @command("bench")
 @groups(renamed={"batch": "--batch-sizes"})
 def bench_cmd(
-    model: Annotated[str, typer.Argument(help="Model name (see `models`).")],
+    model: Annotated[
+        str, typer.Argument(help="Model name (see `models`), .onnx file, engine or triton:// URL.")
+    ],
     backends: o.BackendsOpt = None,
     artifacts: o.ArtifactsOpt = None,
     batch: o.BatchSizesOpt = "1",
@@ -443,8 +445,6 @@ def infer_cmd(
         from deploy_ran.infer_ray import run_inference_ray as run
 
         extra = {"address": address, "gpus_per_worker": gpus_per_worker or 0.0}
-        # Ray gives workers GPUs only when asked for (--device cuda): the CPU otherwise.
-        runner.config["device"] = runner.config.get("device") or "cpu"
     with render.InferBar() as progress:
         result = run(
             target, images, output, **extra, batch_size=batch, topk=topk, labels=labels,

@@ -946,7 +946,7 @@ def run_inference(
     resume: bool = False,
     overwrite: bool = False,
     workers: int | None = None,
-    device: str = "cpu",
+    device: str | None = None,  # None: the backend's own (the CPU; cuda for an engine)
     checkpoint: str | Path | None = None,
     precision: str | None = None,
     providers: str | None = None,
@@ -1034,7 +1034,7 @@ def _run(
 
     # On a GPU: batches stacked in the workers and pinned (page-locked) by the DataLoader's
     # pinning thread, so the runner's host→device copy is a direct DMA.
-    pinned = str(runner.device).startswith("cuda")
+    pinned = runner.is_cuda
     loader = DataLoader(
         ImageDataset(paths, pending, runner.preprocessing),
         batch_size=batch,

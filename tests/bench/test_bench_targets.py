@@ -1,0 +1,68 @@
+"""`bench` takes every target its job allows, and reuses a matching FP32 export."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import pytest
+from typer.testing import CliRunner
+
+from cli import app
+from deploy_ran.bench import BenchSettings, run_benchmark
+from deploy_ran.bench.targets import resolve_bench_targets
+from deploy_ran.errors import DeployRanError
+
+
+def test_a_file_target_is_measured_as_it_is(cifar_onnx):
+    plan = resolve_bench_targets(cifar_onnx, (), None, None)
+    assert (plan.model, plan.image_size, plan.backends) == ("ran56_cifar", 32, ("ort",))
+    assert not plan.export_reference  # no FP32 export beside a file target
+    assert [t.text for t in plan.kinds] == [str(cifar_onnx)]
+
+
+def test_a_served_target_runs_on_its_registered_backend():
+    plan = resolve_bench_targets("triton+grpc://127.0.0.1:9/ran56_cifar", (), None, 32)
+    assert (plan.model, plan.backends) == ("ran56_cifar", ("triton",))
+    with pytest.raises(DeployRanError, match="records no model name"):
+        resolve_bench_targets("triton://127.0.0.1:9/m", (), ("torch", "triton"), 32)
+    with pytest.raises(DeployRanError, match="Cannot tell the input size"):
+        resolve_bench_targets("triton://127.0.0.1:9/m", (), ("triton",), None)
+
+
+def test_artifacts_of_another_size_are_refused(cifar_onnx):
+    with pytest.raises(DeployRanError, match="takes 32 px inputs; this benchmark is at 64"):
+        resolve_bench_targets("ran56_cifar", (cifar_onnx,), None, 64)
+
+
+def test_bench_onnx_file_on_the_command_line(cifar_onnx, tmp_path):
+    out = tmp_path / "b.json"
+    args = ["bench", str(cifar_onnx), "--iterations", "2", "--warmup", "0", "--threads", "1"]
+    result = CliRunner().invoke(app, [*args, "--output", str(out), "--no-plot"])
+    assert result.exit_code == 0, result.output
+    rows = json.loads(out.read_text())["rows"]
+    assert [(r["backend"], r["status"], r["artifact"]) for r in rows] == [
+        ("ort", "ran", str(cifar_onnx))
+    ]
+
+
+def test_bench_model_name_reuses_a_matching_export_in_workdir(
+    cifar_onnx, cifar_checkpoint, tmp_path
+):
+    shutil.copy(cifar_onnx, tmp_path / "ran56_cifar.onnx")
+    before = (tmp_path / "ran56_cifar.onnx").read_bytes()
+    result = run_benchmark(
+        BenchSettings(
+            "ran56_cifar",
+            backends=["ort"],
+            checkpoint=cifar_checkpoint,
+            workdir=tmp_path,
+            iterations=1,
+            warmup=0.0,
+            threads=1,
+            plot=False,
+        )  # fmt: skip
+    )
+    assert any("FP32 ONNX reused" in n for n in result.notes), result.notes
+    assert [r.status for r in result.rows] == ["ran"]
+    assert (tmp_path / "ran56_cifar.onnx").read_bytes() == before
