@@ -1027,8 +1027,7 @@ def _run(
         output, fmt, identity, paths, topk=topk, with_labels=with_labels, resume=resume,
         overwrite=overwrite,
     )  # fmt: skip
-    fixed = runner.fixed_batch
-    batch = fixed or batch_size
+    batch = runner.batch_for(batch_size)
 
     from torch.utils.data import DataLoader
 
@@ -1068,7 +1067,7 @@ def _run(
                     runner,
                     [(paths[i], a, err) for i, a, err in items],
                     output_name=name,
-                    batch_size=None if fixed else batch,
+                    batch_size=batch,
                     topk=topk,
                     label_names=label_names,
                     stacked=stacked,

@@ -7,7 +7,6 @@ their errors carry the parameter's name in ``DeployRanError.param``.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,6 +15,7 @@ from typing import Any
 from deploy_ran.device import Device
 from deploy_ran.errors import DeployRanError
 from deploy_ran.runners import list_backends
+from deploy_ran.target import is_url
 
 
 @dataclass(frozen=True)
@@ -59,7 +59,7 @@ class BenchSettings:
 
     model: str
     backends: tuple[str, ...] | None = None
-    artifacts: tuple[str, ...] = ()
+    artifacts: tuple[Path | str, ...] = ()
     batch_sizes: tuple[int, ...] = (1,)
     warmup: float = 1.0
     duration: float | None = 5.0
@@ -87,7 +87,7 @@ class BenchSettings:
         if self.device is not None:  # checked once; kept as text for reports
             set_(self, "device", str(Device.parse(self.device)))
         set_(self, "batch_sizes", _batch_sizes(self.batch_sizes))
-        set_(self, "artifacts", tuple(os.fspath(a) for a in self.artifacts))  # paths or URLs
+        set_(self, "artifacts", tuple(a if is_url(a) else Path(a) for a in self.artifacts))
         set_(self, "torch_precisions", tuple(self.torch_precisions))
         set_(self, "torch_modes", _torch_modes(self.torch_modes))
         set_(self, "torch_layouts", _torch_layouts(self.torch_layouts))

@@ -172,4 +172,4 @@ class RunnerChecks:
         Q/DQ graphs are evaluated as TensorRT computes them (:attr:`qdq_arithmetic`).
         """
         with OrtRunner(model, threads=self.threads, qdq="float") as runner:
-            return runner.run_many(inputs, None if runner.fixed_batch else batch_size)
+            return runner.run_many(inputs, runner.batch_for(batch_size))

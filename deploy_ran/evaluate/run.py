@@ -283,7 +283,7 @@ def _run(runners, outputs, data, prep, shape, batch_size, workers, progress):
             labels.append(batch.y)
             for i, (runner, out) in enumerate(zip(runners, outputs)):
                 t0 = time.perf_counter()
-                logits = runner.run_many(batch.x, None if runner.fixed_batch else len(batch.x))[out]
+                logits = runner.run_many(batch.x, runner.batch_for(len(batch.x)))[out]
                 seconds[i] += time.perf_counter() - t0
                 p = top_predictions(logits, TOPK)
                 topk[i].append(p.topk)
