@@ -66,3 +66,25 @@ def test_bench_model_name_reuses_a_matching_export_in_workdir(
     assert any("FP32 ONNX reused" in n for n in result.notes), result.notes
     assert [r.status for r in result.rows] == ["ran"]
     assert (tmp_path / "ran56_cifar.onnx").read_bytes() == before
+
+
+def test_bench_an_engine_target(cifar_onnx, tmp_path, monkeypatch):
+    """`bench X.plan`: the engine alone, on its own device (CUDA; the stand-in's host buffers
+    here). The stand-in is ONNX Runtime behind TensorRT's API: this checks the glue, not TensorRT."""
+    from deploy_ran.runners.trt_runner import TrtRunner
+    from exporters.tensorrt import EngineBuildOptions, build_engine
+    from tests.trt_standin import install
+
+    install(monkeypatch, "11.4.0.106", host_memory=True)
+    monkeypatch.setitem(TrtRunner.__init__.__kwdefaults__, "_host_buffers", True)
+    plan = tmp_path / "m.plan"
+    build_engine(cifar_onnx, plan, EngineBuildOptions(min_batch=1, opt_batch=1, max_batch=2))
+    settings = BenchSettings(plan, iterations=1, warmup=0.0, threads=1, plot=False)
+    result = run_benchmark(settings)
+    assert (result.model, [(r.backend, r.status) for r in result.rows]) == (
+        "ran56_cifar",
+        [("trt", "ran")],
+    )
+    # An engine never runs on the CPU: asked to, its row is skipped and says why.
+    on_cpu = run_benchmark(BenchSettings(plan, device="cpu", iterations=1, warmup=0.0, plot=False))
+    assert on_cpu.rows[0].status == "skipped" and "NVIDIA GPU" in on_cpu.rows[0].reason
