@@ -366,7 +366,7 @@ def bench_cmd(
     warmup: o.WarmupOpt = 1.0,
     duration: o.DurationOpt = 5.0,
     iterations: o.IterationsOpt = None,
-    device: o.DeviceOpt = "cpu",
+    device: o.DeviceOpt = None,
     copies: o.CopiesOpt = True,
     cuda_graphs: o.CudaGraphsOpt = False,
     interleave: o.InterleaveOpt = False,

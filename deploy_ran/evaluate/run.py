@@ -26,9 +26,14 @@ import numpy as np
 from deploy_ran.compare.paired import PairedComparison, compare_paired
 from deploy_ran.errors import DeployRanError
 from deploy_ran.evaluate.data import DataError, LabelledData, iter_batches, read_labelled
-from deploy_ran.evaluate.metrics import TOPK, AccuracyMetrics, Predictions, accuracy_metrics, top_predictions
-from deploy_ran.runners import BaseRunner, load_runner
-from deploy_ran.runners.loader import backend_for
+from deploy_ran.evaluate.metrics import (
+    TOPK,
+    AccuracyMetrics,
+    Predictions,
+    accuracy_metrics,
+    top_predictions,
+)
+from deploy_ran.runners import BaseRunner, backend_for, load_runner
 
 #: progress(done, total): images read so far (kept or skipped) out of all.
 Progress = Callable[[int, int], None]
