@@ -123,7 +123,7 @@ def run_inference_ray(
     ray = import_ray(loopback_only=starts_local_ray(address))
 
     with ray_session(ray, address):
-        plan = _plan_workers(ray.cluster_resources(), workers, gpus_per_worker, cpus_per_worker)
+        plan = plan_workers(ray.cluster_resources(), workers, gpus_per_worker, cpus_per_worker)
         info = _probe_workers(
             ray, plan, str(target), runner_kwargs, output_name, topk, label_names,
             None if labels is None else str(labels), fmt,
@@ -194,7 +194,7 @@ def _check_devices(device: str, gpus_per_worker: float, workers: int | None) -> 
 
 
 @dataclass(frozen=True)
-class _WorkerPlan:
+class WorkerPlan:
     """How many model actors, and the resources Ray reserves for each actor and decode task."""
 
     workers: int
@@ -217,12 +217,12 @@ class _WorkerPlan:
         }
 
 
-def _plan_workers(
+def plan_workers(
     cluster: dict[str, Any],
     workers: int | None,
     gpus_per_worker: float,
     cpus_per_worker: float | None,
-) -> _WorkerPlan:
+) -> WorkerPlan:
     """Fit the model actors into the cluster's resources, leaving CPUs for decoding.
 
     Default ``workers``: as many as the GPUs allow, else 1; default ``cpus_per_worker``: at most
@@ -249,10 +249,10 @@ def _plan_workers(
             hint="Lower workers (or cpus_per_worker), or add nodes.",
             param="workers",
         )
-    return _WorkerPlan(workers, cpus_per_worker, gpus_per_worker, min(1.0, spare))
+    return WorkerPlan(workers, cpus_per_worker, gpus_per_worker, min(1.0, spare))
 
 
-def _probe_workers(ray: Any, plan: _WorkerPlan, *probe_args: Any) -> dict[str, Any]:
+def _probe_workers(ray: Any, plan: WorkerPlan, *probe_args: Any) -> dict[str, Any]:
     """Run :func:`~deploy_ran.infer.ray_workers.probe` once with a worker's resources, so a
     runner a worker cannot build or use fails here with its own error (and hint)."""
     try:
@@ -263,7 +263,7 @@ def _probe_workers(ray: Any, plan: _WorkerPlan, *probe_args: Any) -> dict[str, A
 
 def _record_batches(
     ray: Any,
-    plan: _WorkerPlan,
+    plan: WorkerPlan,
     paths: Sequence[Path],
     pending: Sequence[int],
     batch: int,
