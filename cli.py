@@ -438,7 +438,7 @@ def infer_cmd(
         raise DeployRanError("--address and --gpus-per-worker apply to --ray.", hint="Add --ray.")
     run, extra = run_inference, {}
     if ray:
-        from deploy_ran.infer_ray import run_inference_ray as run
+        from deploy_ran.infer.ray import run_inference_ray as run
 
         extra = {"address": address, "gpus_per_worker": gpus_per_worker or 0.0}
     with render.InferBar() as progress:
