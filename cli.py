@@ -38,7 +38,7 @@ app = typer.Typer(
 )
 
 
-def command(name: str, flags: dict[str, str] | None = None):
+def command(name: str, flags: dict[str, str] | None = None, on: typer.Typer = app):
     """``app.command`` that turns a :class:`DeployRanError` into a message and its exit code.
 
     ``flags`` maps the library's parameter names to this command's flags where no parameter or
@@ -61,7 +61,7 @@ def command(name: str, flags: dict[str, str] | None = None):
                 err_console.print(f"[yellow]Stopped by {exc.name}.[/]")
                 raise typer.Exit(exc.exit_code) from None
 
-        return app.command(name)(wrapper)
+        return on.command(name)(wrapper)
 
     return decorate
 
