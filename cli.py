@@ -158,7 +158,7 @@ def export_cmd(
         )
     checkpoint = export.config.checkpoint
     refuse_output_over_inputs({"output": output}, {"checkpoint": checkpoint, "source": _file(name)})
-    from deploy_ran.checks import RunnerChecks
+    from deploy_ran.compare.runner_checks import RunnerChecks
     from deploy_ran.convert import Fp16Config, convert
 
     fp16 = Fp16Config(keep_fp32=tuple(keep_fp32 or ()), default_keep_fp32=not no_default_keep_fp32)
@@ -182,7 +182,7 @@ def calibrate_cmd(
     config = calib.config
     refuse_output_over_inputs({"output": output}, {"model": model, "data": _file(config.data)})
     from calibration.data import BUILTIN_NOTE
-    from deploy_ran.checks import RunnerChecks
+    from deploy_ran.compare.runner_checks import RunnerChecks
     from deploy_ran.convert import convert
 
     if config.data is None and not as_json:
@@ -223,7 +223,7 @@ def build_engine_cmd(
     refuse_output_over_inputs(
         {"output": output}, {**inputs, "timing_cache": engine.config.timing_cache}
     )
-    from deploy_ran.checks import RunnerChecks
+    from deploy_ran.compare.runner_checks import RunnerChecks
     from deploy_ran.convert import EngineUnavailable, convert
     from deploy_ran.trt_compat import EXIT_NO_TENSORRT
 
@@ -449,7 +449,7 @@ def triton_repo_cmd(
     force: o.ForceOpt = False,
 ) -> None:
     """Write a Triton Inference Server model repository (config.pbtxt through Triton's schema)."""
-    from deploy_ran.checks import RunnerChecks
+    from deploy_ran.compare.runner_checks import RunnerChecks
     from deploy_ran.convert import convert
     from deploy_ran.fileio import temp_dir
     from deploy_ran.tables import triton_summary

@@ -259,7 +259,7 @@ def _ort_configs(
         else:
             folder = settings.workdir
             folder.mkdir(parents=True, exist_ok=True)
-        from deploy_ran.checks import RunnerChecks
+        from deploy_ran.compare.runner_checks import RunnerChecks
         from deploy_ran.convert import ExportConfig, convert
 
         say(f"exporting {model} to FP32 ONNX")
