@@ -17,17 +17,17 @@ import typer
 from rich.markup import escape
 
 import cli_args as o
+import cli_render as render
 from cli_options import GroupValues, groups
 from cli_options.calibration import BUILD_ENGINE_OLD_NAMES, CALIBRATE_OLD_NAMES, CALIBRATION
-from cli_options.engine import ENGINE, finish_flags
 from cli_options.criteria import CRITERIA
+from cli_options.engine import ENGINE, finish_flags
 from cli_options.model import EXPORT, MODEL
 from cli_options.runner import RUNNER
-import cli_render as render
 from cli_render import Progress, console, err_console, print_error, show
 from deploy_ran.errors import DeployRanError
 from deploy_ran.fileio import json_text, refuse_output_over_inputs
-from deploy_ran.signals import Terminated, install_signal_handlers
+from deploy_ran.signals import install_signal_handlers
 
 app = typer.Typer(
     name="deploy-ran",
@@ -39,7 +39,8 @@ app = typer.Typer(
 
 
 def command(name: str, flags: dict[str, str] | None = None, on: typer.Typer = app):
-    """``app.command`` that turns a :class:`DeployRanError` into a message and its exit code.
+    """``app.command`` that turns a :class:`DeployRanError` (or a signal) into a message and its
+    exit code (:func:`cli_render.errors_as_exit_codes`).
 
     ``flags`` maps the library's parameter names to this command's flags where no parameter or
     group field of the command carries the name (``batch_size`` → ``--batch``); hints are
@@ -52,14 +53,8 @@ def command(name: str, flags: dict[str, str] | None = None, on: typer.Typer = ap
 
         @functools.wraps(fn)
         def wrapper(*a: Any, **k: Any):
-            try:
+            with render.errors_as_exit_codes(flags):
                 return fn(*a, **k)
-            except DeployRanError as exc:
-                print_error(exc, flags)
-                raise typer.Exit(exc.exit_code) from None
-            except Terminated as exc:  # SIGTERM/SIGHUP: clean-up already ran while unwinding
-                err_console.print(f"[yellow]Stopped by {exc.name}.[/]")
-                raise typer.Exit(exc.exit_code) from None
 
         return on.command(name)(wrapper)
 
@@ -82,7 +77,9 @@ def _file(text: str | Path | None) -> Path | None:
 
 @command("models")
 def models_cmd(
-    pattern: Annotated[str, typer.Argument(help="Shell-style filter, e.g. 'ran*_cifar'.")] = "*",
+    pattern: Annotated[
+        str, typer.Argument(help="Part of a name ('resnet') or a shell pattern ('ran*_cifar').")
+    ] = "*",
     as_json: o.AsJson = False,
 ) -> None:
     """List the model zoo: input size, parameters, multiply-adds, reference."""
@@ -118,15 +115,16 @@ def inspect_cmd(
 
 @command("doctor")
 def doctor_cmd(as_json: o.AsJson = False) -> None:
-    """Versions of the stack, CUDA availability, ONNX Runtime providers, TensorRT import."""
-    from deploy_ran.environment import collect_environment
+    """Versions of the stack, CUDA, ONNX Runtime providers, TensorRT; a verdict and next steps."""
+    from deploy_ran.environment import collect_environment, diagnose
     from deploy_ran.tables import doctor_table
 
     env = collect_environment()
     if as_json:
-        print(json.dumps(env, indent=2))
+        print(json.dumps({**env, **diagnose(env)}, indent=2))
     else:
         console.print(doctor_table(env))
+        render.doctor_verdict(diagnose(env))
 
 
 # --------------------------------------------------------------------------------------------
