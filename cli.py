@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import functools
 import json
-import signal
 import sys
 from pathlib import Path
 from typing import Annotated, Any
@@ -26,9 +25,9 @@ from cli_options.engine import ENGINE, finish_flags
 from cli_options.model import EXPORT, MODEL
 from cli_options.runner import RUNNER
 from cli_render import Progress, console, err_console, print_error, show
-from deploy_ran.errors import DeployRanError, system_error
+from deploy_ran.errors import DeployRanError
 from deploy_ran.fileio import json_text, refuse_output_over_inputs
-from deploy_ran.signals import install_signal_handlers, stop_signal
+from deploy_ran.signals import install_signal_handlers
 
 app = typer.Typer(
     name="deploy-ran",
@@ -39,22 +38,9 @@ app = typer.Typer(
 )
 
 
-def _stop_on_signal(exc: BaseException) -> None:
-    """Exit ``128 + signal`` (130 SIGINT, 143 SIGTERM) with one message when a signal stopped the
-    run, whatever exception it surfaced as; clean-up already ran while the stack unwound."""
-    signum = stop_signal(exc)
-    if signum is None:
-        return
-    name = signal.Signals(signum).name
-    err_console.print(
-        f"[yellow]Stopped by {name}; temporary files were removed, outputs left as they were.[/]",
-        highlight=False,
-    )
-    raise typer.Exit(128 + signum) from None
-
-
-def command(name: str, flags: dict[str, str] | None = None):
-    """``app.command`` that turns a :class:`DeployRanError` into a message and its exit code.
+def command(name: str, flags: dict[str, str] | None = None, on: typer.Typer = app):
+    """``app.command`` that turns a :class:`DeployRanError` (or a signal) into a message and its
+    exit code (:func:`cli_render.errors_as_exit_codes`).
 
     ``flags`` maps the library's parameter names to this command's flags where no parameter or
     group field of the command carries the name (``batch_size`` → ``--batch``); hints are
@@ -67,22 +53,10 @@ def command(name: str, flags: dict[str, str] | None = None):
 
         @functools.wraps(fn)
         def wrapper(*a: Any, **k: Any):
-            try:
+            with render.errors_as_exit_codes(flags):
                 return fn(*a, **k)
-            except (KeyboardInterrupt, DeployRanError, OSError, MemoryError) as exc:
-                _stop_on_signal(exc)  # a signal wins over the error a library made of it
-                if isinstance(exc, KeyboardInterrupt):
-                    raise
-                error = exc if isinstance(exc, DeployRanError) else system_error(exc)
-                if error is None:
-                    raise
-                print_error(error, flags)
-                raise typer.Exit(error.exit_code) from None
-            except Exception as exc:
-                _stop_on_signal(exc)
-                raise
 
-        return app.command(name)(wrapper)
+        return on.command(name)(wrapper)
 
     return decorate
 
@@ -103,7 +77,9 @@ def _file(text: str | Path | None) -> Path | None:
 
 @command("models")
 def models_cmd(
-    pattern: Annotated[str, typer.Argument(help="Shell-style filter, e.g. 'ran*_cifar'.")] = "*",
+    pattern: Annotated[
+        str, typer.Argument(help="Part of a name ('resnet') or a shell pattern ('ran*_cifar').")
+    ] = "*",
     as_json: o.AsJson = False,
 ) -> None:
     """List the model zoo: input size, parameters, multiply-adds, reference."""
@@ -139,15 +115,16 @@ def inspect_cmd(
 
 @command("doctor")
 def doctor_cmd(as_json: o.AsJson = False) -> None:
-    """Versions of the stack, CUDA availability, ONNX Runtime providers, TensorRT import."""
-    from deploy_ran.environment import collect_environment
+    """Versions of the stack, CUDA, ONNX Runtime providers, TensorRT; a verdict and next steps."""
+    from deploy_ran.environment import collect_environment, diagnose
     from deploy_ran.tables import doctor_table
 
     env = collect_environment()
     if as_json:
-        print(json.dumps(env, indent=2))
+        print(json.dumps({**env, **diagnose(env)}, indent=2))
     else:
         console.print(doctor_table(env))
+        render.doctor_verdict(diagnose(env))
 
 
 # --------------------------------------------------------------------------------------------
