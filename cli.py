@@ -468,6 +468,49 @@ def verify_cmd(
         raise typer.Exit(1)
 
 
+@command(
+    "evaluate",
+    flags={"batch_size": "--batch", "max_images": "--num-images", "providers": "--provider"},
+)
+def evaluate_cmd(
+    targets: Annotated[list[str], typer.Argument(help="Model names, .onnx files, engines, triton://.")],
+    data: o.EvalDataOpt,
+    labels: o.LabelsOpt = None,
+    reference: o.ReferenceOpt = None,
+    batch: o.Batch("Images per batch") = 32,
+    num_images: o.EvalCountOpt = None,
+    checkpoint: o.CheckpointOpt = None,
+    precision: o.TorchPrecisionOpt = None,
+    image_size: o.ImageSizeOpt = None,
+    device: o.DeviceOpt = "cpu",
+    provider: o.ProviderOpt = None,
+    threads: o.ThreadsOpt = None,
+    workers: o.EvalWorkersOpt = None,
+    output: o.Output(o.OptPath, "Write the JSON here.") = None,
+    plot: o.PlotOpt = None,
+    as_json: o.AsJson = False,
+) -> None:
+    """Top-1/top-5, per-class accuracy and calibration on labelled data; each target against the
+    first (or --reference): Δ top-1 with a 95 % interval and an exact McNemar p-value."""
+    from deploy_ran.evaluate import evaluate
+    from deploy_ran.evaluate.report import check_outputs, evaluate_report, write_outputs
+
+    inputs = {"data": _file(data), "labels": labels, "checkpoint": checkpoint}
+    check_outputs(output, plot, {**{t: _file(t) for t in targets}, **inputs})
+    with o.InferBar(console, "evaluate") as progress:
+        result = evaluate(
+            targets, data, labels=labels, reference=reference, batch_size=batch,
+            max_images=num_images, device=device, checkpoint=checkpoint, precision=precision,
+            image_size=image_size, providers=provider, threads=threads, workers=workers,
+            progress=progress,
+        )  # fmt: skip
+    files = write_outputs(result, output, plot)
+    if as_json:
+        print(json_text(result.as_dict()), end="")
+    else:
+        _show(evaluate_report(result, files))
+
+
 @command("bench")
 def bench_cmd(
     model: Annotated[str, typer.Argument(help="Model name (see `models`).")],

@@ -420,6 +420,23 @@ TrtAcceleratorOpt = Flag(
 )
 ForceOpt = Flag("--force", "Replace this command's files in existing model folders (others kept).")
 
+# evaluate: labelled data
+EvalDataOpt = Opt(
+    str,
+    "Labelled images: a VAL/<class>/* folder, a path,label .csv/.tsv, or an .npz with x and y "
+    "(file.npz:test reads x_test, y_test).",
+    None,
+    "--data",
+)
+ReferenceOpt = Opt(OptStr, "Target the others are compared with (default: the first).")
+EvalCountOpt = Opt(
+    OptInt, f"Evaluate the first N samples only (1-{MAX_IMAGES:,}).", COUNT, "--num-images", "-n"
+)
+PlotOpt = Opt(OptPath, "Write a PNG: accuracy with intervals, confusion matrices (<= 50 classes).")
+EvalWorkersOpt = Opt(
+    OptInt, "Image decoding threads (1-256; default: up to 4).", Number(int, 1, 256), "--workers"
+)
+
 # verify: data, weights and thresholds (override or add criteria)
 VerifyDataOpt = Opt(OptPath, "Images (folder, glob, .txt list) or a .npy/.npz; default: random.")
 CandidateCheckpointOpt = Opt(OptPath, "Other weights for a model-name candidate.")
@@ -543,7 +560,7 @@ class PhaseProgress:
 class InferBar:
     """infer's ``progress(done, total)``: shown once images flow; the rate excludes start-up."""
 
-    def __init__(self, console: Any) -> None:
+    def __init__(self, console: Any, label: str = "infer") -> None:
         from rich.progress import (
             BarColumn,
             MofNCompleteColumn,
@@ -561,8 +578,8 @@ class InferBar:
             TimeElapsedColumn(),
             TimeRemainingColumn(),
         )
-        self.bar = Progress(TextColumn("[bold]infer"), *columns, console=console)
-        self.task = self.bar.add_task("infer", total=None, rate="")
+        self.bar = Progress(TextColumn(f"[bold]{label}"), *columns, console=console)
+        self.task = self.bar.add_task(label, total=None, rate="")
         self.first: tuple[float, int] | None = None
 
     def __enter__(self) -> InferBar:

@@ -26,7 +26,13 @@ import numpy as np
 from deploy_ran.compare.paired import PairedComparison, compare_paired
 from deploy_ran.errors import DeployRanError
 from deploy_ran.evaluate.data import DataError, LabelledData, iter_batches, read_labelled
-from deploy_ran.evaluate.metrics import TOPK, AccuracyMetrics, Predictions, accuracy_metrics, top_predictions
+from deploy_ran.evaluate.metrics import (
+    TOPK,
+    AccuracyMetrics,
+    Predictions,
+    accuracy_metrics,
+    top_predictions,
+)
 from deploy_ran.runners import BaseRunner, load_runner
 from deploy_ran.runners.loader import backend_for
 
@@ -119,9 +125,13 @@ def evaluate(
     if not targets:
         raise DeployRanError("evaluate needs at least one target.", hint="Name a model or a file.")
     if batch_size < 1:
-        raise DeployRanError(f"batch_size must be ≥ 1, got {batch_size}.", hint="E.g. 32.", param="batch_size")
+        raise DeployRanError(
+            f"batch_size must be ≥ 1, got {batch_size}.", hint="E.g. 32.", param="batch_size"
+        )
     if max_images is not None and max_images < 1:
-        raise DeployRanError(f"max_images must be ≥ 1, got {max_images}.", hint="E.g. 1000.", param="max_images")
+        raise DeployRanError(
+            f"max_images must be ≥ 1, got {max_images}.", hint="E.g. 1000.", param="max_images"
+        )
     names = [t.name if isinstance(t, BaseRunner) else str(t) for t in targets]
     if len(set(names)) != len(names):
         raise DeployRanError(
@@ -157,7 +167,9 @@ def evaluate(
     for name, runner, target, p, s in zip(names, runners, order, preds, seconds):
         metrics = accuracy_metrics(p, y, num_classes, dataset.class_names)
         results.append(
-            TargetAccuracy(name, runner.backend, runner.precision, _file_bytes(target), metrics, s, p)
+            TargetAccuracy(
+                name, runner.backend, runner.precision, _file_bytes(target), metrics, s, p
+            )
         )
     ref_index = names.index(ref_name)
     comparisons = {
@@ -215,7 +227,9 @@ def _check_targets(
     outputs, classes = [], []
     for r, name in zip(runners, names):
         if len(r.input_spec) != 1:
-            raise DeployRanError(f"{name} has {len(r.input_spec)} inputs; evaluate runs single-input image models.")
+            raise DeployRanError(
+                f"{name} has {len(r.input_spec)} inputs; evaluate runs single-input image models."
+            )
         out = output_name or ("logits" if "logits" in r.output_names else r.output_names[0])
         if out not in r.output_names:
             raise DeployRanError(
@@ -237,7 +251,8 @@ def _check_targets(
     if len(known) > 1:
         raise DeployRanError(
             "The targets have different numbers of classes: "
-            + ", ".join(f"{n}: {c}" for n, c in zip(names, classes)) + ".",
+            + ", ".join(f"{n}: {c}" for n, c in zip(names, classes))
+            + ".",
             hint="Evaluate models of the same task together.",
         )
     num = known.pop() if known else None
