@@ -25,7 +25,7 @@ def _ort_logits(path, x: np.ndarray) -> np.ndarray:
 @pytest.fixture(scope="module")
 def int8_onnx(cifar_onnx, tmp_path_factory):
     from calibration.quantize import quantize_int8
-    from deploy_ran.checks import RunnerChecks
+    from deploy_ran.compare.runner_checks import RunnerChecks
 
     out = tmp_path_factory.mktemp("int8") / "m.int8.onnx"
     quantize_int8(
