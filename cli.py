@@ -421,15 +421,19 @@ def bench_cmd(
         "bench_results"
     ),
     no_plot: o.NoPlotOpt = False,
+    data: o.BenchDataOpt = None,
+    labels: o.LabelsOpt = None,
     as_json: o.AsJson = False,
 ) -> None:
-    """Latency and throughput per backend × precision × batch size, with the environment."""
+    """Latency and throughput per backend × precision × batch size, with the environment (and
+    top-1 on labelled --data)."""
     from deploy_ran.bench import BenchSettings, run_benchmark
     from deploy_ran.tables import bench_report
 
     artifact_list = [a.strip() for item in (artifacts or []) for a in item.split(",") if a.strip()]
     files = {f"artifact {a}": _file(a) for a in artifact_list}
-    refuse_output_over_inputs({"output": output}, {"checkpoint": checkpoint, **files})
+    inputs = {"checkpoint": checkpoint, "data": _file(data), "labels": labels, **files}
+    refuse_output_over_inputs({"output": output}, inputs)
     settings = BenchSettings(
         model, backends=backends, artifacts=artifact_list, batch_sizes=batch,
         warmup=warmup, duration=duration, iterations=iterations, device=device, copies=copies,
@@ -437,6 +441,7 @@ def bench_cmd(
         torch_precisions=torch_precisions, image_size=image_size, checkpoint=checkpoint,
         workdir=workdir, output=output, plot=not no_plot, torch_modes=torch_modes,
         torch_layouts=torch_layouts, ort_cuda_options=ort_cuda_options, loader=loader,
+        data=data, labels=labels,
     )  # fmt: skip
     with Progress(f"benchmarking {model}", quiet=as_json) as progress:
         result = run_benchmark(

@@ -404,6 +404,13 @@ EvalDataOpt = Opt(
     None,
     "--data",
 )
+BenchDataOpt = Opt(
+    OptStr,
+    "Also measure each row's top-1 on labelled images (folder VAL/<class>/*, path,label "
+    ".csv/.tsv, or .npz x/y) and its Δ vs eager PyTorch FP32.",
+    None,
+    "--data",
+)
 ReferenceOpt = Opt(OptStr, "Target the others are compared with (default: the first).")
 EvalCountOpt = Opt(
     OptInt, f"Evaluate the first N samples only (1-{MAX_IMAGES:,}).", COUNT, "--num-images", "-n"

@@ -184,7 +184,15 @@ def _accuracy_panel(ax: Any, result: EvaluateResult) -> None:
     for c_name, cmp in result.comparisons.items():
         if cmp.significant:
             colors[names.index(c_name)] = "tab:red" if cmp.delta < 0 else "tab:green"
-    ax.errorbar(top1, y, xerr=[top1 - lo, hi - top1], fmt="none", ecolor="black", capsize=4, lw=1)
+    ax.errorbar(
+        top1,
+        y,
+        xerr=[np.maximum(top1 - lo, 0.0), np.maximum(hi - top1, 0.0)],
+        fmt="none",
+        ecolor="black",
+        capsize=4,
+        lw=1,
+    )
     ax.scatter(top1, y, c=colors, zorder=3, s=36)
     for yi, t, name in zip(y, top1, names):
         cmp = result.comparisons.get(name)
