@@ -98,7 +98,7 @@ class MachineReport:
                     "wait for cores and the timings measure the scheduler. Use --threads "
                     f"{self.cores} or fewer."
                 )
-            elif before is not None and self.threads + round(before) > self.cores:
+            elif before is not None and self.threads > idle_cores(self.cores, self.load_before):
                 out.append(
                     f"OVERSUBSCRIBED: {self.threads} thread(s) per backend while other jobs held "
                     f"about {round(before)} of {self.cores} core(s). Use --threads "

@@ -54,7 +54,7 @@ def write_plot(result: BenchResult, path: str | Path) -> Path:
         f"{gpus[0]} · {result.threads} thread(s)"
     )
     if result.warnings:
-        title += "\nWARNING: " + " / ".join(w.split(":")[0] for w in result.warnings)
+        title += "\nWARNING: " + " / ".join(dict.fromkeys(w.split(":")[0] for w in result.warnings))
     fig.suptitle(title, fontsize=9, color="red" if result.warnings else "black")
     fig.tight_layout(rect=(0, 0.05, 1, 1))
     with atomic_path(path, suffix=".png") as tmp:

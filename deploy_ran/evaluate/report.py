@@ -87,6 +87,33 @@ def verdict_lines(result: EvaluateResult) -> list[str]:
     ]
 
 
+def markdown_table(result: EvaluateResult, names: dict[str, str] | None = None) -> str:
+    """The table as Markdown for a README (``names`` relabels targets, e.g. ``{path: "INT8"}``):
+    top-1 with its interval, and Δ against the reference with its interval, McNemar p, verdict."""
+    names = names or {}
+    n = result.targets[0].metrics.n if result.targets else 0
+    lines = [
+        f"| target | runs as | size | top-1 % [95% CI] | Δ top-1 pt [95% CI] | lost/gained | "
+        f"McNemar p | verdict ({n:,} images) |",
+        "|---|---|--:|--:|--:|--:|--:|---|",
+    ]
+    for t in result.targets:
+        m, c = t.metrics, result.comparisons.get(t.target)
+        top1 = f"{_pct(m.top1)} [{_pct(m.top1_ci[0], 1)}, {_pct(m.top1_ci[1], 1)}]"
+        if c is None:
+            rest = "reference | | | "
+        else:
+            rest = (
+                f"{c.delta * 100:+.2f} [{c.ci_low * 100:+.2f}, {c.ci_high * 100:+.2f}] | "
+                f"{c.lost}/{c.gained} | {c.p_value:.3g} | {c.verdict}"
+            )
+        name = names.get(t.target, _short(t.target))
+        lines.append(
+            f"| {name} | {t.backend} {t.precision} | {_size(t.file_bytes)} | {top1} | {rest} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
 def evaluate_report(
     result: EvaluateResult, files: dict[str, Path] | None = None
 ) -> list[RenderableType]:

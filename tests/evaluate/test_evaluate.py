@@ -204,3 +204,15 @@ def test_cli_evaluate_writes_json_and_png(cifar_onnx, int8_onnx, labelled, tmp_p
     assert bad.exit_code == 2 and "--data" in bad.output and "does not exist" in bad.output
     wrong = CliRunner().invoke(app, [*args, "--plot", str(tmp_path / "x.jpg")])
     assert wrong.exit_code == 2 and "--plot" in wrong.output
+
+
+def test_markdown_table_for_a_readme(cifar_onnx, tmp_path):
+    from deploy_ran.evaluate import labelled_arrays
+    from deploy_ran.evaluate.report import markdown_table
+
+    x = np.random.default_rng(2).standard_normal((8, 3, 32, 32)).astype(np.float32)
+    y = _ort_logits(cifar_onnx, x).argmax(1)
+    y[:2] = (y[:2] + 1) % 10  # two known misses
+    result = evaluate([cifar_onnx], labelled_arrays(x, y, "digits test split"))
+    table = markdown_table(result, {str(cifar_onnx): "FP32"})
+    assert "| FP32 | ort fp32 |" in table and "| 75.00 [" in table and "reference" in table
