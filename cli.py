@@ -333,6 +333,44 @@ def verify_cmd(
         raise typer.Exit(1)
 
 
+@command("evaluate", flags={"batch_size": "--batch", "max_images": "--num-images"})
+@groups(runner=RUNNER)
+def evaluate_cmd(
+    targets: Annotated[list[str], typer.Argument(help="Model names, .onnx files, engines, triton://.")],
+    runner: GroupValues,
+    data: o.EvalDataOpt,
+    labels: o.LabelsOpt = None,
+    reference: o.ReferenceOpt = None,
+    batch: o.Batch("Images per batch") = 32,
+    num_images: o.EvalCountOpt = None,
+    checkpoint: o.CheckpointOpt = None,
+    precision: o.TorchPrecisionOpt = None,
+    image_size: o.ImageSizeOpt = None,
+    workers: o.EvalWorkersOpt = None,
+    output: o.Output(o.OptPath, "Write the JSON here.") = None,
+    plot: o.PlotOpt = None,
+    as_json: o.AsJson = False,
+) -> None:
+    """Top-1/top-5, per-class accuracy and calibration on labelled data; each target against the
+    first (or --reference): Δ top-1 with a 95 % interval and an exact McNemar p-value."""
+    from deploy_ran.evaluate import evaluate
+    from deploy_ran.evaluate.report import check_outputs, evaluate_report, write_outputs
+
+    inputs = {"data": _file(data), "labels": labels, "checkpoint": checkpoint}
+    check_outputs(output, plot, {**{t: _file(t) for t in targets}, **inputs})
+    with render.InferBar(quiet=as_json, label="evaluate") as progress:
+        result = evaluate(
+            targets, data, labels=labels, reference=reference, batch_size=batch,
+            max_images=num_images, checkpoint=checkpoint, precision=precision,
+            image_size=image_size, workers=workers, progress=progress, **runner.config,
+        )  # fmt: skip
+    files = write_outputs(result, output, plot)
+    if as_json:
+        print(json_text(result.as_dict()), end="")
+    else:
+        show(evaluate_report(result, files))
+
+
 @command("bench")
 @groups(renamed={"batch": "--batch-sizes"})
 def bench_cmd(
@@ -360,15 +398,19 @@ def bench_cmd(
         "bench_results"
     ),
     no_plot: o.NoPlotOpt = False,
+    data: o.BenchDataOpt = None,
+    labels: o.LabelsOpt = None,
     as_json: o.AsJson = False,
 ) -> None:
-    """Latency and throughput per backend × precision × batch size, with the environment."""
+    """Latency and throughput per backend × precision × batch size, with the environment (and
+    top-1 on labelled --data)."""
     from deploy_ran.bench import BenchSettings, run_benchmark
     from deploy_ran.tables import bench_report
 
     artifact_list = [a.strip() for item in (artifacts or []) for a in item.split(",") if a.strip()]
     files = {f"artifact {a}": _file(a) for a in artifact_list}
-    refuse_output_over_inputs({"output": output}, {"checkpoint": checkpoint, **files})
+    inputs = {"checkpoint": checkpoint, "data": _file(data), "labels": labels, **files}
+    refuse_output_over_inputs({"output": output}, inputs)
     settings = BenchSettings(
         model, backends=backends, artifacts=artifact_list, batch_sizes=batch,
         warmup=warmup, duration=duration, iterations=iterations, device=device, copies=copies,
@@ -376,6 +418,7 @@ def bench_cmd(
         torch_precisions=torch_precisions, image_size=image_size, checkpoint=checkpoint,
         workdir=workdir, output=output, plot=not no_plot, torch_modes=torch_modes,
         torch_layouts=torch_layouts, ort_cuda_options=ort_cuda_options, loader=loader,
+        data=data, labels=labels,
     )  # fmt: skip
     with Progress(f"benchmarking {model}", quiet=as_json) as progress:
         result = run_benchmark(

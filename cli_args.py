@@ -400,6 +400,30 @@ TrtAcceleratorOpt = Flag(
 )
 ForceOpt = Flag("--force", "Replace this command's files in existing model folders (others kept).")
 
+# evaluate: labelled data
+EvalDataOpt = Opt(
+    str,
+    "Labelled images: a VAL/<class>/* folder, a path,label .csv/.tsv, or an .npz with x and y "
+    "(file.npz:test reads x_test, y_test).",
+    None,
+    "--data",
+)
+BenchDataOpt = Opt(
+    OptStr,
+    "Also measure each row's top-1 on labelled images (folder VAL/<class>/*, path,label "
+    ".csv/.tsv, or .npz x/y) and its Δ vs eager PyTorch FP32.",
+    None,
+    "--data",
+)
+ReferenceOpt = Opt(OptStr, "Target the others are compared with (default: the first).")
+EvalCountOpt = Opt(
+    OptInt, f"Evaluate the first N samples only (1-{MAX_IMAGES:,}).", COUNT, "--num-images", "-n"
+)
+PlotOpt = Opt(OptPath, "Write a PNG: accuracy with intervals, confusion matrices (<= 50 classes).")
+EvalWorkersOpt = Opt(
+    OptInt, "Image decoding threads (1-256; default: up to 4).", Number(int, 1, 256), "--workers"
+)
+
 # verify: data, weights and thresholds (override or add criteria)
 VerifyDataOpt = Opt(OptPath, "Images (folder, glob, .txt list) or a .npy/.npz; default: random.")
 CandidateCheckpointOpt = Opt(OptPath, "Other weights for a model-name candidate.")

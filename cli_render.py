@@ -239,15 +239,15 @@ class Progress:
 class InferBar:
     """infer's ``progress(done, total)``: shown once images flow; the rate excludes start-up."""
 
-    def __init__(self, quiet: bool = False) -> None:
+    def __init__(self, quiet: bool = False, label: str = "infer") -> None:
         from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsedColumn
         from rich.progress import Progress as Bar
         from rich.progress import TimeRemainingColumn
 
         rate = TextColumn("{task.fields[rate]}")
         columns = (BarColumn(), MofNCompleteColumn(), rate, TimeElapsedColumn(), TimeRemainingColumn())
-        self.bar = Bar(TextColumn("[bold]infer"), *columns, console=err_console, disable=quiet)
-        self.task = self.bar.add_task("infer", total=None, rate="")
+        self.bar = Bar(TextColumn(f"[bold]{label}"), *columns, console=err_console, disable=quiet)
+        self.task = self.bar.add_task(label, total=None, rate="")
         self.first: tuple[float, int] | None = None
 
     def __enter__(self) -> InferBar:

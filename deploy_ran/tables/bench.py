@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
+from typing import Any
 
 from rich.console import Console, ConsoleOptions, RenderableType, RenderResult
 from rich.markup import escape
@@ -95,6 +96,13 @@ def _bench_table(result: BenchResult, stats: Sequence[str], layout: bool = True)
     table.add_column("img/s", justify="right", no_wrap=True)
     table.add_column("× fp32", justify="right", no_wrap=True)
     table.add_column("× best", justify="right", no_wrap=True)
+    sizes = any(r.file_bytes for r in result.rows)
+    accuracy = any(r.top1 is not None for r in result.rows)
+    if sizes:
+        table.add_column("MB", justify="right", no_wrap=True)
+    if accuracy:
+        table.add_column("top-1 %", justify="right", no_wrap=True)
+        table.add_column("Δ pt (p)", justify="right", no_wrap=True)
     if layout:
         table.add_column("layout", no_wrap=True)
     if not shared:
@@ -111,6 +119,8 @@ def _bench_table(result: BenchResult, stats: Sequence[str], layout: bool = True)
                 num(r.throughput, ".1f"),
                 "-" if r.speedup is None else f"{r.speedup:.2f}×",
                 "-" if r.speedup_vs_best_torch is None else f"{r.speedup_vs_best_torch:.2f}×",
+                *([_mb(r.file_bytes)] if sizes else []),
+                *(_accuracy_cells(r) if accuracy else []),
                 *([escape(LAYOUT_SHORT.get(r.layout or "", r.layout or "-"))] if layout else []),
                 *([] if shared else [escape(r.timing)]),
                 f"[green]ran[/] ×{r.iterations}{compiled}",
@@ -123,7 +133,7 @@ def _bench_table(result: BenchResult, stats: Sequence[str], layout: bool = True)
         table.add_row(
             escape(r.label),
             str(r.batch_size),
-            *(["-"] * (len(stats) + 3 + layout + (not shared))),
+            *(["-"] * (len(stats) + 3 + layout + (not shared) + sizes + 2 * accuracy)),
             f"[{color}]{r.status}[/] ({reasons.index(reason) + 1})",
         )
     lines = [_baseline_line(result)]
@@ -145,6 +155,24 @@ def _bench_table(result: BenchResult, stats: Sequence[str], layout: bool = True)
     table.caption = "\n".join(lines)
     table.caption_justify = "left"
     return table
+
+
+def _mb(value: int | None) -> str:
+    return "-" if value is None else f"{value / 1e6:.2f}"
+
+
+def _accuracy_cells(row: Any) -> list[str]:
+    """top-1 % and its difference from eager PyTorch FP32 (red when significant, p < 0.05)."""
+    if row.top1 is None:
+        return ["-", "-"]
+    delta = "-"
+    if row.top1_delta is not None and row.top1_p is None:
+        delta = "ref"
+    elif row.top1_delta is not None:
+        delta = f"{row.top1_delta * 100:+.2f} ({row.top1_p:.2g})"
+        if row.top1_p is not None and row.top1_p < 0.05:
+            delta = f"[red]{delta}[/]" if row.top1_delta < 0 else f"[green]{delta}[/]"
+    return [f"{row.top1 * 100:.2f}", delta]
 
 
 def _baseline_line(result: BenchResult) -> str:
@@ -189,8 +217,37 @@ def environment_table(result: BenchResult) -> Table:
 
 def bench_report(result: BenchResult) -> list[RenderableType]:
     return [
+        *(f"[bold red]WARNING: {esc(w)}[/]" for w in result.warnings),
         bench_table(result),
+        *machine_lines(result),
         environment_table(result),
         *(f"[yellow]note:[/] {esc(n)}" for n in result.notes),
         *(f"wrote {esc(kind.upper())}: {esc(path)}" for kind, path in result.files.items()),
     ]
+
+
+def machine_lines(result: BenchResult) -> list[str]:
+    """Load before/after, cores, threads per backend, the accuracy data; warnings repeated last
+    so they are seen under a long table too."""
+    m = result.machine or {}
+    out = []
+    if m:
+        load = lambda v: "n/a" if not v else "/".join(f"{x:.2f}" for x in v)  # noqa: E731
+        used = ", ".join(
+            f"{esc(k)} {v}" for k, v in (m.get("threads_used") or {}).items() if v is not None
+        )
+        out.append(
+            f"machine: {m['cores']} usable core(s); load 1/5/15 min {load(m.get('load_before'))} "
+            f"before, {load(m.get('load_after'))} after; {m['threads']} thread(s) per backend "
+            f"({esc(m['threads_from'])})" + (f"; threads used: {used}" if used else "")
+        )
+    if result.accuracy:
+        a = result.accuracy
+        ref = f"Δ against {esc(a['reference'])}" if a.get("reference") else "no eager FP32 row: no Δ"
+        out.append(
+            f"accuracy: top-1 on {a['images']:,} labelled image(s) of {esc(a['data'])}"
+            + (f" ({a['skipped']} unreadable, left out)" if a.get("skipped") else "")
+            + f"; {ref}, (p) = exact McNemar"
+        )
+    out += [f"[bold red]WARNING: {esc(w)}[/]" for w in result.warnings]
+    return out
