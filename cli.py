@@ -228,7 +228,8 @@ def calibrate_cmd(
     eval_images: o.EvalImagesOpt = 200,
     no_cache: o.NoCacheOpt = False,
     device: o.CalibDeviceOpt = "cpu",
-    float_precision: o.FloatPrecisionOpt = "fp32",
+    float_precision: o.FloatPrecisionOpt = "fp16",
+    placement: o.PlacementOpt = "trt",
     allow_failing: o.AllowFailingOpt = False,
     output: o.Output(o.OptPath, "Default MODEL.int8.onnx.") = None,
     as_json: o.Flag("--json", "Print the report as JSON.") = False,
@@ -256,6 +257,7 @@ def calibrate_cmd(
         device=device,
         float_precision=float_precision,
         require_pass=not allow_failing,
+        placement=placement,
     )
     if data is None and not as_json:
         from rich.panel import Panel
@@ -288,7 +290,8 @@ def build_engine_cmd(
     num_images: o.CalibImagesOpt = 512,
     calib_batch: o.Batch("--int8: images per calibration run") = 8,
     calib_device: o.CalibDeviceOpt = "cpu",
-    float_precision: o.FloatPrecisionOpt = "fp32",
+    float_precision: o.FloatPrecisionOpt = "fp16",
+    placement: o.PlacementOpt = "trt",
     checkpoint: o.CheckpointOpt = None,
     image_size: o.ImageSizeOpt = None,
     num_classes: o.NumClassesOpt = None,
@@ -328,7 +331,7 @@ def build_engine_cmd(
     )  # fmt: skip
     calibration = CalibrationConfig(
         calib_data, method, percentile, num_images=num_images, batch=calib_batch,
-        device=calib_device, float_precision=float_precision,
+        device=calib_device, float_precision=float_precision, placement=placement,
     )  # fmt: skip
     with o.phase_bar(console) as bar:
         status = bar.add_task("preparing the ONNX file", total=None)

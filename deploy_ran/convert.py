@@ -27,7 +27,8 @@ from typing import Any, Protocol
 import numpy as np
 import onnx
 
-from calibration.quantize import QuantizeResult, quantize_int8
+from calibration.placement import DEFAULT_PLACEMENT
+from calibration.quantize import DEFAULT_FLOAT_PRECISION, QuantizeResult, quantize_int8
 from deploy_ran.artifacts import load_onnx, precision_of
 from deploy_ran.errors import DeployRanError, UnknownModelError
 from deploy_ran.fileio import check_writable, refuse_output_over_inputs
@@ -194,11 +195,13 @@ class CalibrationConfig:
     use_cache: bool = True
     cache_path: Path | None = None
     device: str = "cpu"  # where ONNX Runtime collects the ranges: cpu | cuda | cuda:N
-    #: The non-quantized part in "fp32" or "fp16" (TensorRT's strongly typed INT8 engines run it
+    #: The non-quantized part in "fp16" or "fp32" (TensorRT's strongly typed INT8 engines run it
     #: in the file's precision; "fp16" is what NVIDIA's tooling writes).
-    float_precision: str = "fp32"
+    float_precision: str = DEFAULT_FLOAT_PRECISION
     #: Refuse (AccuracyError, exit 1) a file that fails verify's INT8 criteria on its comparison set.
     require_pass: bool = True
+    #: Where Q/DQ go: "trt" (for TensorRT's fusions) or "conservative" (calibration.placement).
+    placement: str = DEFAULT_PLACEMENT
 
     def data_file(self) -> Path | None:
         """The calibration data as a file path, when it is one (for the overwrite check)."""

@@ -386,8 +386,32 @@ def inspect_report(desc: Any) -> list[RenderableType]:
         for k, v in desc.metadata.items():
             meta.add_row(_e(k), _e(v))
         out.append(meta)
+    if desc.coverage is not None:
+        out.append(coverage_table(desc.coverage))
     out += _graph_lines(desc.graph)
     return out
+
+
+def coverage_table(cov: Any) -> Table:
+    """INT8 coverage (exporters.coverage): activation bytes per image by precision, and more."""
+    table = _table(
+        "INT8 coverage (activation bytes a strongly typed engine writes per image; estimate)",
+        ("precision", "MiB per image", "share", "tensors"),
+        ("precision",),
+    )
+    for precision, size in cov.bytes_by_precision.items():
+        table.add_row(
+            precision.upper(),
+            f"{size / 2**20:.3f}",
+            f"{cov.share(precision):.1%}",
+            str(cov.tensors_by_precision.get(precision, 0)),
+        )
+    table.caption = (
+        f"total {cov.total_bytes / 2**20:.3f} MiB; {cov.float_islands} float island(s); "
+        f"{cov.unfoldable_qdq} Q/DQ pair(s) TensorRT cannot fold; "
+        f"{cov.dq_fed_fraction():.0%} of BatchNorm/MaxPool/Resize inputs from a DequantizeLinear"
+    )
+    return table
 
 
 def _graph_lines(graph: Any) -> list[RenderableType]:
@@ -485,7 +509,8 @@ def quantize_report(result: Any) -> list[RenderableType]:
         f"{result.source_size_bytes / 1e6:.1f} MB) in {result.seconds['total']:.1f} s: "
         f"{_e(result.method.label())} on {result.ranges.num_images} image(s), "
         f"{result.qdq['int8_weights']} INT8 weight tensors (per-channel), "
-        f"{result.qdq['quantize']} activation Q/DQ pairs (per-tensor, zero point 0)",
+        f"{result.qdq['quantize']} activation Q/DQ pairs (per-tensor, zero point 0), "
+        f"placement {_e(result.placement)}, float part {result.float_precision.upper()}",
         "  kept in higher precision: "
         + _e(", ".join(f"{n}× {op}" for op, n in kept.items()) or "nothing")
         + (f"; excluded groups: {_e(', '.join(groups))}" if groups else ""),
@@ -506,6 +531,8 @@ def quantize_report(result: Any) -> list[RenderableType]:
             _pct(row.top1),
         )
     out.append(table)
+    if result.coverage is not None:
+        out.append(coverage_table(result.coverage))
     if result.sensitivity is not None:
         out += _sensitivity_report(result.sensitivity, result.sensitivity_path)
     return out
