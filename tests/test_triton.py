@@ -24,8 +24,8 @@ from onnx import TensorProto, helper, numpy_helper
 
 pytest.importorskip("tritonclient.grpc", reason="the triton extra (tritonclient) is not installed")
 
+from deploy_ran.compare.metrics import compare  # noqa: E402
 from deploy_ran.errors import DeployRanError  # noqa: E402
-from deploy_ran.metrics import compare  # noqa: E402
 from deploy_ran.runners import load_runner  # noqa: E402
 from deploy_ran.runners.loader import backend_for  # noqa: E402
 from deploy_ran.runners.triton_runner import TritonRunner, parse_target  # noqa: E402
