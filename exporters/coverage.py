@@ -83,6 +83,8 @@ class Coverage:
         str, tuple[int, int]
     ]  # op type → (inputs read via DQ, activation inputs)
     notes: list[str] = field(default_factory=list)
+    #: Tensors written in a float precision (name → "fp32"/"fp16"): where the engine leaves INT8.
+    float_tensors: dict[str, str] = field(default_factory=dict)
 
     @property
     def total_bytes(self) -> int:
@@ -110,6 +112,7 @@ class Coverage:
             "unfoldable_qdq": self.unfoldable_qdq,
             "dq_fed_inputs": {op: list(v) for op, v in self.quantized_inputs.items()},
             "bn_maxpool_resize_dq_fed": round(self.dq_fed_fraction(), 4),
+            "float_tensors": dict(self.float_tensors),
             "notes": self.notes,
         }
 
@@ -130,8 +133,11 @@ def _numel_per_image(vi: onnx.ValueInfoProto | None) -> int | None:
 
 def int8_coverage(model: onnx.ModelProto) -> Coverage:
     """Coverage of ``model`` (any ONNX file; one without Q/DQ is all float)."""
+    work = onnx.ModelProto()
+    work.CopyFrom(model)
+    del work.graph.value_info[:]  # shapes another tool stored (some symbolic) are inferred anew
     try:
-        inferred = onnx.shape_inference.infer_shapes(model)
+        inferred = onnx.shape_inference.infer_shapes(work, data_prop=True)
     except Exception:  # noqa: BLE001 - shapes are best effort; unknown tensors are noted
         inferred = model
     graph = inferred.graph
@@ -170,6 +176,7 @@ def int8_coverage(model: onnx.ModelProto) -> Coverage:
     by_bytes: Counter[str] = Counter()
     by_count: Counter[str] = Counter()
     notes: list[str] = []
+    float_tensors: dict[str, str] = {}
     unknown = 0
 
     def written(name: str, elem_type: int | None = None) -> None:
@@ -183,6 +190,8 @@ def int8_coverage(model: onnx.ModelProto) -> Coverage:
         key = _NAMES[elem]
         by_bytes[key] += numel * _BYTES[elem]
         by_count[key] += 1
+        if key != "int8":
+            float_tensors[name] = key
 
     unfoldable = 0
     for node in graph.node:
@@ -281,6 +290,7 @@ def int8_coverage(model: onnx.ModelProto) -> Coverage:
         unfoldable_qdq=unfoldable,
         quantized_inputs={op: (v[0], v[1]) for op, v in sorted(quantized_inputs.items())},
         notes=notes,
+        float_tensors=float_tensors,
     )
 
 
