@@ -14,8 +14,8 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
-CHANNELS = 4
-SIZE = 8
+CHANNELS = 3
+SIZE = 16
 
 
 def tiny_ran(seed: int = 0) -> onnx.ModelProto:
