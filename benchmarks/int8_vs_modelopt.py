@@ -12,7 +12,7 @@ project's, so it runs from its own environment, given as ``--modelopt-python``::
 (``examples/digits.py`` writes ``digits.npz`` and trains the checkpoint ``export`` turns into
 ``digits.onnx``.) ModelOpt calibrates on the CPU with ``--calibration_eps cpu`` (its
 onnxruntime-gpu wheel runs the CPU provider without a GPU). The toolkit's files are calibrated
-on the same first ``--calib-images`` training images. Every file is then run by ONNX Runtime on the
+on the same first ``--calib-images`` training images (``calib.npy`` in ``--workdir``). Every file is then run by ONNX Runtime on the
 CPU over the test split and compared with FP32 by :func:`deploy_ran.compare.paired.compare_paired`
 (changed predictions, exact McNemar p, 95 % interval); coverage is :mod:`exporters.coverage`,
 counted the same way for every file. Writes ``int8_vs_modelopt.json`` and ``.md`` in ``--workdir``.
@@ -60,17 +60,20 @@ def build_modelopt(python: str, fp32: Path, calib: Path, method: str, out: Path)
     if done.returncode != 0 or not out.is_file():
         sys.stderr.write(done.stdout[-4000:] + done.stderr[-4000:])
         raise SystemExit(f"ModelOpt failed ({done.returncode}) for --calibration_method {method}")
+    from calibration.foreign import adopt_int8_file
+
+    adopt_int8_file(out, fp32)  # ModelOpt drops metadata_props; infer/evaluate need them
     return time.perf_counter() - started
 
 
 def build_project(
-    fp32: Path, npz: Path, images: int, method: str, placement: str, precision: str, out: Path
+    fp32: Path, calib: Path, images: int, method: str, placement: str, precision: str, out: Path
 ) -> float:
     from calibration.quantize import quantize_int8
 
     started = time.perf_counter()
     quantize_int8(
-        fp32, out, data=f"{npz}:x_train", method=method, num_images=images,
+        fp32, out, data=str(calib), method=method, num_images=images,
         placement=placement, float_precision=precision,
         cache_path=out.with_name(f"ranges-{method}.json"),
     )  # fmt: skip
@@ -108,7 +111,7 @@ def main() -> None:
         seconds = None
         if not out.is_file():
             seconds = build_project(
-                args.fp32, args.data, args.calib_images, method, placement, precision, out
+                args.fp32, calib, args.calib_images, method, placement, precision, out
             )
         files.append((label, out, seconds))
     for method in MODELOPT_METHODS:
