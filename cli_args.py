@@ -314,8 +314,13 @@ SensitivityOpt = Flag("--sensitivity", "Quantize one group at a time: table + JS
 NoCacheOpt = Flag("--no-cache", "Neither read nor write the range cache.")
 FloatPrecisionOpt = Opt(
     str,
-    "INT8: precision of the part left unquantized: fp32 | fp16 (FP32 I/O either way).",
-    Choice("fp32", "fp16"),
+    "INT8: precision of the part left unquantized: fp16 (default, as NVIDIA's tools) | fp32 (FP32 I/O either way).",
+    Choice("fp16", "fp32"),
+)
+PlacementOpt = Opt(
+    str,
+    "INT8: where Q/DQ go: trt (default; BN, MaxPool, Resize, gate Mul inputs too, for TensorRT's fusions) | conservative (Conv/Gemm and residual-Add inputs only).",
+    Choice("trt", "conservative"),
 )
 AllowFailingOpt = Flag(
     "--allow-failing", "Write the INT8 file even when it fails verify's INT8 criteria (warned)."

@@ -34,7 +34,7 @@ from typing import Any
 import numpy as np
 
 from calibration.defaults import DEFAULT_BINS, DEFAULT_METHOD, DEFAULT_PERCENTILE  # noqa: F401
-from calibration.entropy import QUANTIZED_BINS, entropy_threshold
+from calibration.entropy import FLOOR_PERCENTILE, QUANTIZED_BINS, entropy_threshold
 from deploy_ran.device import Device
 from deploy_ran.errors import DeployRanError
 from deploy_ran.fileio import atomic_write_text, temp_dir
@@ -89,6 +89,7 @@ class MethodConfig:
         if self.method == "entropy":
             out["quantized_bins"] = QUANTIZED_BINS
             out["search"] = "tensorrt-kl-abs"  # caches of ONNX Runtime's search are stale
+            out["floor_percentile"] = FLOOR_PERCENTILE
         return out
 
     def label(self) -> str:

@@ -39,6 +39,7 @@ CALIBRATION = Group(
     Field("no_cache", o.NoCacheOpt, "use_cache", invert=True),
     Field("calib_device", o.CalibDeviceOpt, "device"),
     Field("float_precision", o.FloatPrecisionOpt),
+    Field("placement", o.PlacementOpt),
     Field("allow_failing", o.AllowFailingOpt, "require_pass", invert=True),
     defaults_from=CalibrationConfig,
     check=_check,

@@ -152,6 +152,8 @@ class CalibrationConfig:
     float_precision: str = cal.DEFAULT_FLOAT_PRECISION
     #: Refuse (AccuracyError, exit 1) a file that fails verify's INT8 criteria on its comparison set.
     require_pass: bool = True
+    #: Where Q/DQ go: "trt" (for TensorRT's fusions) or "conservative" (calibration.placement).
+    placement: str = cal.DEFAULT_PLACEMENT
 
     def data_file(self) -> Path | None:
         """The calibration data as a file path, when it is one (for the overwrite check)."""
