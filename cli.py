@@ -228,6 +228,7 @@ def calibrate_cmd(
     eval_images: o.EvalImagesOpt = 200,
     no_cache: o.NoCacheOpt = False,
     device: o.CalibDeviceOpt = "cpu",
+    allow_tf32: o.Tf32Opt = False,
     float_precision: o.FloatPrecisionOpt = "fp32",
     allow_failing: o.AllowFailingOpt = False,
     output: o.Output(o.OptPath, "Default MODEL.int8.onnx.") = None,
@@ -254,6 +255,7 @@ def calibrate_cmd(
         eval_images=eval_images,
         use_cache=not no_cache,
         device=device,
+        allow_tf32=allow_tf32,
         float_precision=float_precision,
         require_pass=not allow_failing,
     )
@@ -433,6 +435,7 @@ def verify_cmd(
     atol: o.AtolOpt = None,
     rtol: o.RtolOpt = None,
     show_worst: o.ShowWorstOpt = 5,
+    allow_tf32: o.Tf32Opt = False,
     as_json: o.AsJson = False,
     output: o.Output(o.OptPath, "Write JSON here.") = None,
 ) -> None:
@@ -455,7 +458,7 @@ def verify_cmd(
             reference, candidate, data=data, num_inputs=num_images, batch_size=batch, seed=seed,
             criteria=criteria, device=device, reference_precision=reference_precision,
             candidate_precision=candidate_precision, providers=provider, threads=threads,
-            image_size=image_size, show_worst=show_worst, **weights,
+            image_size=image_size, show_worst=show_worst, allow_tf32=allow_tf32, **weights,
             progress=lambda side, done, total: status.update(f"verifying: {side} {done}/{total}…"),
         )  # fmt: skip
     if output is not None:
@@ -486,6 +489,7 @@ def bench_cmd(
     torch_modes: o.TorchModesOpt = "eager",
     torch_layouts: o.TorchLayoutsOpt = "default",
     ort_cuda_options: o.OrtCudaOptionsOpt = None,
+    allow_tf32: o.Tf32Opt = False,
     loader: o.LoaderOpt = False,
     image_size: o.ImageSizeOpt = None,
     checkpoint: o.CheckpointOpt = None,
@@ -511,7 +515,7 @@ def bench_cmd(
             torch_precisions=torch_precisions, image_size=image_size, checkpoint=checkpoint,
             workdir=workdir, output=output, plot=not no_plot, torch_modes=torch_modes,
             torch_layouts=torch_layouts, ort_cuda_options=ort_cuda_options,
-            loader=loader,
+            allow_tf32=allow_tf32, loader=loader,
         )  # fmt: skip
         result = run_benchmark(
             settings, progress=lambda msg: status.update(f"benchmarking: {escape(msg)}…")

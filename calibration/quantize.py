@@ -46,6 +46,7 @@ from calibration.ranges import (
     Ranges,
     calibrate_ranges,
 )
+from calibration.memory import estimate_memory
 from calibration.sensitivity import SensitivityReport, analyze_sensitivity
 from deploy_ran.artifacts import ArtifactInfo, get_metadata, load_onnx, set_metadata
 from deploy_ran.errors import AccuracyError, DeployRanError, ExportError
@@ -224,6 +225,7 @@ def quantize_int8(
     device: str = "cpu",
     float_precision: str = "fp32",
     require_pass: bool = True,
+    allow_tf32: bool = False,
 ) -> QuantizeResult:
     """Quantize the FP32 ONNX file at ``onnx_path`` to an INT8 Q/DQ file (default ``*.int8.onnx``).
 
@@ -298,6 +300,10 @@ def quantize_int8(
             hint="INT8 Q/DQ here targets convolutional networks exported by deploy-ran.",
         )
     onnx_sha = sha256_file(source)
+    # Said before the run, and a batch that would not fit is refused with one that would.
+    memory = estimate_memory(model, tensors, batch, device)
+    say(memory.summary(), 1, 1)
+    memory.require_fits(fixed_batch=static_batch)
     timings["prepare"] = time.perf_counter() - started
 
     loaded: dict[str, CalibrationData] = {}
@@ -335,6 +341,7 @@ def quantize_int8(
         input_name=input_name,
         progress=say,
         device=device,
+        allow_tf32=allow_tf32,
     )
     timings["calibrate"] = time.perf_counter() - t0 - timings.get("load", 0.0)
     for phase, seconds in ranges.phases.items():  # "collect" (run + histograms), "ranges"
@@ -368,6 +375,7 @@ def quantize_int8(
                 f"The cached ranges were calibrated on {ranges.num_images} images; NVIDIA "
                 f"recommends at least {RECOMMENDED_MIN_IMAGES} for INT8 (num_images)."
             )
+    data_report["memory_estimate"] = memory.as_dict()
     if static_batch:
         eval_set = eval_set[: (len(eval_set) // batch) * batch]
 

@@ -18,6 +18,7 @@ graph-checked but not compared with eager PyTorch.
 
 from __future__ import annotations
 
+import functools
 import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields
@@ -58,9 +59,16 @@ class Checks(Protocol):
         """Compare a reduced-precision file with its reference (module or FP32 file)."""
 
     def run_model(
-        self, model: onnx.ModelProto | Path, inputs: np.ndarray, batch_size: int
+        self,
+        model: onnx.ModelProto | Path,
+        inputs: np.ndarray,
+        batch_size: int,
+        *,
+        device: str = "cpu",
+        allow_tf32: bool = False,
     ) -> Mapping[str, np.ndarray]:
-        """Every output of ``model`` on ``inputs`` (for calibration's evaluation)."""
+        """Every output of ``model`` on ``inputs`` on ``device`` (for calibration's evaluation:
+        the agreement and sensitivity checks run where the ranges were measured)."""
 
 
 # ------------------------------------------------------------------------------------ targets
@@ -194,6 +202,8 @@ class CalibrationConfig:
     use_cache: bool = True
     cache_path: Path | None = None
     device: str = "cpu"  # where ONNX Runtime collects the ranges: cpu | cuda | cuda:N
+    #: FP32 convolutions in TF32 on CUDA (ONNX Runtime's use_tf32); off: FP32 ranges are FP32.
+    allow_tf32: bool = False
     #: The non-quantized part in "fp32" or "fp16" (TensorRT's strongly typed INT8 engines run it
     #: in the file's precision; "fp16" is what NVIDIA's tooling writes).
     float_precision: str = "fp32"
@@ -409,7 +419,7 @@ def convert(
         source,
         target_path,
         **settings,
-        run_model=checks.run_model if checks is not None else None,
+        run_model=_run_model_on(checks, calibration),
         progress=calibration_progress,
     )
     result.path, result.precision = Path(result.int8.path), "int8"
@@ -417,3 +427,16 @@ def convert(
         f"calibrated {result.path} (INT8 Q/DQ; {result.int8.ranges.cache_note})"
     )
     return result
+
+
+def _run_model_on(checks: Checks | None, calibration: CalibrationConfig) -> Any:
+    """``checks.run_model`` bound to the calibration's device and arithmetic, so the comparison
+    with FP32 and the sensitivity table are measured where the ranges were (a CUDA calibration
+    judged on the CPU would hide what the GPU computes)."""
+    if checks is None:
+        return None
+    if calibration.device == "cpu" and not calibration.allow_tf32:
+        return checks.run_model
+    return functools.partial(
+        checks.run_model, device=calibration.device, allow_tf32=calibration.allow_tf32
+    )
