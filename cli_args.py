@@ -268,12 +268,10 @@ NoDefaultKeepOpt = Flag(
 )
 
 # calibration
-DataOpt = Opt(
-    OptStr,
-    "Image folder / glob / .txt list, preprocessed .npy/.npz (file.npz:key), or 'synthetic'. Default: the built-in sample photos (demo only).",
-)
 CalibDataOpt = Opt(
-    OptStr, "--int8: image folder / glob / list / .npy/.npz; default built-in sample."
+    OptStr,
+    "Image folder / glob / .txt list, preprocessed .npy/.npz (file.npz:key), or 'synthetic'. "
+    "Default: the built-in sample photos (a demo, not real calibration data).",
 )
 MethodOpt = Opt(
     str,
@@ -332,34 +330,13 @@ WorkspaceOpt = Opt(
 OptLevelOpt = Opt(int, "Builder optimization level 0-5.", Number(int, 0, 5))
 TimingCacheOpt = Opt(OptPath, "Timing cache file, loaded and saved.")
 Tf32Opt = Flag("--allow-tf32", "Allow TF32 (off: FP32 parity).")
+CalibTf32Opt = Flag("--calib-allow-tf32", "Calibration on CUDA: allow TF32 (off: FP32 ranges).")
 VersionCompatibleOpt = Flag("--version-compatible", "Plan runs on later TensorRT versions.")
 HardwareOpt = Opt(
     str, "none | ampere_plus | same_cc (10.16+).", Choice("none", "ampere_plus", "same_cc")
 )
 LayerInfoOpt = Flag("--layer-info", "Per-layer report (JSON) and layer precisions.")
 VerboseOpt = Flag("--verbose", "Print TensorRT's log.")
-
-
-def build_flags(options: Any) -> str:
-    """Engine build options as this command line's flags (the 'finish on a GPU host' command)."""
-    values = {
-        "--min-batch": options.min_batch,
-        "--opt-batch": options.opt_batch,
-        "--max-batch": options.max_batch,
-        "--workspace": options.workspace_mib,
-        "--timing-cache": options.timing_cache,
-        "--opt-level": None if options.optimization_level == 3 else options.optimization_level,
-        "--hardware-compatibility": None
-        if options.hardware_compatibility == "none"
-        else options.hardware_compatibility,
-    }
-    flags = [f"{f} {v}" for f, v in values.items() if v is not None]
-    switches = {
-        "--allow-tf32": options.allow_tf32,
-        "--version-compatible": options.version_compatible,
-        "--layer-info": options.layer_info,
-    }
-    return "".join(f"{f} " for f in flags + [f for f, on in switches.items() if on])
 
 
 def check_profile(**batches: int | None) -> None:
@@ -409,7 +386,23 @@ RepoMaxBatchOpt = Opt(
     Number(int, 0, MAX_BATCH),
 )
 InstancesOpt = Opt(int, "Model instances (instance_group count, 1-64).", Number(int, 1, 64))
-KindOpt = Opt(str, "Instance kind: gpu | cpu.", Choice("gpu", "cpu"))
+KindOpt = Opt(
+    str, "Instance kind: auto (GPU where the server has one) | gpu | cpu.", Choice("auto", "gpu", "cpu")
+)
+RepoThreadsOpt = Opt(
+    OptInt, "CPU instances of an ONNX model: ONNX Runtime intra-op threads each (1-1024).",
+    Number(int, 1, 1024), "--threads",
+)
+MaxQueueSizeOpt = Opt(
+    int, "Requests waiting before Triton rejects more (bounded queue, 1-1,000,000).",
+    Number(int, 1, 1_000_000),
+)
+TrtCachePathOpt = Opt(
+    OptStr, "--tensorrt-accelerator: engine/timing cache folder on the server (persistent volume).",
+)
+TrtWorkspaceOpt = Opt(
+    int, "--tensorrt-accelerator: TensorRT workspace in MiB (1-1,048,576).", Number(int, 1, 1 << 20)
+)
 QueueDelayOpt = Opt(
     int, "Dynamic batching: longest wait to fill a batch, in µs (0-10,000,000).",
     Number(int, 0, 10_000_000),
@@ -445,7 +438,7 @@ ArtifactsOpt = Opt(
 )
 BatchSizesOpt = Opt(
     str,
-    f"Comma-separated batch sizes (each 1-{MAX_BATCH}).",
+    f"Batch sizes, comma-separated (each 1-{MAX_BATCH}): one row per backend and batch.",
     ListOf(BATCH, f"integers (positive batch sizes, 1-{MAX_BATCH})"),
 )
 WarmupOpt = Opt(float, "Warm-up seconds per row (0-86400).", SECONDS)
@@ -495,89 +488,3 @@ OrtCudaOptionsOpt = Opt(
     key_values,
 )
 LoaderOpt = Flag("--loader", "Also time one infer loader worker on 12-MP JPEGs (full vs reduced).")
-
-
-def flags_for(param: str, mapping: dict[str, str]) -> str:
-    """The command line's spelling of a library parameter (``batch_size`` → ``--batch``)."""
-    return mapping.get(param, "--" + param.replace("_", "-"))
-
-
-# --------------------------------------------------------------------------------------------
-# progress displays while a command runs
-
-
-def phase_bar(console: Any, transient: bool = True) -> Any:
-    """A rich progress display with one bar per phase (see :class:`PhaseProgress`)."""
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
-
-    columns = (BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
-    return Progress(
-        "[progress.description]{task.description}", *columns, console=console, transient=transient
-    )
-
-
-class PhaseProgress:
-    """A calibration ``progress(phase, done, total)`` callback: a bar per phase, made when first seen."""
-
-    LABELS = {
-        "load": "decode + preprocess images",
-        "collect": "calibrate (ONNX Runtime)",
-        "thresholds": "entropy thresholds",
-        "sensitivity": "sensitivity (one group at a time)",
-        "auto-exclude": "auto-exclude",
-        "check": "INT8 vs FP32 check",
-    }
-
-    def __init__(self, progress: Any) -> None:
-        self.progress, self.tasks = progress, {}
-
-    def __call__(self, phase: str, done: int, total: int) -> None:
-        from rich.markup import escape
-
-        if phase not in self.tasks:
-            label = self.LABELS.get(phase, escape(phase))
-            self.tasks[phase] = self.progress.add_task(label, total=total)
-        self.progress.update(self.tasks[phase], completed=done, total=total)
-
-
-class InferBar:
-    """infer's ``progress(done, total)``: shown once images flow; the rate excludes start-up."""
-
-    def __init__(self, console: Any) -> None:
-        from rich.progress import (
-            BarColumn,
-            MofNCompleteColumn,
-            Progress,
-            TextColumn,
-            TimeElapsedColumn,
-            TimeRemainingColumn,
-        )
-
-        rate = TextColumn("{task.fields[rate]}")
-        columns = (
-            BarColumn(),
-            MofNCompleteColumn(),
-            rate,
-            TimeElapsedColumn(),
-            TimeRemainingColumn(),
-        )
-        self.bar = Progress(TextColumn("[bold]infer"), *columns, console=console)
-        self.task = self.bar.add_task("infer", total=None, rate="")
-        self.first: tuple[float, int] | None = None
-
-    def __enter__(self) -> InferBar:
-        return self
-
-    def __call__(self, done: int, total: int) -> None:
-        import time
-
-        now = time.perf_counter()
-        if self.first is None:
-            self.bar.start()  # only once the checks passed and images flow
-            self.first = (now, done)
-        start, count = self.first
-        rate = f"{(done - count) / (now - start):.1f} img/s" if now > start else ""
-        self.bar.update(self.task, completed=done, total=total, rate=rate)
-
-    def __exit__(self, *exc: object) -> None:
-        self.bar.stop()

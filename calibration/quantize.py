@@ -235,7 +235,7 @@ def quantize_int8(
     groups in FP32 until top-1 agreement with FP32 reaches ``target_agreement`` (default 0.99).
     ``sensitivity``: also measure each group quantized alone. ``run_model`` runs the FP32 and
     Q/DQ graphs for the comparison with FP32, the sensitivity table and ``"auto"`` (calibration sits
-    below the runners: ``deploy_ran.checks.RunnerChecks().run_model``); without it the file is
+    below the runners: ``deploy_ran.compare.runner_checks.RunnerChecks().run_model``); without it the file is
     written unchecked and ``sensitivity``/``"auto"`` are refused. Nothing is written on failure.
 
     ``float_precision="fp16"`` writes the non-quantized part in FP16 (FP32 graph I/O, the FP16

@@ -12,7 +12,7 @@ and ``build-engine`` call, and what a Python user calls. It is the one place tha
 
 It sits above ``exporters`` and ``calibration`` and below the runners, so it runs no model itself:
 numerical checks come from the ``checks`` object the caller passes (:class:`Checks`;
-``deploy_ran.checks.RunnerChecks`` is the one the CLI uses). Without it every file is still
+``deploy_ran.compare.runner_checks.RunnerChecks`` is the one the CLI uses). Without it every file is still
 graph-checked but not compared with eager PyTorch.
 """
 
@@ -50,7 +50,7 @@ SERVED_SCHEMES = ("triton", "triton+http", "triton+grpc")
 
 
 class Checks(Protocol):
-    """The numerical checks a conversion asks for; see ``deploy_ran.checks.RunnerChecks``."""
+    """The numerical checks a conversion asks for; see ``deploy_ran.compare.runner_checks.RunnerChecks``."""
 
     def check_export(self, eager: Any, onnx_file: Path) -> Any:
         """Compare eager PyTorch with the written ONNX file; raise to refuse the file."""

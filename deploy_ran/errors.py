@@ -60,3 +60,48 @@ class AccuracyError(DeployRanError):
     """
 
     exit_code = 1
+
+
+#: errno values that a user fixes by changing a path (name, permissions, type).
+_PATH_ERRNOS = {
+    "ENAMETOOLONG": "the name is longer than the filesystem allows (255 bytes a name)",
+    "ELOOP": "it is a symlink loop",
+    "ENOENT": "it does not exist",
+    "EACCES": "permission denied",
+    "EPERM": "operation not permitted",
+    "EISDIR": "it is a folder",
+    "ENOTDIR": "a part of it is not a folder",
+    "EROFS": "the filesystem is read-only",
+    "ENXIO": "it is a device or pipe with nothing on the other side",
+}
+
+
+def system_error(exc: BaseException) -> DeployRanError | None:
+    """The user-facing error for an ``OSError`` about a path or a ``MemoryError``; None for
+    anything else (a bug, which should keep its traceback).
+
+    The last net under every command: each reader checks its own inputs, but a path the user
+    gave can still fail deep inside a library (a 240-byte output name, a symlink loop), and the
+    answer must be the path and what to change, not a traceback.
+    """
+    import errno
+
+    if isinstance(exc, MemoryError):
+        return DeployRanError(
+            "Ran out of memory: an input asks for more than this machine has "
+            f"({exc or 'allocation failed'}).",
+            hint="Check the input's declared shape or image size and the batch size.",
+        )
+    if not isinstance(exc, OSError) or exc.errno is None:
+        return None
+    name = errno.errorcode.get(exc.errno, "")
+    if name not in _PATH_ERRNOS:
+        return None
+    where = exc.filename if exc.filename is not None else "a path"
+    if isinstance(where, bytes):
+        where = where.decode("utf-8", "backslashreplace")
+    return DeployRanError(
+        f"Cannot use {where}: {_PATH_ERRNOS[name]}.",
+        hint="Choose another path (shorter name, existing folder, readable file, --output "
+        "elsewhere).",
+    )

@@ -26,7 +26,6 @@ never as the end of a run:
 
 from __future__ import annotations
 
-import glob
 import os
 import warnings
 from collections.abc import Iterable, Mapping
@@ -37,6 +36,7 @@ import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from deploy_ran.errors import DeployRanError
+from deploy_ran.fileio import glob_files, read_regular_bytes, require_regular_file, walk_files
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
 MAX_PIXELS = 89_478_485  # PIL's default Image.MAX_IMAGE_PIXELS (warning threshold): ~270 MB RGB
@@ -61,11 +61,8 @@ def find_images(source: str | Path | Iterable[str | Path], recursive: bool = Tru
         path = Path(text)
         if path.is_dir():
             pattern = "**/*" if recursive else "*"
-            paths = sorted(
-                p
-                for p in path.glob(pattern)
-                if p.suffix.lower() in IMAGE_EXTENSIONS and p.is_file()
-            )
+            found = walk_files(path) if recursive else (p for p in path.iterdir() if p.is_file())
+            paths = sorted(p for p in found if p.suffix.lower() in IMAGE_EXTENSIONS)
             if not paths:
                 raise ImageError(
                     f"Folder {display_path(path)} holds no images ({', '.join(IMAGE_EXTENSIONS)}).",
@@ -83,7 +80,7 @@ def find_images(source: str | Path | Iterable[str | Path], recursive: bool = Tru
         elif path.is_file():
             paths = [path]
         elif any(ch in text for ch in "*?["):
-            paths = sorted(Path(p) for p in glob.glob(text, recursive=True) if Path(p).is_file())
+            paths = glob_files(text)
         else:
             raise ImageError(
                 f"{display_path(text)} does not exist.",
@@ -105,11 +102,9 @@ def read_path_list(path: str | Path) -> list[str]:
     encoding (UTF-8, latin-1, or neither). A UTF-8 byte-order mark is dropped.
     """
     try:
-        data = Path(path).read_bytes()
-    except OSError as exc:
-        raise ImageError(
-            f"Cannot read the list {path} ({exc.strerror or exc}).", hint="Check the path."
-        ) from None
+        data = read_regular_bytes(path, "list of images", max_bytes=256 << 20)
+    except DeployRanError as exc:
+        raise ImageError(exc.message, hint=exc.hint) from None
     if data.startswith(b"\xef\xbb\xbf"):
         data = data[3:]
     return os.fsdecode(data).splitlines()
@@ -140,6 +135,10 @@ def load_rgb(
     """
     shown = display_path(path)
     path = Path(path)
+    try:  # a FIFO would block PIL's open, /dev/zero would never end
+        require_regular_file(path, "image")
+    except DeployRanError as exc:
+        raise ImageError(exc.message, hint=exc.hint) from None
     try:
         with warnings.catch_warnings():
             # Our own limit below replaces PIL's warning; its hard limit (2x) still raises.

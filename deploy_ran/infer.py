@@ -68,6 +68,7 @@ from deploy_ran.fileio import (
     exclusive_lock,
     is_disk_full,
     publish,
+    read_utf8_lines,
     refuse_output_over_inputs,
     sha256_file,
     temp_sibling,
@@ -229,24 +230,7 @@ def read_labels(path: str | Path) -> list[str]:
     A file in another encoding (latin-1, cp1252, UTF-16) is refused with the line that failed
     rather than guessed: a wrongly decoded label would be written into every record.
     """
-    path = Path(path)
-    if not path.is_file():
-        raise DeployRanError(
-            f"Labels file {path} does not exist.", hint="Check the labels path.", param="labels"
-        )
-    data = path.read_bytes()
-    try:
-        text = data.decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        line = data.count(b"\n", 0, exc.start) + 1
-        raise DeployRanError(
-            f"Labels file {path} is not UTF-8 text (byte 0x{data[exc.start]:02x} on line {line}).",
-            hint=f"Convert it to UTF-8, e.g. iconv -f latin1 -t utf-8 {path} > labels.utf8.txt",
-            param="labels",
-        ) from None
-    lines = text.splitlines()
-    while lines and not lines[-1].strip():
-        lines.pop()
+    lines = read_utf8_lines(path, "labels file", param="labels")
     if not lines:
         raise DeployRanError(
             f"Labels file {path} is empty.", hint="One class name per line.", param="labels"

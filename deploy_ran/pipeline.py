@@ -67,7 +67,7 @@ def run_demo(
     """Run the whole pipeline for ``model`` into ``workdir``; see the module docstring."""
     from calibration.data import BUILTIN_NOTE
     from deploy_ran.bench import BenchSettings, run_benchmark
-    from deploy_ran.checks import RunnerChecks
+    from deploy_ran.compare.runner_checks import RunnerChecks
     from deploy_ran.convert import CalibrationConfig, ExportConfig, convert
     from deploy_ran.fileio import atomic_write_text, json_text
     from deploy_ran.tables import bench_table, environment_table

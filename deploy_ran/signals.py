@@ -26,13 +26,49 @@ class Terminated(KeyboardInterrupt):
         self.signum = signum
 
     @property
+    def name(self) -> str:
+        """The signal's name, ``SIGTERM``."""
+        return signal.Signals(self.signum).name
+
+    @property
     def exit_code(self) -> int:
         """What a shell expects from a process ended by this signal (143 for SIGTERM)."""
         return 128 + self.signum
 
 
+#: The first stopping signal this process received (None: none yet). A library that catches
+#: every exception (PyTorch's ONNX exporter wraps a KeyboardInterrupt in its own error, Ray
+#: re-raises it as a task error) would otherwise turn "stopped" into a misleading failure; the
+#: CLI asks :func:`received` and reports the signal instead.
+_received: int | None = None
+
+
+def received() -> int | None:
+    """The signal number that asked this process to stop, or None."""
+    return _received
+
+
+def stop_signal(exc: BaseException | None = None) -> int | None:
+    """The signal that ``exc`` (or the process) was stopped by: SIGTERM/SIGHUP from
+    :class:`Terminated`, SIGINT from a plain ``KeyboardInterrupt``, else what :func:`received`
+    recorded (None: not stopped by a signal)."""
+    if isinstance(exc, Terminated):
+        return exc.signum
+    if isinstance(exc, KeyboardInterrupt):
+        return _received or signal.SIGINT
+    return _received
+
+
 def _raise_terminated(signum: int, _frame: FrameType | None) -> None:
+    global _received
+    _received = _received or signum
     raise Terminated(signum)
+
+
+def _raise_interrupt(signum: int, _frame: FrameType | None) -> None:
+    global _received
+    _received = _received or signum
+    raise KeyboardInterrupt
 
 
 def install_signal_handlers() -> list[str]:
@@ -45,6 +81,8 @@ def install_signal_handlers() -> list[str]:
     if threading.current_thread() is not threading.main_thread():
         return []
     installed = []
+    if signal.getsignal(signal.SIGINT) is signal.default_int_handler:
+        signal.signal(signal.SIGINT, _raise_interrupt)  # same behaviour, but remembered
     for name in HANDLED:
         signum = getattr(signal, name, None)
         if signum is None:

@@ -2,8 +2,8 @@
 
 ``verify(reference, candidate)`` builds both sides (model name, ONNX file or engine), feeds them the
 same inputs (images preprocessed as the artifact says, ``.npy``/``.npz`` arrays, or a seeded random
-set), and hands both runners to the comparator (:func:`deploy_ran.comparator.compare`), which
-judges the candidate against the criteria of its precision (:mod:`deploy_ran.comparison` holds the
+set), and hands both runners to the comparator (:func:`deploy_ran.compare.run.compare`), which
+judges the candidate against the criteria of its precision (:mod:`deploy_ran.compare.criteria` holds the
 table of limits). Every criterion can be overridden or added to (``max_abs``, ``min_psnr``,
 ``min_top5``, and ``atol``/``rtol`` for an element-wise ``|c - r| ≤ atol + rtol·|r|`` check).
 The inputs that match worst are named (file names for images, ``file.npy[i]`` or ``random[i]``
@@ -20,8 +20,9 @@ from typing import Any
 
 import numpy as np
 
-from deploy_ran.comparator import VerifyResult, compare
-from deploy_ran.comparison import criteria_for, precision_family  # noqa: F401 - re-exported
+from deploy_ran.compare.criteria import criteria_for, precision_family  # noqa: F401 - re-exported
+from deploy_ran.compare.results import VerifyResult
+from deploy_ran.compare.run import compare
 from deploy_ran.errors import DeployRanError
 from deploy_ran.runners import BaseRunner, load_runner
 from deploy_ran.runners.loader import backend_for

@@ -272,7 +272,7 @@ def evaluate_precisions(
     with FP32 on calibration images reaches ``AUTO_TARGET_AGREEMENT`` (``--exclude auto``).
     """
     from calibration.quantize import cache_path_for
-    from deploy_ran.checks import RunnerChecks
+    from deploy_ran.compare.runner_checks import RunnerChecks
     from deploy_ran.convert import CalibrationConfig, ExportConfig, convert
 
     say = progress or (lambda _m: None)

@@ -53,7 +53,7 @@ class ExportResult:
     seconds: float
     graph: GraphReport
     # What the caller's check returned (a comparison of eager PyTorch with this file, see
-    # deploy_ran.checks), or None when the export was not checked.
+    # deploy_ran.compare.runner_checks), or None when the export was not checked.
     check: Any = None
     simplified: bool = True
     nodes_before_simplify: int = 0
@@ -292,7 +292,7 @@ def export_onnx(
     """Export a registered model to a checked FP32 ONNX file (default ``NAME.onnx``).
 
     ``check(eager_model, written_file)`` runs on the complete file under its temporary name, before
-    it is renamed into place (:class:`deploy_ran.checks.RunnerChecks` compares eager PyTorch with
+    it is renamed into place (:class:`deploy_ran.compare.runner_checks.RunnerChecks` compares eager PyTorch with
     ONNX Runtime); whatever it raises aborts the export. Raises :class:`ExportError` (graph
     checks) or another :class:`DeployRanError` for bad input; in every case nothing is written.
     """

@@ -9,7 +9,7 @@ import onnx
 import pytest
 
 from deploy_ran.artifacts import precision_of
-from deploy_ran.checks import RunnerChecks
+from deploy_ran.compare.runner_checks import RunnerChecks
 from deploy_ran.convert import (
     CalibrationConfig,
     ExportConfig,

@@ -64,12 +64,17 @@ class _Config:
         return f"{self.backend}{precision}{self.suffix_hint}{self.suffix}"
 
 
-def run_benchmark(settings: BenchSettings, progress: Say | None = None) -> BenchResult:
+def run_benchmark(
+    settings: BenchSettings,
+    progress: Say | None = None,
+    row_done: Callable[[BenchRow], None] | None = None,
+) -> BenchResult:
     """Benchmark ``settings.model`` on each backend (see :mod:`deploy_ran.bench` for the method).
 
     Saves JSON/CSV (+ PNG) when ``settings.output`` is set (see
     :func:`deploy_ran.bench.report.save_result`). ``progress(message)`` is told what is being
-    done.
+    done; ``row_done(row)`` gets each row as soon as it is measured (a long run shows results
+    as they come, not only at the end).
     """
     from deploy_ran.models import get_spec
     from deploy_ran.runners.ort_runner import default_threads
@@ -109,9 +114,13 @@ def run_benchmark(settings: BenchSettings, progress: Say | None = None) -> Bench
         rows: list[BenchRow] = []
         for batch in settings.batch_sizes:
             if settings.interleave:
-                rows.extend(_measure_interleaved(configs, batch, settings, say))
+                measured = _measure_interleaved(configs, batch, settings, say)
             else:
-                rows.extend(_measure_row(cfg, batch, settings, say) for cfg in configs)
+                measured = (_measure_row(cfg, batch, settings, say) for cfg in configs)
+            for row in measured:
+                rows.append(row)
+                if row_done is not None:
+                    row_done(row)
     add_speedups(rows)
     loader = _measure_loader(settings.model, size, rows, say) if settings.loader else None
     result = BenchResult(
@@ -251,7 +260,7 @@ def _ort_configs(
         else:
             folder = settings.workdir
             folder.mkdir(parents=True, exist_ok=True)
-        from deploy_ran.checks import RunnerChecks
+        from deploy_ran.compare.runner_checks import RunnerChecks
         from deploy_ran.convert import ExportConfig, convert
 
         say(f"exporting {model} to FP32 ONNX")

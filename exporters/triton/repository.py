@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from deploy_ran.fileio import atomic_path
+from deploy_ran.fileio import atomic_path, read_utf8_lines
 from exporters.triton import config as configs
 from exporters.triton.artifact import Artifact, TritonRepoError, read_artifact
 from exporters.triton.preprocess_model import model_source
@@ -65,12 +65,7 @@ def default_name(path: Path) -> str:
 
 def read_labels(path: Path, artifact: Artifact) -> bytes:
     """Labels, one per line, checked against the class count."""
-    if not path.is_file():
-        raise TritonRepoError(
-            f"Labels file {path} does not exist.", hint="Give a text file with one class name a line."
-        )
-    labels = [line.strip() for line in path.read_text(encoding="utf-8").splitlines()]
-    labels = [line for line in labels if line]
+    labels = [line for line in read_utf8_lines(path, "labels file", param="labels") if line]
     classes = artifact.num_classes
     if classes is None and artifact.outputs:
         out = next(o for o in artifact.outputs if o.name == configs.classification_output(artifact))

@@ -4,7 +4,7 @@ The conversion layer (:mod:`deploy_ran.convert`) sits below the runners, so it c
 takes a :class:`deploy_ran.convert.Checks` object instead and calls it at the right moment (after
 the file is written to its temporary name, before it is renamed into place). :class:`RunnerChecks`
 is that object: eager PyTorch in a :class:`TorchRunner`, ONNX files in an :class:`OrtRunner`, the
-comparison by :func:`deploy_ran.comparator.compare`. Pass ``checks=RunnerChecks()`` to
+comparison by :func:`deploy_ran.compare.run.compare`. Pass ``checks=RunnerChecks()`` to
 :func:`deploy_ran.convert.convert` to get exactly what the CLI checks.
 
 Precision as TensorRT computes it:
@@ -27,7 +27,8 @@ import numpy as np
 import onnx
 from torch import nn
 
-from deploy_ran.comparator import VerifyResult, compare
+from deploy_ran.compare.results import VerifyResult
+from deploy_ran.compare.run import compare
 from deploy_ran.errors import ParityError
 from deploy_ran.runners.ort_runner import QDQ_ARITHMETIC, OrtRunner
 from deploy_ran.runners.reference_runner import ReferenceRunner
