@@ -24,6 +24,7 @@ from cli_options.criteria import CRITERIA
 from cli_options.engine import ENGINE, finish_flags
 from cli_options.model import EXPORT, MODEL
 from cli_options.runner import RUNNER
+from cli_options.triton import TRITON_REPO
 from cli_render import Progress, console, err_console, print_error, show
 from deploy_ran.errors import DeployRanError
 from deploy_ran.fileio import json_text, refuse_output_over_inputs
@@ -302,6 +303,7 @@ def verify_cmd(
     candidate_precision: o.TorchPrecisionOpt = None,
     image_size: o.ImageSizeOpt = None,
     show_worst: o.ShowWorstOpt = 5,
+    allow_tf32: o.Tf32Opt = False,
     as_json: o.AsJson = False,
     output: o.Output(o.OptPath, "Write JSON here.") = None,
 ) -> None:
@@ -320,7 +322,7 @@ def verify_cmd(
             reference, candidate, data=data, num_inputs=num_images, batch_size=batch, seed=seed,
             criteria=criteria.config, reference_precision=reference_precision,
             candidate_precision=candidate_precision, image_size=image_size,
-            show_worst=show_worst, **weights, **runner.config,
+            show_worst=show_worst, allow_tf32=allow_tf32, **weights, **runner.config,
             progress=lambda side, done, total: progress.say(f"{side} {done}/{total}"),
         )  # fmt: skip
     if output is not None:
@@ -390,6 +392,7 @@ def bench_cmd(
     torch_modes: o.TorchModesOpt = "eager",
     torch_layouts: o.TorchLayoutsOpt = "default",
     ort_cuda_options: o.OrtCudaOptionsOpt = None,
+    allow_tf32: o.Tf32Opt = False,
     loader: o.LoaderOpt = False,
     image_size: o.ImageSizeOpt = None,
     checkpoint: o.CheckpointOpt = None,
@@ -414,7 +417,7 @@ def bench_cmd(
     settings = BenchSettings(
         model, backends=backends, artifacts=artifact_list, batch_sizes=batch,
         warmup=warmup, duration=duration, iterations=iterations, device=device, copies=copies,
-        cuda_graphs=cuda_graphs, interleave=interleave, threads=threads,
+        cuda_graphs=cuda_graphs, interleave=interleave, threads=threads, allow_tf32=allow_tf32,
         torch_precisions=torch_precisions, image_size=image_size, checkpoint=checkpoint,
         workdir=workdir, output=output, plot=not no_plot, torch_modes=torch_modes,
         torch_layouts=torch_layouts, ort_cuda_options=ort_cuda_options, loader=loader,
@@ -474,32 +477,21 @@ def infer_cmd(
 
 
 @command("triton-repo")
-@groups(model=MODEL)
+@groups(model=MODEL, repo=TRITON_REPO)
 def triton_repo_cmd(
     targets: Annotated[list[str], typer.Argument(help=".onnx / .plan (+ .plan.json) / model names.")],
     model: GroupValues,
+    repo: GroupValues,
     output: o.RepoOutputOpt = Path("model_repository"),
-    name: o.RepoNameOpt = None,
-    max_batch: o.RepoMaxBatchOpt = None,
-    instances: o.InstancesOpt = 1,
-    kind: o.KindOpt = "gpu",
-    max_queue_delay_us: o.QueueDelayOpt = 100,
-    labels: o.LabelsOpt = None,
-    preprocess: o.PreprocessOpt = False,
-    tensorrt_accelerator: o.TrtAcceleratorOpt = False,
-    force: o.ForceOpt = False,
 ) -> None:
     """Write a Triton Inference Server model repository (config.pbtxt through Triton's schema)."""
     from deploy_ran.compare.runner_checks import RunnerChecks
     from deploy_ran.convert import convert
     from deploy_ran.fileio import temp_dir
     from deploy_ran.tables import triton_summary
-    from exporters.triton import RepoOptions, write_repository
+    from exporters.triton import write_repository
 
-    options = RepoOptions(
-        name, max_batch, instances, kind, max_queue_delay_us, labels, preprocess,
-        tensorrt_accelerator, force,
-    )  # fmt: skip
+    options = repo.config
     options.check()  # before any export
     with temp_dir("deploy-ran-triton-") as tmp, Progress("writing the repository") as progress:
         files = [

@@ -41,6 +41,7 @@ from calibration.defaults import (
     DEFAULT_TARGET_AGREEMENT,
 )
 from calibration.evaluate import OutputAgreement, RunModel, agreement, judge, require_runner
+from calibration.memory import estimate_memory
 from calibration.placement import PLACEMENTS, QuantPlan, plan_quantization
 from calibration.qdq import build_qdq_model, count_qdq, with_fp16_float_part
 from calibration.ranges import MethodConfig, Ranges
@@ -196,6 +197,7 @@ def quantize_int8(
     float_precision: str = DEFAULT_FLOAT_PRECISION,
     require_pass: bool = True,
     placement: str = DEFAULT_PLACEMENT,
+    allow_tf32: bool = False,
 ) -> QuantizeResult:
     """Quantize the FP32 ONNX file at ``onnx_path`` to an INT8 Q/DQ file (default ``*.int8.onnx``).
 
@@ -240,11 +242,16 @@ def quantize_int8(
     src = load_source(source, data, num_images, seed, batch)
     batch = src.batch
     warnings = list(src.warnings)
+    # Said before the run, and a batch that would not fit is refused with one that would.
+    memory = estimate_memory(src.model, src.tensors, batch, device)
+    say(memory.summary(), 1, 1)
+    memory.require_fits(fixed_batch=src.static_batch)
     timings["prepare"] = time.perf_counter() - started
 
     # 2-3. calibration data and ranges (or the cache)
-    ranges = measure_ranges(src, method_cfg, cache, device, say, timings)
+    ranges = measure_ranges(src, method_cfg, cache, device, say, timings, allow_tf32)
     eval_set, data_report = comparison_images(src, ranges, eval_images, say, timings, warnings)
+    data_report["memory_estimate"] = memory.as_dict()
 
     # 4. groups kept in float by sensitivity (exclude="auto")
     inferred = onnx.shape_inference.infer_shapes(src.model)

@@ -125,6 +125,7 @@ def measure_ranges(
     device: str,
     say: Progress,
     timings: dict[str, float],
+    allow_tf32: bool = False,
 ) -> Ranges:
     """Activation ranges from ONNX Runtime's calibrator, or from the cache (data loaded lazily)."""
 
@@ -161,6 +162,7 @@ def measure_ranges(
         input_name=src.input_name,
         progress=say,
         device=device,
+        allow_tf32=allow_tf32,
     )
     timings["calibrate"] = time.perf_counter() - t0 - timings.get("load", 0.0)
     for phase, seconds in ranges.phases.items():  # "collect" (run + histograms), "ranges"
