@@ -23,6 +23,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from deploy_ran.bench.machine import plan_threads
 from deploy_ran.bench.report import output_paths, save_result
 from deploy_ran.bench.result import BenchResult, BenchRow, is_torch_fp32_eager
 from deploy_ran.bench.settings import BenchSettings
@@ -78,7 +79,6 @@ def run_benchmark(
     done; ``row_done(row)`` gets each row as soon as it is measured (a long run shows results
     as they come, not only at the end).
     """
-    from deploy_ran.runners.ort_runner import default_threads
 
     say = progress or (lambda _m: None)
     started_at = datetime.now(timezone.utc).isoformat(timespec="seconds")
@@ -93,8 +93,14 @@ def run_benchmark(
         output_paths(
             settings.output, "bench_check"
         )  # fail on an unwritable output before measuring
-    threads = settings.threads or default_threads()
+    machine = plan_threads(settings.threads, settings.on_gpu)
+    threads = machine.threads
     notes: list[str] = []
+    if machine.threads_from == "idle cores at start" and threads < machine.cores:
+        notes.append(
+            f"{threads} thread(s) per backend: the idle cores of {machine.cores} at the start "
+            f"(1-minute load {machine.load_before[0] if machine.load_before else '?'})"
+        )
 
     with contextlib.ExitStack() as stack:
         configs: list[_Config] = []
@@ -118,7 +124,10 @@ def run_benchmark(
                 rows.append(row)
                 if row_done is not None:
                     row_done(row)
+        accuracy = _measure_accuracy(configs, settings, say) if settings.data else None
     add_speedups(rows)
+    add_accuracy(rows, accuracy)
+    machine.finish(_threads_used(rows), settings.on_gpu)
     loader = _measure_loader(settings.model, size, rows, say) if settings.loader else None
     result = BenchResult(
         model=settings.model,
@@ -137,6 +146,9 @@ def run_benchmark(
         rows=rows,
         notes=notes,
         loader=loader,
+        machine=machine.as_dict(),
+        accuracy=accuracy,
+        warnings=machine.warnings,
     )
     if settings.output is not None:
         save_result(result, settings.output, plot=settings.plot)
@@ -178,6 +190,7 @@ def _torch_configs(settings: BenchSettings, size: int) -> list[_Config]:
                             "options": settings.options,
                             # None keeps the runner's default (recorded as such in the row)
                             "channels_last": None if layout == "default" else channels_last,
+                            **({"allow_tf32": True} if settings.allow_tf32 else {}),
                             **({"mode": mode} if mode != "eager" else {}),
                         },
                         suffix_hint=(" channels_last" if channels_last else "")
@@ -233,11 +246,13 @@ def _ort_configs(
             configs.append(
                 _Config("ort", "", "fp32", None, error=("failed", f"export: {exc.message}"))
             )
-    cuda = (
+    cuda: dict[str, Any] = (
         {"provider_options": {"CUDAExecutionProvider": dict(settings.ort_cuda_options)}}
         if settings.ort_cuda_options
         else {}
     )
+    if settings.allow_tf32:
+        cuda["allow_tf32"] = True
     for p in onnx_files:
         configs.append(
             _Config("ort", str(p), metas.get(p, {}).get("precision", "fp32"), str(p), dict(cuda))
@@ -313,6 +328,7 @@ def _new_row(cfg: _Config, batch: int, device: str) -> BenchRow:
         layout=described.get("layout"),
         mode=described.get("mode") or cfg.kwargs.get("mode") or None,
         runner=described,
+        file_bytes=_file_bytes(cfg.artifact),
     )
     if cfg.error is not None:
         row.status, row.reason = cfg.error
@@ -446,3 +462,53 @@ def _measure_loader(model: str, size: int, rows: list[BenchRow], say: Say) -> di
                 },
             }
     return {**result.as_dict(), "feeding": feeding}
+
+
+# ------------------------------------------------------------------------------- accuracy
+
+
+def _file_bytes(artifact: str | None) -> int | None:
+    try:
+        return Path(artifact).stat().st_size if artifact else None
+    except OSError:
+        return None
+
+
+def _threads_used(rows: list[BenchRow]) -> dict[str, Any]:
+    return {r.label: r.runner.get("threads") for r in rows if r.runner}
+
+
+def _measure_accuracy(configs: list[_Config], settings: BenchSettings, say: Say) -> dict[str, Any]:
+    """Top-1 of every built runner on ``settings.data`` (see :mod:`deploy_ran.bench.accuracy`)."""
+    from deploy_ran.bench.accuracy import measure_accuracy
+
+    runners = {c.label: c.runner for c in configs if c.runner is not None}
+    reference = next(
+        (
+            c.label
+            for c in configs
+            if c.runner is not None
+            and c.backend == "torch"
+            and c.runner.precision == "fp32"
+            and c.kwargs.get("mode", "eager") == "eager"
+        ),
+        None,
+    )
+    say(f"accuracy on {settings.data}")
+    per_label, summary = measure_accuracy(
+        runners, settings.data, labels=settings.labels, reference=reference,
+        max_images=settings.data_images,
+    )  # fmt: skip
+    return {**summary, "rows": per_label}
+
+
+def add_accuracy(rows: list[BenchRow], accuracy: dict[str, Any] | None) -> None:
+    """Copy each configuration's top-1 (and Δ against eager FP32) onto its rows."""
+    if not accuracy:
+        return
+    for r in rows:
+        entry = accuracy["rows"].get(r.label)
+        if entry is not None:
+            r.top1 = entry["top1"]
+            r.top1_delta = entry.get("top1_delta")
+            r.top1_p = entry.get("top1_p")

@@ -39,7 +39,6 @@ class BenchSettings:
       for engine rows (an engine never runs on a CPU; ``device="cpu"`` skips its rows). ``copies``: on a GPU, include host↔device copies.
       ``cuda_graphs``: capture CUDA graphs where the backend can (GPU only).
     - ``interleave``: the backends of one batch size take turns run by run.
-    - ``threads``: CPU threads for every backend (``None``: all cores).
     - ``torch_precisions``: one PyTorch row per precision (``fp32``, ``fp16``, ``autocast``).
     - ``torch_modes``: PyTorch rows per precision: ``eager`` and/or ``compile`` (``torch.compile``,
       compiled during the warm-up, compile time reported apart in the row). The eager FP32 row
@@ -50,9 +49,17 @@ class BenchSettings:
       for a precision give one row. The first layout's eager FP32 row is the FP32 baseline.
     - ``ort_cuda_options``: ONNX Runtime CUDA provider options over the per-precision defaults
       (``prefer_nhwc``, ``cudnn_conv_algo_search``, ``cudnn_conv_use_max_workspace``).
+    - ``allow_tf32``: let FP32 convolutions run in TF32 on CUDA (ONNX Runtime's ``use_tf32``,
+      PyTorch's cuDNN flag); off by default so FP32 rows are FP32. Recorded per row (``tf32``).
     - ``loader``: also measure one ``infer`` loader worker's images/s on 12-megapixel JPEGs at
       this benchmark's image size (full and reduced-size decoding, see
       :mod:`deploy_ran.bench.loader`), reported beside the backends' images/s.
+    - ``data``: labelled images (a ``VAL/<class>/*`` folder, a ``path,label`` CSV/TSV, an
+      ``.npz``; see :mod:`deploy_ran.evaluate.data`) to measure each row's top-1 on, and its
+      difference from eager PyTorch FP32 (:mod:`deploy_ran.bench.accuracy`); ``labels``: class
+      names in index order; ``data_images``: only the first N samples.
+    - ``threads``: ``None`` gives every CPU backend the idle cores at the start
+      (:mod:`deploy_ran.bench.machine`).
     - ``output``: a folder (file names from the environment) or ``FILE.json``; ``None`` saves
       nothing. ``plot``: also write the PNG.
     """
@@ -73,6 +80,7 @@ class BenchSettings:
     torch_modes: tuple[str, ...] = ("eager",)
     torch_layouts: tuple[str, ...] = ("default",)
     ort_cuda_options: dict[str, str] | None = field(default=None, hash=False)
+    allow_tf32: bool = False
     loader: bool = False
     image_size: int | None = None
     checkpoint: Path | None = None
@@ -80,6 +88,9 @@ class BenchSettings:
     workdir: Path | None = None
     output: Path | None = None
     plot: bool = True
+    data: str | None = None
+    labels: Path | None = None
+    data_images: int | None = None
 
     def __post_init__(self) -> None:
         # Accept any sequence / str path from callers; store the normalised, typed form.
@@ -91,7 +102,15 @@ class BenchSettings:
         set_(self, "torch_precisions", tuple(self.torch_precisions))
         set_(self, "torch_modes", _torch_modes(self.torch_modes))
         set_(self, "torch_layouts", _torch_layouts(self.torch_layouts))
-        for name in ("checkpoint", "workdir", "output"):
+        if self.data is not None:
+            set_(self, "data", str(self.data))
+        if self.data is None and (self.labels is not None or self.data_images is not None):
+            raise DeployRanError(
+                "labels and data_images apply to the accuracy measured on data.",
+                hint="Give data (labelled images), or drop labels/data_images.",
+                param="data",
+            )
+        for name in ("checkpoint", "workdir", "output", "labels"):
             value = getattr(self, name)
             if value is not None:
                 set_(self, name, Path(value))
