@@ -197,9 +197,7 @@ def calibrate_cmd(
 
 
 @command("build-engine", flags={"overwrite_intermediate": "--force"})
-@groups(
-    model=MODEL, calib=(CALIBRATION, BUILD_ENGINE_OLD_NAMES), engine=ENGINE
-)
+@groups(model=MODEL, calib=(CALIBRATION, BUILD_ENGINE_OLD_NAMES), engine=ENGINE)
 def build_engine_cmd(
     target: Annotated[str, typer.Argument(help="Model name (exported first) or an .onnx file.")],
     model: GroupValues,
@@ -378,9 +376,7 @@ def evaluate_cmd(
 @command("bench")
 @groups(renamed={"batch": "--batch-sizes"})
 def bench_cmd(
-    model: Annotated[
-        str, typer.Argument(help="Model name (see `models`), .onnx file, engine or triton:// URL.")
-    ],
+    model: Annotated[str, typer.Argument(help="Model name, .onnx file, engine or triton:// URL.")],
     backends: o.BackendsOpt = None,
     artifacts: o.ArtifactsOpt = None,
     batch: o.BatchSizesOpt = "1",
