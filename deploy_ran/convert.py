@@ -32,7 +32,7 @@ from calibration import defaults as cal
 from calibration.quantize import QuantizeResult, quantize_int8
 from deploy_ran.device import Device
 from deploy_ran.errors import DeployRanError
-from deploy_ran.export_match import differences, requested_fields
+from deploy_ran.export_match import Difference, differences, requested_fields
 from deploy_ran.fileio import check_writable, refuse_output_over_inputs
 from deploy_ran.target import TARGET_KINDS, Target  # noqa: F401  (TARGET_KINDS: re-exported)
 from deploy_ran.trt_compat import TensorRTUnavailable
@@ -374,22 +374,27 @@ def _fp32_step(job: _Job, want: str) -> ConversionResult:
     return result
 
 
+def export_differences(model: str, path: Path, export: ExportConfig) -> list[Difference]:
+    """How the existing FP32 file ``path`` differs from exporting ``model`` with ``export``
+    (empty: it is that export, and can be used instead of writing it again)."""
+    requested = requested_fields(
+        model,
+        checkpoint=export.checkpoint,
+        image_size=export.image_size,
+        num_classes=export.num_classes,
+        options=export.options,
+        batch=export.batch,
+        static_batch=export.static_batch,
+        opset=export.opset,
+    )
+    return differences(path, requested)
+
+
 def _matching_export(job: _Job, path: Path, want: str) -> bool:
     """Whether the existing ``path`` is the export this request would write. One that differs
     is refused, field by field, where it was not named (a reduced precision's FP32 file); a
     named FP32 output that differs is simply exported again."""
-    cfg = job.export
-    requested = requested_fields(
-        job.target.text,
-        checkpoint=cfg.checkpoint,
-        image_size=cfg.image_size,
-        num_classes=cfg.num_classes,
-        options=cfg.options,
-        batch=cfg.batch,
-        static_batch=cfg.static_batch,
-        opset=cfg.opset,
-    )
-    found = differences(path, requested)
+    found = export_differences(job.target.text, path, job.export)
     if not found:
         return True
     if want == "fp32":

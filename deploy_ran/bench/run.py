@@ -215,23 +215,27 @@ def _ort_configs(
     onnx_files: list[Any] = [t for t, kind in plan.kinds.items() if kind == "ort"]
     has_fp32 = any(metas[t]["precision"] == "fp32" for t in onnx_files)
     if plan.export_reference and not has_fp32:
-        if settings.workdir is None:
-            folder = stack.enter_context(temp_dir("deploy-ran-bench-"))
-        else:
+        from deploy_ran.compare.runner_checks import RunnerChecks
+        from deploy_ran.convert import ExportConfig, convert, export_differences
+
+        export = ExportConfig(
+            checkpoint=settings.checkpoint, image_size=size, options=settings.options or {}
+        )
+        here = Path(f"{model}.onnx")
+        if settings.workdir is not None:
             folder = settings.workdir
             folder.mkdir(parents=True, exist_ok=True)
-        from deploy_ran.compare.runner_checks import RunnerChecks
-        from deploy_ran.convert import ExportConfig, convert
-
+        elif here.is_file() and not export_differences(model, here, export):
+            folder = Path(".")  # a matching export in the current folder: reused, never rewritten
+        else:
+            folder = stack.enter_context(temp_dir("deploy-ran-bench-"))
         say(f"FP32 ONNX of {model}")
         try:
             converted = convert(
                 model,
                 "fp32",
                 output=folder / f"{model}.onnx",
-                export=ExportConfig(
-                    checkpoint=settings.checkpoint, image_size=size, options=settings.options or {}
-                ),
+                export=export,
                 checks=RunnerChecks(),
                 reuse_matching=True,
                 progress=lambda m: say(f"exporting {model}: {m}"),

@@ -68,6 +68,27 @@ def test_bench_model_name_reuses_a_matching_export_in_workdir(
     assert (tmp_path / "ran56_cifar.onnx").read_bytes() == before
 
 
+def test_bench_model_name_reuses_a_matching_export_in_the_current_folder(
+    cifar_onnx, cifar_checkpoint, tmp_path, monkeypatch
+):
+    """`export NAME` then `bench NAME` in the same folder: no second export, nothing rewritten;
+    a file that differs (another size) is left alone and the export goes to a temporary folder."""
+    shutil.copy(cifar_onnx, tmp_path / "ran56_cifar.onnx")
+    before = (tmp_path / "ran56_cifar.onnx").read_bytes()
+    monkeypatch.chdir(tmp_path)
+    common = dict(
+        backends=["ort"], checkpoint=cifar_checkpoint, iterations=1, warmup=0.0, threads=1,
+        plot=False,
+    )  # fmt: skip
+    reused = run_benchmark(BenchSettings("ran56_cifar", **common))
+    assert "FP32 ONNX reused: ran56_cifar.onnx (its metadata matches the request)" in reused.notes
+    assert reused.rows[0].artifact == "ran56_cifar.onnx"
+    other = run_benchmark(BenchSettings("ran56_cifar", image_size=16, **common))
+    assert any("exported by bench" in n for n in other.notes), other.notes
+    assert other.rows[0].artifact != "ran56_cifar.onnx"
+    assert (tmp_path / "ran56_cifar.onnx").read_bytes() == before
+
+
 def test_bench_an_engine_target(cifar_onnx, tmp_path, monkeypatch):
     """`bench X.plan`: the engine alone, on its own device (CUDA; the stand-in's host buffers
     here). The stand-in is ONNX Runtime behind TensorRT's API: this checks the glue, not TensorRT."""
