@@ -17,7 +17,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from deploy_ran.device import Device
 from deploy_ran.errors import DeployRanError
 from deploy_ran.infer.dataset import (
     ImageDataset,
@@ -212,13 +211,12 @@ def _run(
         output, fmt, identity, paths, topk=topk, with_labels=with_labels, resume=resume,
         overwrite=overwrite,
     )  # fmt: skip
-    fixed = runner.fixed_batch
-    batch = fixed or batch_size
-    pinned = Device.parse(runner.device).is_cuda
+    batch = runner.batch_for(batch_size)
+    pinned = runner.is_cuda
     loader = _make_loader(runner, paths, pending, batch, workers, pinned) if pending else []
     clock = _LoopClock()
     batches = _predicted_batches(
-        runner, loader, paths, clock, output_name=name, batch_size=None if fixed else batch,
+        runner, loader, paths, clock, output_name=name, batch_size=batch,
         topk=topk, label_names=label_names,
     )  # fmt: skip
     started = time.perf_counter()
