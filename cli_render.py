@@ -27,8 +27,13 @@ err_console = Console(stderr=True, width=None if sys.stderr.isatty() else 140)
 
 
 def show(items: Iterable[Any]) -> None:
+    """Print report items; a line of text speaks this command's flags (a library warning's
+    ``(num_images)`` reads ``(--calib-images)``)."""
+    from cli_options.hints import render
+
+    names = _spellings({})
     for item in items:
-        console.print(item, highlight=False)
+        console.print(render(item, names) if isinstance(item, str) else item, highlight=False)
 
 
 def print_error(exc: DeployRanError, extra_flags: dict[str, str] | None = None) -> None:
