@@ -259,7 +259,7 @@ def demo_cmd(
 
     workdir.mkdir(parents=True, exist_ok=True)
     options = dict(image_size=image_size, runs=runs, calibration_images=calib_images)
-    run_demo(model, workdir, console=console, **options)
+    run_demo(model, workdir, console=console, step=Progress, **options)
 
 
 @command("visualize")

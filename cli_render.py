@@ -211,6 +211,9 @@ class Progress:
             err_console.print(f"[dim]{elapsed:6.1f}s[/] {escape(text)}", highlight=False)
             self.last_line = (text, elapsed)
 
+    def __call__(self, message: str) -> None:
+        self.say(message)
+
     def say(self, message: str) -> None:
         if self.quiet:
             return
@@ -223,9 +226,10 @@ class Progress:
         if self.quiet:
             return
         label = self.LABELS.get(phase, phase)
-        if self.bar is None:
-            if done in (0, total) or phase not in self.tasks:
-                self.tasks.setdefault(phase, None)
+        if self.bar is None:  # a log: the start, every tenth, and the end of each phase
+            tenth = (10 * done) // total if total else 10
+            if phase not in self.tasks or tenth > self.tasks[phase] or done == total:
+                self.tasks[phase] = tenth
                 self._line(f"{label}: {done}/{total}")
             return
         if phase not in self.tasks:
