@@ -23,7 +23,9 @@ from cli_options.calibration import BUILD_ENGINE_OLD_NAMES, CALIBRATE_OLD_NAMES,
 from cli_options.criteria import CRITERIA
 from cli_options.engine import ENGINE, finish_flags
 from cli_options.model import EXPORT, MODEL
-from cli_options.runner import RUNNER
+from cli_options.paths import existing as _file
+from cli_options.runner import RAY, RUNNER
+from cli_options.triton import TRITON_REPO
 from cli_render import Progress, console, err_console, print_error, show
 from deploy_ran.errors import DeployRanError
 from deploy_ran.fileio import json_text, refuse_output_over_inputs
@@ -59,16 +61,6 @@ def command(name: str, flags: dict[str, str] | None = None, on: typer.Typer = ap
         return on.command(name)(wrapper)
 
     return decorate
-
-
-def _file(text: str | Path | None) -> Path | None:
-    """``text`` as a path when it names an existing file or folder (a model name does not)."""
-    if text is None:
-        return None
-    for path in (Path(text), Path(str(text).rsplit(":", 1)[0])):  # data.npz:key names data.npz
-        if path.exists():
-            return path
-    return None
 
 
 # --------------------------------------------------------------------------------------------
@@ -196,9 +188,7 @@ def calibrate_cmd(
 
 
 @command("build-engine")
-@groups(
-    model=MODEL, calib=(CALIBRATION, BUILD_ENGINE_OLD_NAMES), engine=ENGINE
-)
+@groups(model=MODEL, calib=(CALIBRATION, BUILD_ENGINE_OLD_NAMES), engine=ENGINE)
 def build_engine_cmd(
     target: Annotated[str, typer.Argument(help="Model name (exported first) or an .onnx file.")],
     model: GroupValues,
@@ -302,6 +292,7 @@ def verify_cmd(
     candidate_precision: o.TorchPrecisionOpt = None,
     image_size: o.ImageSizeOpt = None,
     show_worst: o.ShowWorstOpt = 5,
+    allow_tf32: o.Tf32Opt = False,
     as_json: o.AsJson = False,
     output: o.Output(o.OptPath, "Write JSON here.") = None,
 ) -> None:
@@ -320,7 +311,7 @@ def verify_cmd(
             reference, candidate, data=data, num_inputs=num_images, batch_size=batch, seed=seed,
             criteria=criteria.config, reference_precision=reference_precision,
             candidate_precision=candidate_precision, image_size=image_size,
-            show_worst=show_worst, **weights, **runner.config,
+            show_worst=show_worst, allow_tf32=allow_tf32, **weights, **runner.config,
             progress=lambda side, done, total: progress.say(f"{side} {done}/{total}"),
         )  # fmt: skip
     if output is not None:
@@ -333,6 +324,44 @@ def verify_cmd(
         raise typer.Exit(1)
 
 
+@command("evaluate", flags={"batch_size": "--batch", "max_images": "--num-images"})
+@groups(runner=RUNNER)
+def evaluate_cmd(
+    targets: Annotated[list[str], typer.Argument(help="Model names, .onnx, engines, triton://.")],
+    runner: GroupValues,
+    data: o.EvalDataOpt,
+    labels: o.LabelsOpt = None,
+    reference: o.ReferenceOpt = None,
+    batch: o.Batch("Images per batch") = 32,
+    num_images: o.EvalCountOpt = None,
+    checkpoint: o.CheckpointOpt = None,
+    precision: o.TorchPrecisionOpt = None,
+    image_size: o.ImageSizeOpt = None,
+    workers: o.EvalWorkersOpt = None,
+    output: o.Output(o.OptPath, "Write the JSON here.") = None,
+    plot: o.PlotOpt = None,
+    as_json: o.AsJson = False,
+) -> None:
+    """Top-1/top-5, per-class accuracy and calibration on labelled data; each target against the
+    first (or --reference): Δ top-1 with a 95 % interval and an exact McNemar p-value."""
+    from deploy_ran.evaluate import evaluate
+    from deploy_ran.evaluate.report import check_outputs, evaluate_report, write_outputs
+
+    inputs = {"data": _file(data), "labels": labels, "checkpoint": checkpoint}
+    check_outputs(output, plot, {**{t: _file(t) for t in targets}, **inputs})
+    with render.InferBar(quiet=as_json, label="evaluate") as progress:
+        result = evaluate(
+            targets, data, labels=labels, reference=reference, batch_size=batch,
+            max_images=num_images, checkpoint=checkpoint, precision=precision,
+            image_size=image_size, workers=workers, progress=progress, **runner.config,
+        )  # fmt: skip
+    files = write_outputs(result, output, plot)
+    if as_json:
+        print(json_text(result.as_dict()), end="")
+    else:
+        show(evaluate_report(result, files))
+
+
 @command("bench")
 @groups(renamed={"batch": "--batch-sizes"})
 def bench_cmd(
@@ -343,7 +372,7 @@ def bench_cmd(
     warmup: o.WarmupOpt = 1.0,
     duration: o.DurationOpt = 5.0,
     iterations: o.IterationsOpt = None,
-    device: o.DeviceOpt = "cpu",
+    device: o.DeviceOpt = None,
     copies: o.CopiesOpt = True,
     cuda_graphs: o.CudaGraphsOpt = False,
     interleave: o.InterleaveOpt = False,
@@ -352,6 +381,7 @@ def bench_cmd(
     torch_modes: o.TorchModesOpt = "eager",
     torch_layouts: o.TorchLayoutsOpt = "default",
     ort_cuda_options: o.OrtCudaOptionsOpt = None,
+    allow_tf32: o.Tf32Opt = False,
     loader: o.LoaderOpt = False,
     image_size: o.ImageSizeOpt = None,
     checkpoint: o.CheckpointOpt = None,
@@ -360,22 +390,27 @@ def bench_cmd(
         "bench_results"
     ),
     no_plot: o.NoPlotOpt = False,
+    data: o.BenchDataOpt = None,
+    labels: o.LabelsOpt = None,
     as_json: o.AsJson = False,
 ) -> None:
-    """Latency and throughput per backend × precision × batch size, with the environment."""
+    """Latency and throughput per backend × precision × batch size, with the environment (and
+    top-1 on labelled --data)."""
     from deploy_ran.bench import BenchSettings, run_benchmark
     from deploy_ran.tables import bench_report
 
     artifact_list = [a.strip() for item in (artifacts or []) for a in item.split(",") if a.strip()]
     files = {f"artifact {a}": _file(a) for a in artifact_list}
-    refuse_output_over_inputs({"output": output}, {"checkpoint": checkpoint, **files})
+    inputs = {"checkpoint": checkpoint, "data": _file(data), "labels": labels, **files}
+    refuse_output_over_inputs({"output": output}, inputs)
     settings = BenchSettings(
         model, backends=backends, artifacts=artifact_list, batch_sizes=batch,
         warmup=warmup, duration=duration, iterations=iterations, device=device, copies=copies,
-        cuda_graphs=cuda_graphs, interleave=interleave, threads=threads,
+        cuda_graphs=cuda_graphs, interleave=interleave, threads=threads, allow_tf32=allow_tf32,
         torch_precisions=torch_precisions, image_size=image_size, checkpoint=checkpoint,
         workdir=workdir, output=output, plot=not no_plot, torch_modes=torch_modes,
         torch_layouts=torch_layouts, ort_cuda_options=ort_cuda_options, loader=loader,
+        data=data, labels=labels,
     )  # fmt: skip
     with Progress(f"benchmarking {model}", quiet=as_json) as progress:
         result = run_benchmark(
@@ -388,11 +423,12 @@ def bench_cmd(
 
 
 @command("infer", flags={"batch_size": "--batch"})
-@groups(runner=RUNNER)
+@groups(runner=RUNNER, ray=RAY)
 def infer_cmd(
     target: Annotated[str, typer.Argument(help="Model name, .onnx file or engine.")],
     images: o.ImagesOpt,
     runner: GroupValues,
+    ray: GroupValues,
     batch: o.Batch("Images per batch") = 32,
     topk: o.TopkOpt = 5,
     labels: o.LabelsOpt = None,
@@ -403,21 +439,16 @@ def infer_cmd(
     checkpoint: o.CheckpointOpt = None,
     precision: o.TorchPrecisionOpt = None,
     output_name: o.OutputNameOpt = None,
-    ray: o.RayOpt = False,
-    address: o.RayAddressOpt = None,
-    gpus_per_worker: o.GpusPerWorkerOpt = None,
 ) -> None:
     """Top-k predictions for many images: batched, resumable, bad images recorded."""
     from deploy_ran.infer import run_inference
     from deploy_ran.tables import infer_summary
 
-    if not ray and (address is not None or gpus_per_worker is not None):
-        raise DeployRanError("--address and --gpus-per-worker apply to --ray.", hint="Add --ray.")
     run, extra = run_inference, {}
-    if ray:
-        from deploy_ran.infer_ray import run_inference_ray as run
+    if ray.config.pop("ray"):
+        from deploy_ran.infer.ray import run_inference_ray as run
 
-        extra = {"address": address, "gpus_per_worker": gpus_per_worker or 0.0}
+        extra = {"address": None, "gpus_per_worker": 0.0, **ray.config}
     with render.InferBar() as progress:
         result = run(
             target, images, output, **extra, batch_size=batch, topk=topk, labels=labels,
@@ -431,36 +462,26 @@ def infer_cmd(
 
 
 @command("triton-repo")
-@groups(model=MODEL)
+@groups(model=MODEL, repo=TRITON_REPO)
 def triton_repo_cmd(
-    targets: Annotated[list[str], typer.Argument(help=".onnx / .plan (+ .plan.json) / model names.")],
+    targets: Annotated[list[str], typer.Argument(help=".onnx / .plan / model names.")],
     model: GroupValues,
+    repo: GroupValues,
     output: o.RepoOutputOpt = Path("model_repository"),
-    name: o.RepoNameOpt = None,
-    max_batch: o.RepoMaxBatchOpt = None,
-    instances: o.InstancesOpt = 1,
-    kind: o.KindOpt = "gpu",
-    max_queue_delay_us: o.QueueDelayOpt = 100,
-    labels: o.LabelsOpt = None,
-    preprocess: o.PreprocessOpt = False,
-    tensorrt_accelerator: o.TrtAcceleratorOpt = False,
-    force: o.ForceOpt = False,
 ) -> None:
     """Write a Triton Inference Server model repository (config.pbtxt through Triton's schema)."""
     from deploy_ran.compare.runner_checks import RunnerChecks
     from deploy_ran.convert import convert
     from deploy_ran.fileio import temp_dir
     from deploy_ran.tables import triton_summary
-    from exporters.triton import RepoOptions, write_repository
+    from exporters.triton import write_repository
 
-    options = RepoOptions(
-        name, max_batch, instances, kind, max_queue_delay_us, labels, preprocess,
-        tensorrt_accelerator, force,
-    )  # fmt: skip
+    options = repo.config
     options.check()  # before any export
-    with temp_dir("deploy-ran-triton-") as tmp, Progress("writing the repository") as progress:
+    with temp_dir("deploy-ran-triton-") as tmp, Progress("writing the repository") as say:
+        export, checks = model.config, RunnerChecks()
         files = [
-            convert(t, export=model.config, checks=RunnerChecks(), workdir=tmp, progress=progress.say).path
+            convert(t, export=export, checks=checks, workdir=tmp, progress=say).path
             for t in targets
         ]
         result = write_repository(files, output, options)

@@ -185,9 +185,13 @@ class Progress:
 
     def __enter__(self) -> Progress:
         if self.live and not self.quiet:
-            from rich.progress import BarColumn, MofNCompleteColumn, SpinnerColumn
+            from rich.progress import (
+                BarColumn,
+                MofNCompleteColumn,
+                SpinnerColumn,
+                TimeElapsedColumn,
+            )
             from rich.progress import Progress as Bar
-            from rich.progress import TimeElapsedColumn
 
             columns = (BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
             self.bar = Bar(
@@ -248,15 +252,26 @@ class Progress:
 class InferBar:
     """infer's ``progress(done, total)``: shown once images flow; the rate excludes start-up."""
 
-    def __init__(self, quiet: bool = False) -> None:
-        from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsedColumn
+    def __init__(self, quiet: bool = False, label: str = "infer") -> None:
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            TextColumn,
+            TimeElapsedColumn,
+            TimeRemainingColumn,
+        )
         from rich.progress import Progress as Bar
-        from rich.progress import TimeRemainingColumn
 
         rate = TextColumn("{task.fields[rate]}")
-        columns = (BarColumn(), MofNCompleteColumn(), rate, TimeElapsedColumn(), TimeRemainingColumn())
-        self.bar = Bar(TextColumn("[bold]infer"), *columns, console=err_console, disable=quiet)
-        self.task = self.bar.add_task("infer", total=None, rate="")
+        columns = (
+            BarColumn(),
+            MofNCompleteColumn(),
+            rate,
+            TimeElapsedColumn(),
+            TimeRemainingColumn(),
+        )
+        self.bar = Bar(TextColumn(f"[bold]{label}"), *columns, console=err_console, disable=quiet)
+        self.task = self.bar.add_task(label, total=None, rate="")
         self.first: tuple[float, int] | None = None
 
     def __enter__(self) -> InferBar:

@@ -22,16 +22,44 @@ WIDE = {"COLUMNS": "200"}
             ["build-engine", "ran56_cifar", "--fp16", "--calib-data", "d", "--method", "entropy"],
             "--calib-data, --method apply to --int8 only",
         ),
-        (["build-engine", "ran56_cifar", "--calib-images", "8"], "--calib-images applies to --int8 only"),
-        (["build-engine", "ran56_cifar", "--num-images", "8"], "--num-images applies to --int8 only"),
+        (
+            ["build-engine", "ran56_cifar", "--calib-images", "8"],
+            "--calib-images applies to --int8 only",
+        ),
+        (
+            ["build-engine", "ran56_cifar", "--num-images", "8"],
+            "--num-images applies to --int8 only",
+        ),
         (
             ["calibrate", "m.onnx", "--method", "entropy", "--percentile", "99.9"],
             "--percentile applies to --method percentile only",
         ),
-        (["calibrate", "m.onnx", "--method", "minmax", "--bins", "4096"], "--bins applies to --method entropy or percentile only"),
-        (["calibrate", "m.onnx", "--target-agreement", "0.9"], "--target-agreement applies to --exclude auto only"),
+        (
+            ["calibrate", "m.onnx", "--method", "minmax", "--bins", "4096"],
+            "--bins applies to --method entropy or percentile only",
+        ),
+        (
+            ["calibrate", "m.onnx", "--target-agreement", "0.9"],
+            "--target-agreement applies to --exclude auto only",
+        ),
         (["export", "ran56_cifar", "--keep-fp32", "Sigmoid"], "apply to --precision fp16 only"),
-        (["infer", "ran56_cifar", "--images", "x", "--address", "auto"], "apply to --ray"),
+        (
+            ["infer", "ran56_cifar", "--images", "x", "--address", "auto"],
+            "--address applies to --ray only",
+        ),
+        (
+            [
+                "infer",
+                "ran56_cifar",
+                "--images",
+                "x",
+                "--address",
+                "auto",
+                "--gpus-per-worker",
+                "1",
+            ],
+            "--address, --gpus-per-worker apply to --ray only",
+        ),
     ],
 )
 def test_a_flag_that_does_not_apply_is_refused_with_the_reason(tmp_path, args, reason):
@@ -46,7 +74,9 @@ def test_a_flag_that_does_not_apply_is_refused_with_the_reason(tmp_path, args, r
 def test_a_flag_that_applies_is_accepted():
     """The same flags with --int8 get past the refusal (the target then fails: no such file)."""
     result = CliRunner().invoke(
-        app, ["build-engine", "no_such.onnx", "--int8", "--calib-data", "d", "--method", "entropy"], env=WIDE
+        app,
+        ["build-engine", "no_such.onnx", "--int8", "--calib-data", "d", "--method", "entropy"],
+        env=WIDE,
     )
     assert "apply to --int8 only" not in result.output
     assert result.exit_code == 2 and "no_such.onnx" in result.output
