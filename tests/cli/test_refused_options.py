@@ -109,3 +109,17 @@ def test_library_hints_reach_the_cli_in_flags():
     assert "set --method entropy" in out
     assert "other=1" in out  # not a parameter of this command: left as written
     assert "require_pass" not in out and "num_images" not in out
+
+
+def test_infer_hint_about_an_existing_output_names_the_flags(tmp_path):
+    """The library says ``resume=True`` / ``overwrite=True``; the user reads ``--resume``."""
+    images = tmp_path / "imgs"
+    images.mkdir()
+    output = tmp_path / "p.jsonl"
+    output.write_text('{"path": "a.jpg"}\n')
+    result = CliRunner().invoke(
+        app, ["infer", "ran56_cifar", "--images", str(images), "-o", str(output)], env=WIDE
+    )
+    assert result.exit_code == 2, result.output
+    assert "--resume" in result.output and "--overwrite" in result.output
+    assert "resume=True" not in result.output and "overwrite=True" not in result.output
