@@ -9,6 +9,7 @@ minutes of silence), and nothing under ``--json``.
 from __future__ import annotations
 
 import contextlib
+import re
 import signal
 import sys
 import time
@@ -208,12 +209,18 @@ class Progress:
         if self.bar is not None:
             self.bar.stop()
 
-    def _line(self, text: str) -> None:
-        """A log line (non-terminal stderr): only when the text changes."""
-        if text != self.last_line[0]:
-            elapsed = time.perf_counter() - self.started
-            err_console.print(f"[dim]{elapsed:6.1f}s[/] {escape(text)}", highlight=False)
-            self.last_line = (text, elapsed)
+    #: In a log, a counter that only moves ("reference 3/125") prints at most this often.
+    COUNTER_SECONDS = 5.0
+
+    def _line(self, text: str, force: bool = False) -> None:
+        """A log line (non-terminal stderr): a new step at once, a moving counter now and then."""
+        last, at = self.last_line
+        elapsed = time.perf_counter() - self.started
+        same_step = re.sub(r"\d+", "#", text) == re.sub(r"\d+", "#", last)
+        if text == last or (same_step and not force and elapsed - at < self.COUNTER_SECONDS):
+            return
+        err_console.print(f"[dim]{elapsed:6.1f}s[/] {escape(text)}", highlight=False)
+        self.last_line = (text, elapsed)
 
     def __call__(self, message: str) -> None:
         self.say(message)
@@ -234,7 +241,7 @@ class Progress:
             tenth = (10 * done) // total if total else 10
             if phase not in self.tasks or tenth > self.tasks[phase] or done == total:
                 self.tasks[phase] = tenth
-                self._line(f"{label}: {done}/{total}")
+                self._line(f"{label}: {done}/{total}", force=True)
             return
         if phase not in self.tasks:
             self.tasks[phase] = self.bar.add_task(escape(label), total=total)
@@ -246,7 +253,7 @@ class Progress:
         if self.bar is not None:
             self.bar.console.print(f"[green]✓[/] {escape(text)}", highlight=False)
         else:
-            self._line(f"✓ {text}")
+            self._line(f"✓ {text}", force=True)
 
 
 class InferBar:

@@ -38,6 +38,17 @@ def test_a_log_gets_one_line_per_step_and_a_few_per_phase(monkeypatch):
     assert any("✓ ort fp32, batch 1" in line for line in lines)
 
 
+def test_a_moving_counter_prints_now_and_then_not_once_per_batch(monkeypatch):
+    buffer = _captured(monkeypatch)
+    with cli_render.Progress("verifying", live=False) as progress:
+        for done in range(1, 126):
+            progress.say(f"reference {done}/125")
+        progress.say("candidate 1/125")  # a new step: printed at once
+    lines = buffer.getvalue().splitlines()
+    assert sum("reference" in line for line in lines) <= 3
+    assert any("candidate 1/125" in line for line in lines)
+
+
 def test_quiet_progress_prints_nothing(monkeypatch):
     buffer = _captured(monkeypatch)
     with cli_render.Progress("benchmarking", quiet=True, live=False) as progress:
