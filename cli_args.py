@@ -187,7 +187,8 @@ def Batch(help: str) -> Any:  # noqa: N802
 
 
 def Output(kind: Any, help: str) -> Any:  # noqa: N802
-    return Opt(kind, help, None, "--output", "-o")
+    """``--output/-o``, shown under the Output heading of every command's help."""
+    return Annotated[kind, typer.Option("--output", "-o", help=help, rich_help_panel="Output")]
 
 
 OptPath, OptInt, OptStr, OptFloat = Optional[Path], Optional[int], Optional[str], Optional[float]
