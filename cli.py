@@ -236,19 +236,19 @@ def build_engine_cmd(
 
 
 @command("demo")
-@groups(renamed={"calib_images": "--calibration-images"})
+@groups(renamed={"calib_images": "--calibration-images", "iterations": "--runs"})
 def demo_cmd(
     model: o.Opt(str, "Model to run the pipeline on.") = "ran92",
     image_size: o.ImageSizeOpt = None,
     workdir: o.Opt(Path, "Folder for the artifacts and reports.") = Path("demo_out"),
-    runs: o.RunsOpt = 10,
+    iterations: o.RunsOpt = 10,
     calib_images: o.DemoImagesOpt = 64,
 ) -> None:
     """The main job on a built-in default: export → FP16 → INT8 → verify → bench → engine (CPU)."""
     from deploy_ran.pipeline import run_demo
 
     workdir.mkdir(parents=True, exist_ok=True)
-    options = dict(image_size=image_size, runs=runs, calibration_images=calib_images)
+    options = dict(image_size=image_size, runs=iterations, calibration_images=calib_images)
     run_demo(model, workdir, console=console, step=Progress, **options)
 
 

@@ -69,6 +69,7 @@ def test_calibrate_and_build_engine_share_every_calibration_flag():
         ("build-engine", "--num-images", "--calib-images"),
         ("bench", "--batch-sizes", "--batch"),
         ("demo", "--calibration-images", "--calib-images"),
+        ("demo", "--runs", "--iterations"),
     ],
 )
 def test_old_names_are_hidden_aliases(command, old, new):
