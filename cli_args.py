@@ -17,6 +17,7 @@ from typing import Annotated, Any, Optional
 import typer
 
 from deploy_ran.device import Device, DeviceError
+from exporters.opsets import MIN_OPSET  # the exporter's own value, not a copy
 
 # Sane maxima: far beyond any real use, small enough to refuse a typo before it costs memory.
 MAX_BATCH = 4096
@@ -25,7 +26,6 @@ MAX_IMAGES = 1_000_000
 MAX_CLASSES = 100_000
 MAX_THREADS = 1024
 MAX_SECONDS = 86_400.0
-MIN_OPSET = 18  # exporters.onnx.MIN_OPSET: the lowest opset torch's exporter emits
 
 
 # --------------------------------------------------------------------------------------------
