@@ -123,3 +123,11 @@ def test_infer_hint_about_an_existing_output_names_the_flags(tmp_path):
     assert result.exit_code == 2, result.output
     assert "--resume" in result.output and "--overwrite" in result.output
     assert "resume=True" not in result.output and "overwrite=True" not in result.output
+
+
+def test_a_switch_turned_off_in_a_hint_reads_leave_out():
+    from cli_options.hints import Spelling, render
+
+    names = {"cuda_graphs": Spelling("--cuda-graphs", switch=True), "device": Spelling("--device")}
+    text = render("Set device='cuda', or cuda_graphs=False.", names)
+    assert text == "Set --device cuda, or leave out --cuda-graphs."
