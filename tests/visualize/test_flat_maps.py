@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from deploy_ran.visualize import FLAT_RANGE, _normalise, is_flat
+from deploy_ran.visualize import _normalise, is_flat
 
 
 def test_a_random_weight_map_is_flat_and_drawn_unstretched():
