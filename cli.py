@@ -115,8 +115,7 @@ def doctor_cmd(as_json: o.AsJson = False) -> None:
     if as_json:
         print(json.dumps({**env, **diagnose(env)}, indent=2))
     else:
-        console.print(doctor_table(env))
-        render.doctor_verdict(diagnose(env))
+        render.doctor(doctor_table(env), diagnose(env))
 
 
 # --------------------------------------------------------------------------------------------
@@ -187,7 +186,7 @@ def calibrate_cmd(
         print(json_text(result.int8.as_dict()), end="")
 
 
-@command("build-engine")
+@command("build-engine", flags={"overwrite_intermediate": "--force"})
 @groups(model=MODEL, calib=(CALIBRATION, BUILD_ENGINE_OLD_NAMES), engine=ENGINE)
 def build_engine_cmd(
     target: Annotated[str, typer.Argument(help="Model name (exported first) or an .onnx file.")],
@@ -197,6 +196,7 @@ def build_engine_cmd(
     fp16: o.Fp16Opt = False,
     int8: o.Int8Opt = False,
     output: o.Output(o.OptPath, "Plan path; default <onnx>.plan.") = None,
+    force: o.ReplaceDifferingOpt = False,
 ) -> None:
     """Build a TensorRT engine: export / FP16 / INT8-calibrate as needed, then a strongly typed build.
 
@@ -221,6 +221,7 @@ def build_engine_cmd(
                 target, "fp16" if fp16 else "int8" if int8 else None, export=model.config,
                 calibration=calib.config, checks=RunnerChecks(),
                 workdir=output.parent if output is not None else Path("."), engine=engine.config,
+                overwrite_intermediate=force,
                 plan=output, progress=progress.say, calibration_progress=progress.phase,
                 engine_log=lambda lvl, msg: err_console.print(f"[dim]TensorRT {lvl}:[/] {escape(msg)}"),
             )  # fmt: skip

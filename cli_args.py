@@ -422,6 +422,9 @@ TrtAcceleratorOpt = Flag(
     "--tensorrt-accelerator", "ONNX: run under ORT's TensorRT provider (Q/DQ: precision_mode INT8)."
 )
 ForceOpt = Flag("--force", "Replace this command's files in existing model folders (others kept).")
+ReplaceDifferingOpt = Flag(
+    "--force", "Replace an existing NAME.onnx (.fp16/.int8) that differs from this request."
+)
 
 # evaluate: labelled data
 EvalDataOpt = Opt(

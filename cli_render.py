@@ -137,8 +137,9 @@ def engine_build(result: Any, output: Any, finish_flags: str) -> bool:
     return False
 
 
-def doctor_verdict(diagnosis: dict[str, Any]) -> None:
-    """``doctor``'s verdict, what works, and the next steps."""
+def doctor(table: Any, diagnosis: dict[str, Any]) -> None:
+    """``doctor``'s table of versions, then its verdict, what works, and the next steps."""
+    console.print(table)
     console.print(f"[bold]{escape(diagnosis['verdict'])}[/]", highlight=False)
     for item in diagnosis["works"]:
         console.print(f"  [green]✓[/] {escape(item)}", highlight=False)

@@ -131,3 +131,41 @@ def test_a_switch_turned_off_in_a_hint_reads_leave_out():
     names = {"cuda_graphs": Spelling("--cuda-graphs", switch=True), "device": Spelling("--device")}
     text = render("Set device='cuda', or cuda_graphs=False.", names)
     assert text == "Set --device cuda, or leave out --cuda-graphs."
+
+
+def _identity_onnx(path):
+    import onnx
+    from onnx import TensorProto, helper
+
+    x = helper.make_tensor_value_info("input", TensorProto.FLOAT, ["b", 3, 32, 32])
+    y = helper.make_tensor_value_info("out", TensorProto.FLOAT, ["b", 3, 32, 32])
+    graph = helper.make_graph([helper.make_node("Identity", ["input"], ["out"])], "g", [x], [y])
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)]), path)
+
+
+def test_a_differing_export_beside_the_output_is_refused_with_the_force_flag(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    _identity_onnx(tmp_path / "ran56_cifar.onnx")  # not a deploy-ran export: it differs
+    before = (tmp_path / "ran56_cifar.onnx").read_bytes()
+    args = ["build-engine", "ran56_cifar", "--int8", "--calib-data", "synthetic"]
+    result = CliRunner().invoke(app, [*args, "--image-size", "32"], env=WIDE)
+    assert result.exit_code == 2, result.output
+    assert "differs" in result.output and "(--force)" in result.output
+    assert "overwrite_intermediate" not in result.output
+    assert (tmp_path / "ran56_cifar.onnx").read_bytes() == before  # untouched
+
+
+def test_force_asks_the_library_to_replace_the_differing_export(tmp_path, monkeypatch):
+    import deploy_ran.convert
+
+    seen = {}
+
+    def fake_convert(*args, **kwargs):
+        seen.update(kwargs)
+        raise DeployRanError("stopped by the test")
+
+    monkeypatch.setattr(deploy_ran.convert, "convert", fake_convert)
+    CliRunner().invoke(app, ["build-engine", "ran56_cifar", "--fp16", "--force"])
+    assert seen["overwrite_intermediate"] is True
+    CliRunner().invoke(app, ["build-engine", "ran56_cifar", "--fp16"])
+    assert seen["overwrite_intermediate"] is False
