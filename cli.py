@@ -1,8 +1,8 @@
 """deploy-ran command line: ``python cli.py COMMAND`` or the installed ``deploy-ran COMMAND``.
 
 Parsing, progress and printing only. Options are declared once in :mod:`cli_args` (``o.``) and
-checked where parsed; each command builds the library's config, calls the library (``deploy_ran``,
-``exporters``, ``calibration``) and prints what :mod:`deploy_ran.tables` renders.
+checked where parsed; option groups (:mod:`cli_options`) build the library's configs; each command
+calls the library and prints what :mod:`deploy_ran.tables` renders through :mod:`cli_render`.
 """
 
 from __future__ import annotations
