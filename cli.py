@@ -122,7 +122,7 @@ def doctor_cmd(as_json: o.AsJson = False) -> None:
 # conversions: export (FP32 / FP16), calibrate (INT8 Q/DQ), build-engine
 
 
-@command("export")
+@command("export", flags={"overwrite_intermediate": "--force"})
 @groups(export=EXPORT)
 def export_cmd(
     name: Annotated[str, typer.Argument(help="Model name (see `models`), or an FP32 .onnx file.")],
@@ -132,6 +132,7 @@ def export_cmd(
     precision: o.ExportPrecisionOpt = "fp32",
     keep_fp32: o.KeepFp32Opt = None,
     no_default_keep_fp32: o.NoDefaultKeepOpt = False,
+    force: o.ReplaceDifferingOpt = False,
 ) -> None:
     """Export a model to a checked ONNX file (FP32 or FP16) with static-size bilinear upsampling."""
     if precision == "int8":
@@ -155,6 +156,7 @@ def export_cmd(
         result = convert(
             name, precision, output=output, export=export.config, fp16=fp16,
             checks=None if skip_parity else RunnerChecks(), progress=progress.say,
+            overwrite_intermediate=force,
         )  # fmt: skip
     render.conversion(result, name, "export")
 
@@ -456,9 +458,7 @@ def infer_cmd(
             resume=resume, overwrite=overwrite, workers=workers, checkpoint=checkpoint,
             precision=precision, output_name=output_name, progress=progress, **runner.config,
         )  # fmt: skip
-    console.print(infer_summary(result), highlight=False)
-    if not getattr(result, "ok", True):  # NaN/inf logits: recorded as errors, not as predictions
-        err_console.print(f"[red]{result.model_errors} image(s) gave NaN/inf logits.[/]")
+    if not render.infer_result(infer_summary(result), result):
         raise typer.Exit(1)
 
 

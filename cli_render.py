@@ -137,6 +137,15 @@ def engine_build(result: Any, output: Any, finish_flags: str) -> bool:
     return False
 
 
+def infer_result(summary: Any, result: Any) -> bool:
+    """infer's summary; ``False`` where images gave NaN/inf logits (recorded as errors)."""
+    console.print(summary, highlight=False)
+    if getattr(result, "ok", True):
+        return True
+    err_console.print(f"[red]{result.model_errors} image(s) gave NaN/inf logits.[/]")
+    return False
+
+
 def doctor(table: Any, diagnosis: dict[str, Any]) -> None:
     """``doctor``'s table of versions, then its verdict, what works, and the next steps."""
     console.print(table)

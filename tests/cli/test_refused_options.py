@@ -169,3 +169,5 @@ def test_force_asks_the_library_to_replace_the_differing_export(tmp_path, monkey
     assert seen["overwrite_intermediate"] is True
     CliRunner().invoke(app, ["build-engine", "ran56_cifar", "--fp16"])
     assert seen["overwrite_intermediate"] is False
+    CliRunner().invoke(app, ["export", "ran56_cifar", "--precision", "fp16", "--force"])
+    assert seen["overwrite_intermediate"] is True  # the same setting, the same flag
