@@ -23,7 +23,7 @@ import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 import onnx
@@ -37,13 +37,16 @@ from deploy_ran.fileio import check_writable, refuse_output_over_inputs
 from deploy_ran.target import TARGET_KINDS, Target  # noqa: F401  (TARGET_KINDS: re-exported)
 from deploy_ran.trt_compat import TensorRTUnavailable
 from exporters.fp16 import Fp16Result, convert_to_fp16
-from exporters.onnx import DEFAULT_OPSET, ExportResult, export_onnx
+from exporters.opsets import DEFAULT_OPSET
 from exporters.tensorrt import (
     EngineBuildOptions,
     EngineBuildResult,
     build_engine,
     default_plan_path,
 )
+
+if TYPE_CHECKING:  # exporters.onnx imports PyTorch: loaded only where an export runs
+    from exporters.onnx import ExportResult
 
 PRECISIONS = ("fp32", "fp16", "int8")
 
@@ -355,6 +358,8 @@ def _fp32_step(job: _Job, want: str) -> ConversionResult:
     check_writable(fp32_path)
     job.say(f"exporting {resolved.text} to FP32 ONNX")
     cfg = job.export
+    from exporters.onnx import export_onnx
+
     result.export = export_onnx(
         resolved.text,
         fp32_path,

@@ -282,14 +282,14 @@ def step_commands(
     slim = [] if simplify else ["--no-simplify"]
     speed = [py, str(ROOT / "benchmarks" / "gpu_speed.py"), "--model", model, "--quick",
              "--device", device, *slim]  # fmt: skip
-    calib_device = ["--device", device] if device.startswith("cuda") else []
+    calib_device = ["--calib-device", device] if device.startswith("cuda") else []
     return {
         "export": [
             [py, cli, "export", model, *slim, "--output", str(work / f"{model}.onnx")],
             [py, cli, "export", model, "--precision", "fp16", *slim,
              "--output", str(work / f"{model}.fp16.onnx")],
             # random weights may miss the agreement bar: the file is still worth timing
-            [py, cli, "calibrate", str(work / f"{model}.onnx"), "--num-images", "64",
+            [py, cli, "calibrate", str(work / f"{model}.onnx"), "--calib-images", "64",
              "--allow-failing", *calib_device, "--output", str(work / f"{model}.int8.onnx")],
         ],  # fmt: skip
         "speed": [
