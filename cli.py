@@ -377,7 +377,8 @@ def evaluate_cmd(
     """Top-1/top-5, per-class accuracy and calibration on labelled data; each target against the
     first (or --reference): Δ top-1 with a 95 % interval and an exact McNemar p-value."""
     from deploy_ran.evaluate import evaluate
-    from deploy_ran.evaluate.report import check_outputs, evaluate_report, write_outputs
+    from deploy_ran.evaluate.output import check_outputs, write_outputs
+    from deploy_ran.tables import evaluate_report
 
     inputs = {"data": _file(data), "labels": labels, "checkpoint": checkpoint}
     check_outputs(output, plot, {**{t: _file(t) for t in targets}, **inputs})
@@ -404,7 +405,7 @@ def bench_cmd(
     warmup: o.WarmupOpt = 1.0,
     duration: o.DurationOpt = 5.0,
     iterations: o.IterationsOpt = None,
-    device: o.DeviceOpt = "cpu",
+    device: o.DeviceOpt = None,
     copies: o.CopiesOpt = True,
     cuda_graphs: o.CudaGraphsOpt = False,
     interleave: o.InterleaveOpt = False,
@@ -481,7 +482,7 @@ def infer_cmd(
         raise DeployRanError("--address and --gpus-per-worker apply to --ray.", hint="Add --ray.")
     run, extra = run_inference, {}
     if ray:
-        from deploy_ran.infer_ray import run_inference_ray as run
+        from deploy_ran.infer.ray import run_inference_ray as run
 
         extra = {"address": address, "gpus_per_worker": gpus_per_worker or 0.0}
     with render.InferBar() as progress:

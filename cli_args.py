@@ -10,12 +10,13 @@ that can be unset default to ``None``.
 from __future__ import annotations
 
 import math
-import re
 from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any, Optional
 
 import typer
+
+from deploy_ran.device import Device, DeviceError
 
 # Sane maxima: far beyond any real use, small enough to refuse a typo before it costs memory.
 MAX_BATCH = 4096
@@ -110,12 +111,15 @@ class ListOf:
         raise AssertionError("unreachable")
 
 
-def device(value: Any) -> str:
-    """``cpu``, ``cuda`` or ``cuda:N``."""
-    text = str(value).strip().lower()
-    if not re.fullmatch(r"cpu|cuda(:\d{1,3})?", text):
-        _fail(f"must be cpu, cuda or cuda:N (N a GPU index), got {value!r}.")
-    return text
+def device(value: Any) -> str | None:
+    """``cpu``, ``cuda`` or ``cuda:N``, checked by :class:`deploy_ran.device.Device` (the one parser)."""
+    if value is None:
+        return None
+    try:
+        return str(Device.parse(value))
+    except DeviceError as exc:
+        _fail(f"{exc.message} {exc.hint or ''}".strip())
+    raise AssertionError("unreachable")
 
 
 PROVIDER_SHORT = ("cpu", "cuda", "tensorrt", "trt", "openvino", "dml", "coreml")
@@ -192,7 +196,7 @@ OptPath, OptInt, OptStr, OptFloat = Optional[Path], Optional[int], Optional[str]
 # shared options (one declaration each)
 
 AsJson = Flag("--json", "Print JSON instead of tables.")
-DeviceOpt = Opt(str, "cpu | cuda | cuda:N.", device)
+DeviceOpt = Opt(OptStr, "cpu | cuda | cuda:N (default: cpu; cuda for an engine).", device)
 ProviderOpt = Opt(
     OptStr, "ONNX Runtime providers, comma-separated: cpu, cuda, tensorrt.", providers
 )
@@ -434,11 +438,18 @@ AtolOpt = Opt(OptFloat, "Add: |c-r| ≤ atol + rtol·|r| everywhere (≥ 0).", N
 RtolOpt = Opt(OptFloat, "Relative part of the --atol check (≥ 0).", NONNEG)
 
 # bench
-BACKENDS = ("torch", "ort", "trt")
+def backend(value: Any) -> str:
+    """A registered backend kind, read from the runner registry when the flag is given (the
+    registry loads the backends, so ``--help`` does not pay for it)."""
+    from deploy_ran.runners import list_backends
+
+    return Choice(*list_backends())(value)
+
+
 BackendsOpt = Opt(
     OptStr,
-    "Comma-separated: torch,ort,trt (default torch,ort).",
-    ListOf(Choice(*BACKENDS), "backends"),
+    "Comma-separated backends: torch, ort, trt, ... (default torch,ort).",
+    ListOf(backend, "backends"),
 )
 ArtifactsOpt = Opt(
     Optional[list[str]], "Existing .onnx (fp32/fp16/int8) or .plan files; repeat or comma-separate."

@@ -30,18 +30,26 @@ import onnx
 
 from calibration.data import (
     BUILTIN_NOTE,
-    DEFAULT_NUM_IMAGES,
     RECOMMENDED_MIN_IMAGES,
     SYNTHETIC_NOTE,
     CalibrationData,
     plan_calibration_data,
 )
+from calibration.defaults import (
+    DEFAULT_BATCH,
+    DEFAULT_DEVICE,
+    DEFAULT_EVAL_IMAGES,
+    DEFAULT_FLOAT_PRECISION,
+    DEFAULT_METHOD,
+    DEFAULT_NUM_IMAGES,
+    DEFAULT_PERCENTILE,
+    DEFAULT_SEED,
+    DEFAULT_TARGET_AGREEMENT,
+)
 from calibration.evaluate import OutputAgreement, RunModel, agreement, judge, require_runner
 from calibration.placement import GraphIndex, QuantPlan, calibration_tensors, plan_quantization
 from calibration.qdq import build_qdq_model, count_qdq, with_fp16_float_part
 from calibration.ranges import (
-    DEFAULT_METHOD,
-    DEFAULT_PERCENTILE,
     MethodConfig,
     Ranges,
     calibrate_ranges,
@@ -57,13 +65,11 @@ from deploy_ran.fileio import (
     json_text,
     sha256_file,
 )
+from deploy_ran.onnx_graph import graph_inputs
 from exporters.fp16 import require_fp32
 from exporters.graph_checks import require_valid_graph
 
 AUTO = "auto"
-DEFAULT_BATCH = 8
-DEFAULT_EVAL_IMAGES = 200
-DEFAULT_TARGET_AGREEMENT = 0.99
 #: What the non-quantized part of a Q/DQ file is computed in (see calibration.qdq.with_fp16_float_part).
 FLOAT_PRECISIONS = ("fp32", "fp16")
 
@@ -154,7 +160,7 @@ def sensitivity_path_for(output: str | Path) -> Path:
 
 
 def _input_spec(model: onnx.ModelProto, path: Path) -> tuple[str, tuple[int, int, int], bool]:
-    graph_input = model.graph.input[0]
+    graph_input = graph_inputs(model)[0]
     dims = graph_input.type.tensor_type.shape.dim
     values = [d.dim_value if d.HasField("dim_value") else None for d in dims]
     if len(values) != 4 or any(v is None for v in values[1:]):
@@ -211,7 +217,7 @@ def quantize_int8(
     bins: int | None = None,
     num_images: int = DEFAULT_NUM_IMAGES,
     batch: int = DEFAULT_BATCH,
-    seed: int = 0,
+    seed: int = DEFAULT_SEED,
     exclude: Sequence[str] = (),
     include_attention: bool = False,
     sensitivity: bool = False,
@@ -221,8 +227,8 @@ def quantize_int8(
     cache_path: str | Path | None = None,
     run_model: RunModel | None = None,
     progress: Progress | None = None,
-    device: str = "cpu",
-    float_precision: str = "fp32",
+    device: str = DEFAULT_DEVICE,
+    float_precision: str = DEFAULT_FLOAT_PRECISION,
     require_pass: bool = True,
 ) -> QuantizeResult:
     """Quantize the FP32 ONNX file at ``onnx_path`` to an INT8 Q/DQ file (default ``*.int8.onnx``).
@@ -280,7 +286,7 @@ def quantize_int8(
     require_fp32(model, source, "INT8 calibration")
     input_name, input_shape, static_batch = _input_spec(model, source)
     if static_batch:  # a fixed-batch graph only takes batches of exactly that size
-        batch = model.graph.input[0].type.tensor_type.shape.dim[0].dim_value
+        batch = graph_inputs(model)[0].type.tensor_type.shape.dim[0].dim_value
     info = ArtifactInfo.from_props(get_metadata(model))
     preprocessing, warnings = _preprocessing(info, input_shape)
     plan_data = plan_calibration_data(

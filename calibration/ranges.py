@@ -33,17 +33,13 @@ from typing import Any
 
 import numpy as np
 
+from calibration.defaults import DEFAULT_BINS, DEFAULT_METHOD, DEFAULT_PERCENTILE  # noqa: F401
 from calibration.entropy import QUANTIZED_BINS, entropy_threshold
+from deploy_ran.device import Device
 from deploy_ran.errors import DeployRanError
 from deploy_ran.fileio import atomic_write_text, temp_dir
 
 METHODS = ("entropy", "minmax", "percentile")
-#: The default method: percentile 99.99, the measured best on the digits accuracy check
-#: (``examples/digits.py``, numbers in the README) and robust to a few outlier images.
-DEFAULT_METHOD = "percentile"
-DEFAULT_PERCENTILE = 99.99
-#: Histogram bins over ``|x|``: 2048, as TensorRT's entropy calibrator.
-DEFAULT_BINS = {"entropy": 2048, "percentile": 2048}
 CACHE_VERSION = 1
 
 Progress = Callable[[str, int, int], None]  # (phase, done, total)
@@ -186,21 +182,16 @@ def check_cache(path: Path, key: str, parts: dict[str, Any], needed: Sequence[st
     return CacheStatus(True, "key matches", data)
 
 
-def calibration_providers(device: str) -> list[Any]:
+def calibration_providers(device: str | Device) -> list[Any]:
     """ONNX Runtime providers for ``device`` (``cpu``, ``cuda``, ``cuda:N``), checked.
 
     A missing CUDA provider is an error, not a silent run on the CPU: the user asked for the GPU.
     """
     import onnxruntime
 
-    text = (device or "cpu").strip().lower()
-    if text == "cpu":
+    parsed = Device.parse(device)
+    if not parsed.is_cuda:
         return ["CPUExecutionProvider"]
-    kind, _, index = text.partition(":")
-    if kind != "cuda" or (index and not index.isdigit()):
-        raise CalibrationError(
-            f"Unknown calibration device {device!r}.", hint="Use cpu, cuda or cuda:N."
-        )
     available = onnxruntime.get_available_providers()
     if "CUDAExecutionProvider" not in available:
         raise CalibrationError(
@@ -209,7 +200,8 @@ def calibration_providers(device: str) -> list[Any]:
             hint="On a GPU host: pip install -e '.[gpu]' (onnxruntime-gpu), or calibrate with "
             "--device cpu.",
         )
-    return [("CUDAExecutionProvider", {"device_id": index or "0"}), "CPUExecutionProvider"]
+    gpu = {"device_id": str(parsed.index or 0)}
+    return [("CUDAExecutionProvider", gpu), "CPUExecutionProvider"]
 
 
 def _ort_calibrator(

@@ -200,11 +200,11 @@ def describe_onnx_for_attention(path: str | Path) -> OnnxAttentionInfo:
 
     from deploy_ran.artifacts import ArtifactInfo, get_metadata, load_onnx
     from deploy_ran.models import get_spec, is_model_name
+    from deploy_ran.onnx_graph import graph_inputs
 
     proto = load_onnx(path, load_weights=False)
     info = ArtifactInfo.from_props(get_metadata(proto))
-    initializers = {i.name for i in proto.graph.initializer}
-    inputs = [i for i in proto.graph.input if i.name not in initializers]
+    inputs = graph_inputs(proto)
     if len(inputs) != 1:
         raise OnnxFileError(
             f"{path} has {len(inputs)} inputs; the visualiser needs one image input.",
@@ -285,7 +285,7 @@ def attention_from_onnx(path: str | Path, images: Sequence[str | Path]) -> Atten
     paths = collect_images(images)
     batch, crops, paths = prepare_images(paths, desc.preprocessing, desc.notes)
     with OrtRunner(path) as runner:
-        result = runner.run_many(batch, None if runner.fixed_batch else CHUNK)
+        result = runner.run_many(batch, runner.batch_for(CHUNK))
     outputs = [np.asarray(result[name], dtype=np.float32) for name in desc.map_outputs]
     maps = _split_maps(desc.map_outputs, outputs, len(paths))
     items = [ImageAttention(p, c, m) for p, c, m in zip(paths, crops, maps)]

@@ -12,6 +12,7 @@ from onnx import helper, numpy_helper
 
 import calibration.ranges as ranges_mod
 from calibration.ranges import CalibrationError, MethodConfig, calibration_providers, compute_ranges
+from deploy_ran.device import DeviceError
 
 
 def _tiny(path):
@@ -38,7 +39,7 @@ def test_providers_for_each_device(monkeypatch):
     with pytest.raises(CalibrationError, match="CUDA provider") as info:
         calibration_providers("cuda")
     assert "onnxruntime-gpu" in info.value.hint and "--device cpu" in info.value.hint
-    with pytest.raises(CalibrationError, match="Unknown calibration device"):
+    with pytest.raises(DeviceError, match="Unknown device 'tpu'"):  # the one device parser
         calibration_providers("tpu")
     monkeypatch.setattr(
         ort, "get_available_providers", lambda: ["CUDAExecutionProvider", "CPUExecutionProvider"]

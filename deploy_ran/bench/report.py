@@ -15,6 +15,7 @@ from typing import Any
 from deploy_ran.bench.plot import write_plot
 from deploy_ran.bench.result import BenchResult, BenchRow
 from deploy_ran.bench.timing import STAT_FIELDS
+from deploy_ran.device import describes_cuda
 from deploy_ran.environment import environment_tag
 from deploy_ran.fileio import atomic_write_text, check_writable, json_text
 
@@ -85,7 +86,7 @@ def csv_row(row: BenchRow) -> dict[str, Any]:
 
 def default_stem(result: BenchResult) -> str:
     """``bench_MODEL_SIZEpx_DEVICE_<environment tag>``: the file name records the environment."""
-    device = "cuda" if result.device.startswith("cuda") else "cpu"
+    device = "cuda" if describes_cuda(result.device) else "cpu"
     return (
         f"bench_{result.model}_{result.image_size}px_{device}_{environment_tag(result.environment)}"
     )

@@ -6,7 +6,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from deploy_ran.bench.timing import MIN_ITERATIONS, LatencyStats
+from deploy_ran.bench.timing import CUDA_EVENTS, MIN_ITERATIONS, LatencyStats
+from deploy_ran.device import describes_cuda
 from deploy_ran.environment import environment_tag
 
 
@@ -48,7 +49,7 @@ class BenchRow:
         """The timing method in a few words, e.g. ``host timer, copies included``."""
         if self.timer is None:
             return "-"
-        timer = "CUDA events" if self.timer.startswith("cuda") else "host timer"
+        timer = "CUDA events" if self.timer == CUDA_EVENTS else "host timer"
         copies = "copies included" if self.copies_included else "no copies"
         return f"{timer}, {copies}"
 
@@ -137,7 +138,7 @@ class BenchResult:
             if self.interleaved
             else "batch size by batch size, each backend's runs back to back",
             "timer": "cuda events on the runner's stream"
-            if (self.device.startswith("cuda") and not self.copies_included)
+            if (describes_cuda(self.device) and not self.copies_included)
             else "host perf_counter (+ synchronize)",
             "throughput": "batch_size * runs / timed seconds",
             "speedup": "median latency of torch fp32 at the same batch size / row median",

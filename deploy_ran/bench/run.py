@@ -34,11 +34,17 @@ from deploy_ran.bench.timing import (
     time_runner,
     warm_up,
 )
+from deploy_ran.device import Device, DeviceError, describes_cuda
 from deploy_ran.environment import collect_environment
 from deploy_ran.errors import DeployRanError
 from deploy_ran.fileio import temp_dir
-from deploy_ran.runners import BackendUnavailableError, BaseRunner, load_runner
-from deploy_ran.runners.loader import backend_for
+from deploy_ran.runners import (
+    BackendUnavailableError,
+    BaseRunner,
+    backend_for,
+    honoured_options,
+    load_runner,
+)
 
 Say = Callable[[str], None]
 
@@ -135,7 +141,7 @@ def run_benchmark(
     result = BenchResult(
         model=settings.model,
         image_size=size,
-        device=settings.device,
+        device=settings.device or "cpu",
         batch_sizes=list(settings.batch_sizes),
         copies_included=settings.copies_included,
         cuda_graphs=settings.cuda_graphs,
@@ -215,7 +221,7 @@ def _torch_configs(settings: BenchSettings, size: int) -> list[_Config]:
     first); layouts that resolve to the same one for a precision are one row."""
     from deploy_ran.runners.torch_runner import default_channels_last
 
-    device_type = settings.device.split(":")[0]  # no CUDA check here: the runner's own says why
+    device_type = Device.parse(settings.device).kind  # no CUDA check: the runner's says why
     configs = []
     for precision in settings.torch_precisions:
         seen: set[bool] = set()
@@ -331,16 +337,14 @@ def _load_runners(
             continue
         say(f"loading {cfg.label}")
         try:
-            cfg.runner = load_runner(
-                cfg.target,
-                device=settings.device,
-                threads=threads,
-                cuda_graph=settings.cuda_graphs,
-                **cfg.kwargs,
+            # The shared settings go to the backends that honour them (an engine has no threads).
+            shared = honoured_options(
+                cfg.target, threads=threads, cuda_graph=settings.cuda_graphs
             )
+            cfg.runner = load_runner(cfg.target, device=settings.device, **shared, **cfg.kwargs)
             cfg.precision = cfg.runner.precision
             stack.callback(cfg.runner.close)
-        except BackendUnavailableError as exc:
+        except (BackendUnavailableError, DeviceError) as exc:  # no GPU, or an engine on a CPU
             cfg.error = ("skipped", exc.message)
         except Exception as exc:  # any backend failure is a row, not a crash
             cfg.error = ("failed", _reason(exc))
@@ -389,11 +393,11 @@ def _finish_row(row: BenchRow, samples: list[float], timer: str, copies: bool) -
     row.latency = LatencyStats.from_samples(samples)
     row.throughput = row.batch_size * len(samples) / (sum(samples) / 1e3)
     row.timer = timer
-    row.copies_included = copies or not row.device.startswith("cuda")
+    row.copies_included = copies or not describes_cuda(row.device)
 
 
 def _measure_row(cfg: _Config, batch: int, settings: BenchSettings, say: Say) -> BenchRow:
-    row = _new_row(cfg, batch, settings.device)
+    row = _new_row(cfg, batch, settings.device or "cpu")
     if row.status != "ran":
         return row
     assert cfg.runner is not None
@@ -434,7 +438,7 @@ def _measure_interleaved(
     (OpenMP, ONNX Runtime) and slows the next backend, so absolute latencies come out higher than
     in back-to-back runs on a quiet machine; the ratios are what interleaving protects.
     """
-    rows = [_new_row(cfg, batch, settings.device) for cfg in configs]
+    rows = [_new_row(cfg, batch, settings.device or "cpu") for cfg in configs]
     active: list[tuple[BenchRow, Callable[[], float], str]] = []
     for cfg, row in zip(configs, rows):
         if row.status != "ran":

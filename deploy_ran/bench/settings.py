@@ -12,8 +12,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from deploy_ran.device import Device
 from deploy_ran.errors import DeployRanError
-from deploy_ran.runners import BACKENDS
+from deploy_ran.runners import list_backends
 
 
 @dataclass(frozen=True)
@@ -30,7 +31,8 @@ class BenchSettings:
     - ``batch_sizes``: measured in increasing order, duplicates dropped.
     - ``warmup``: seconds of untimed runs per row (at least 2 runs). ``duration``: timed seconds
       per row, unless ``iterations`` (timed runs per row) is given.
-    - ``device``: ``cpu`` or ``cuda[:N]``. ``copies``: on a GPU, include host↔device copies.
+    - ``device``: ``cpu`` or ``cuda[:N]``; ``None``: the CPU for PyTorch and ONNX Runtime rows, CUDA
+      for engine rows (an engine never runs on a CPU; ``device="cpu"`` skips its rows). ``copies``: on a GPU, include host↔device copies.
       ``cuda_graphs``: capture CUDA graphs where the backend can (GPU only).
     - ``interleave``: the backends of one batch size take turns run by run.
     - ``torch_precisions``: one PyTorch row per precision (``fp32``, ``fp16``, ``autocast``).
@@ -63,7 +65,7 @@ class BenchSettings:
     warmup: float = 1.0
     duration: float | None = 5.0
     iterations: int | None = None
-    device: str = "cpu"
+    device: str | None = None
     copies: bool = True
     cuda_graphs: bool = False
     interleave: bool = False
@@ -86,6 +88,8 @@ class BenchSettings:
     def __post_init__(self) -> None:
         # Accept any sequence / str path from callers; store the normalised, typed form.
         set_ = object.__setattr__
+        if self.device is not None:  # checked once; kept as text for reports
+            set_(self, "device", str(Device.parse(self.device)))
         set_(self, "batch_sizes", _batch_sizes(self.batch_sizes))
         set_(self, "artifacts", tuple(Path(a) for a in self.artifacts))
         set_(self, "torch_precisions", tuple(self.torch_precisions))
@@ -132,7 +136,7 @@ class BenchSettings:
 
     @property
     def on_gpu(self) -> bool:
-        return self.device.startswith("cuda")
+        return Device.parse(self.device).is_cuda  # None: the CPU (engines still run on CUDA)
 
     @property
     def copies_included(self) -> bool:
@@ -173,7 +177,7 @@ def _choices(
 
 
 def _backends(backends: Sequence[str]) -> tuple[str, ...]:
-    return _choices(backends, BACKENDS, "backend", "backends", "('torch', 'ort')")
+    return _choices(backends, list_backends(), "backend", "backends", "('torch', 'ort')")
 
 
 def _torch_modes(modes: Sequence[str]) -> tuple[str, ...]:

@@ -347,7 +347,7 @@ def _decoder(
     data: LabelledData, preprocessing: Mapping[str, Any]
 ) -> Callable[[int], tuple[np.ndarray | None, str | None]]:
     if data.paths is not None:
-        from deploy_ran.infer import decode_image
+        from deploy_ran.infer.dataset import decode_image
 
         paths, prep = data.paths, dict(preprocessing)
         return lambda i: decode_image(paths[i], prep)

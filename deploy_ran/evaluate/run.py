@@ -33,8 +33,7 @@ from deploy_ran.evaluate.metrics import (
     accuracy_metrics,
     top_predictions,
 )
-from deploy_ran.runners import BaseRunner, load_runner
-from deploy_ran.runners.loader import backend_for
+from deploy_ran.runners import BaseRunner, backend_for, load_runner
 
 #: progress(done, total): images read so far (kept or skipped) out of all.
 Progress = Callable[[int, int], None]
@@ -104,7 +103,7 @@ def evaluate(
     reference: str | Path | None = None,
     batch_size: int = 32,
     max_images: int | None = None,
-    device: str = "cpu",
+    device: str | None = None,
     checkpoint: str | Path | None = None,
     precision: str | None = None,
     image_size: int | None = None,

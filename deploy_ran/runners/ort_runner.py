@@ -43,7 +43,11 @@ import numpy as np
 import onnx
 
 from deploy_ran.artifacts import ArtifactInfo, get_metadata, load_onnx, precision_of
+from deploy_ran.device import Device
+from deploy_ran.onnx_graph import graph_inputs
 from deploy_ran.runners.base import BackendUnavailableError, BaseRunner, RunnerError, TensorSpec
+from deploy_ran.runners.registry import register_backend
+from deploy_ran.target import Target
 
 PROVIDER_NAMES = {
     "cpu": "CPUExecutionProvider",
@@ -134,7 +138,7 @@ def default_threads() -> int:
 
 
 def resolve_providers(
-    providers: str | list[str] | tuple[str, ...] | None, device: str
+    providers: str | list[str] | tuple[str, ...] | None, device: str | Device
 ) -> list[str]:
     """Short or full provider names → ONNX Runtime names, checked against this installation.
 
@@ -143,7 +147,7 @@ def resolve_providers(
     import onnxruntime as ort
 
     if providers is None:
-        providers = ["cuda"] if device.startswith("cuda") else ["cpu"]
+        providers = ["cuda"] if Device.parse(device).is_cuda else ["cpu"]
     if isinstance(providers, str):
         providers = [p for p in providers.split(",") if p.strip()]
     available = ort.get_available_providers()
@@ -219,11 +223,8 @@ def tensorrt_provider_options(
     }
     if stream_handle is not None:
         options["user_compute_stream"] = str(stream_handle)
-    initializers = {i.name for i in proto.graph.initializer}
     shapes: dict[str, list[str]] = {"min": [], "opt": [], "max": []}
-    for inp in proto.graph.input:
-        if inp.name in initializers:
-            continue
+    for inp in graph_inputs(proto):
         dims = [
             d.dim_value if d.HasField("dim_value") else None for d in inp.type.tensor_type.shape.dim
         ]
@@ -260,7 +261,8 @@ class OrtRunner(BaseRunner):
         self,
         path: str | Path | onnx.ModelProto,
         *,
-        device: str = "cpu",
+        device: str | Device = "cpu",
+        precision: str | None = None,
         providers: str | list[str] | None = None,
         threads: int | None = None,
         inter_op_threads: int = 1,
@@ -290,11 +292,12 @@ class OrtRunner(BaseRunner):
             source = str(path)
         props = get_metadata(proto)
         info = ArtifactInfo.from_props(props)
-        precision = precision_of(proto)
+        precision = precision or precision_of(proto)  # a Target carries it: no second look
+        device = Device.parse(device)
         full = resolve_providers(providers, device)
         on_gpu = full[0] in GPU_PROVIDERS
-        if ":" in device:
-            device_id = int(device.split(":", 1)[1])
+        if device.index is not None:
+            device_id = device.index
         threads = threads if threads is not None else default_threads()
         if threads < 1 or inter_op_threads < 1:
             raise RunnerError(
@@ -583,3 +586,14 @@ def _new_cuda_stream(device_id: int):
             hint="Install a CUDA build of PyTorch next to onnxruntime-gpu, or use --device cpu.",
         )
     return torch.cuda.Stream(device=torch.device("cuda", device_id))
+
+
+def _from_target(target: Target, device: Device, **options: Any) -> OrtRunner:
+    """The registry's factory: an ONNX file, with the precision its Target already read."""
+    return OrtRunner(target.path, device=device, precision=target.precision, **options)
+
+
+register_backend(
+    "ort", lambda t: t.kind == "onnx", _from_target, options=("providers", "threads", "cuda_graph"),
+    fixed_by="an exported file already fixes its weights, input size and precision",
+)  # fmt: skip

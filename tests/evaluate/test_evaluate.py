@@ -208,7 +208,7 @@ def test_cli_evaluate_writes_json_and_png(cifar_onnx, int8_onnx, labelled, tmp_p
 
 def test_markdown_table_for_a_readme(cifar_onnx, tmp_path):
     from deploy_ran.evaluate import labelled_arrays
-    from deploy_ran.evaluate.report import markdown_table
+    from deploy_ran.tables import markdown_table
 
     x = np.random.default_rng(2).standard_normal((8, 3, 32, 32)).astype(np.float32)
     y = _ort_logits(cifar_onnx, x).argmax(1)
