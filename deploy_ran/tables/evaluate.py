@@ -114,6 +114,12 @@ def evaluate_report(
 ) -> list[RenderableType]:
     """The table, the images left out, the files written."""
     out: list[RenderableType] = [evaluate_table(result), *verdict_lines(result)]
+    out += [
+        f"[red]{escape(_short(t.target))}: {t.metrics.nonfinite} image(s) gave NaN/inf logits "
+        "(counted wrong)[/]"
+        for t in result.targets
+        if t.metrics.nonfinite
+    ]
     if result.skipped:
         out.append(
             f"[yellow]skipped {len(result.skipped)} unreadable image(s) for every target:[/]"
