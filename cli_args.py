@@ -314,8 +314,13 @@ SensitivityOpt = Flag("--sensitivity", "Quantize one group at a time: table + JS
 NoCacheOpt = Flag("--no-cache", "Neither read nor write the range cache.")
 FloatPrecisionOpt = Opt(
     str,
-    "INT8: precision of the part left unquantized: fp32 | fp16 (FP32 I/O either way).",
-    Choice("fp32", "fp16"),
+    "INT8: precision of the part left unquantized: fp16 (default, as NVIDIA's tools) | fp32 (FP32 I/O either way).",
+    Choice("fp16", "fp32"),
+)
+PlacementOpt = Opt(
+    str,
+    "INT8: where Q/DQ go: trt (default; BN, MaxPool, Resize, gate Mul inputs too, for TensorRT's fusions) | conservative (Conv/Gemm and residual-Add inputs only).",
+    Choice("trt", "conservative"),
 )
 AllowFailingOpt = Flag(
     "--allow-failing", "Write the INT8 file even when it fails verify's INT8 criteria (warned)."
@@ -334,6 +339,7 @@ WorkspaceOpt = Opt(
 OptLevelOpt = Opt(int, "Builder optimization level 0-5.", Number(int, 0, 5))
 TimingCacheOpt = Opt(OptPath, "Timing cache file, loaded and saved.")
 Tf32Opt = Flag("--allow-tf32", "Allow TF32 (off: FP32 parity).")
+CalibTf32Opt = Flag("--calib-allow-tf32", "Calibration on CUDA: allow TF32 (off: FP32 ranges).")
 VersionCompatibleOpt = Flag("--version-compatible", "Plan runs on later TensorRT versions.")
 HardwareOpt = Opt(
     str, "none | ampere_plus | same_cc (10.16+).", Choice("none", "ampere_plus", "same_cc")
@@ -389,7 +395,23 @@ RepoMaxBatchOpt = Opt(
     Number(int, 0, MAX_BATCH),
 )
 InstancesOpt = Opt(int, "Model instances (instance_group count, 1-64).", Number(int, 1, 64))
-KindOpt = Opt(str, "Instance kind: gpu | cpu.", Choice("gpu", "cpu"))
+KindOpt = Opt(
+    str, "Instance kind: auto (GPU where the server has one) | gpu | cpu.", Choice("auto", "gpu", "cpu")
+)
+RepoThreadsOpt = Opt(
+    OptInt, "CPU instances of an ONNX model: ONNX Runtime intra-op threads each (1-1024).",
+    Number(int, 1, 1024), "--threads",
+)
+MaxQueueSizeOpt = Opt(
+    int, "Requests waiting before Triton rejects more (bounded queue, 1-1,000,000).",
+    Number(int, 1, 1_000_000),
+)
+TrtCachePathOpt = Opt(
+    OptStr, "--tensorrt-accelerator: engine/timing cache folder on the server (persistent volume).",
+)
+TrtWorkspaceOpt = Opt(
+    int, "--tensorrt-accelerator: TensorRT workspace in MiB (1-1,048,576).", Number(int, 1, 1 << 20)
+)
 QueueDelayOpt = Opt(
     int, "Dynamic batching: longest wait to fill a batch, in µs (0-10,000,000).",
     Number(int, 0, 10_000_000),

@@ -18,6 +18,7 @@ graph-checked but not compared with eager PyTorch.
 
 from __future__ import annotations
 
+import functools
 import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields
@@ -29,6 +30,7 @@ import onnx
 
 from calibration import defaults as cal
 from calibration.quantize import QuantizeResult, quantize_int8
+from deploy_ran.device import Device
 from deploy_ran.errors import DeployRanError
 from deploy_ran.export_match import differences, requested_fields
 from deploy_ran.fileio import check_writable, refuse_output_over_inputs
@@ -56,9 +58,16 @@ class Checks(Protocol):
         """Compare a reduced-precision file with its reference (module or FP32 file)."""
 
     def run_model(
-        self, model: onnx.ModelProto | Path, inputs: np.ndarray, batch_size: int
+        self,
+        model: onnx.ModelProto | Path,
+        inputs: np.ndarray,
+        batch_size: int,
+        *,
+        device: str = "cpu",
+        allow_tf32: bool = False,
     ) -> Mapping[str, np.ndarray]:
-        """Every output of ``model`` on ``inputs`` (for calibration's evaluation)."""
+        """Every output of ``model`` on ``inputs`` on ``device`` (for calibration's evaluation:
+        the agreement and sensitivity checks run where the ranges were measured)."""
 
 
 # ------------------------------------------------------------------------------------ targets
@@ -147,11 +156,15 @@ class CalibrationConfig:
     use_cache: bool = True
     cache_path: Path | None = None
     device: str = cal.DEFAULT_DEVICE  # where ONNX Runtime collects the ranges: cpu | cuda | cuda:N
+    #: FP32 convolutions in TF32 on CUDA (ONNX Runtime's use_tf32); off: FP32 ranges are FP32.
+    allow_tf32: bool = False
     #: The non-quantized part in "fp32" or "fp16" (TensorRT's strongly typed INT8 engines run it
     #: in the file's precision; "fp16" is what NVIDIA's tooling writes).
     float_precision: str = cal.DEFAULT_FLOAT_PRECISION
     #: Refuse (AccuracyError, exit 1) a file that fails verify's INT8 criteria on its comparison set.
     require_pass: bool = True
+    #: Where Q/DQ go: "trt" (for TensorRT's fusions) or "conservative" (calibration.placement).
+    placement: str = cal.DEFAULT_PLACEMENT
 
     def data_file(self) -> Path | None:
         """The calibration data as a file path, when it is one (for the overwrite check)."""
@@ -422,7 +435,7 @@ def _reduce_step(job: _Job, result: ConversionResult, want: str) -> None:
         source,
         target_path,
         **settings,
-        run_model=checks.run_model if checks is not None else None,
+        run_model=_run_model_on(checks, job.calibration),
         progress=job.calibration_progress,
     )
     result.path, result.precision = Path(result.int8.path), "int8"
@@ -445,3 +458,16 @@ def _engine_step(
         raise EngineUnavailable(exc, result) from None
     result.path = result.engine.plan
     result.steps.append(f"built {result.path} ({result.precision.upper()} TensorRT engine)")
+
+
+def _run_model_on(checks: Checks | None, calibration: CalibrationConfig) -> Any:
+    """``checks.run_model`` bound to the calibration's device and arithmetic, so the comparison
+    with FP32 and the sensitivity table are measured where the ranges were (a CUDA calibration
+    judged on the CPU would hide what the GPU computes)."""
+    if checks is None:
+        return None
+    if not Device.parse(calibration.device).is_cuda and not calibration.allow_tf32:
+        return checks.run_model
+    return functools.partial(
+        checks.run_model, device=calibration.device, allow_tf32=calibration.allow_tf32
+    )

@@ -128,29 +128,48 @@ def numpy_dtype(trt_dtype: Any) -> np.dtype:
     return np.dtype(_DTYPES[name])
 
 
-def make_logger(trt: Any, verbose: bool = False, echo=None) -> Any:
-    """A ``tensorrt.ILogger`` that keeps messages (to report parser and build errors).
+#: Messages a logger keeps (the newest): a runner's logger lives as long as the runner, and an
+#: unbounded list would grow with every warning TensorRT logs over a long serving run.
+LOGGER_KEEP = 1000
+
+
+def make_logger(trt: Any, verbose: bool = False, echo=None, keep: int = LOGGER_KEEP) -> Any:
+    """A ``tensorrt.ILogger`` that keeps the newest ``keep`` messages (to report parser, build
+    and run errors).
 
     TensorRT calls a Python logger for every message whatever its severity (a custom ``ILogger``
     has no minimum severity), and a build logs tens of thousands of VERBOSE lines: unless
     ``verbose``, they are dropped on arrival, as Polygraphy's logger and trtexec do by default.
+    ``error_count`` only grows (old messages are dropped, not uncounted), so "errors logged since"
+    is :meth:`errors_since` of a count taken before, whatever was dropped in between.
     """
+    from collections import deque
 
     class CapturingLogger(trt.ILogger):
         def __init__(self) -> None:
             trt.ILogger.__init__(self)
-            self.messages: list[tuple[str, str]] = []
+            self.messages: deque[tuple[str, str]] = deque(maxlen=keep)
+            self._errors: deque[str] = deque(maxlen=keep)
+            self.error_count = 0
 
         def log(self, severity: Any, msg: str) -> None:
             level = getattr(severity, "name", str(severity))
             if level == "VERBOSE" and not verbose:
                 return
             self.messages.append((level, msg))
+            if level in ("ERROR", "INTERNAL_ERROR"):
+                self._errors.append(msg)
+                self.error_count += 1
             if echo is not None and (verbose or level in ("ERROR", "INTERNAL_ERROR", "WARNING")):
                 echo(level, msg)
 
         def errors(self) -> list[str]:
-            return [m for level, m in self.messages if level in ("ERROR", "INTERNAL_ERROR")]
+            return list(self._errors)
+
+        def errors_since(self, count: int) -> list[str]:
+            """Errors logged after :attr:`error_count` was ``count`` (those still kept)."""
+            new = self.error_count - count
+            return list(self._errors)[-new:] if new > 0 else []
 
     return CapturingLogger()
 

@@ -150,6 +150,7 @@ def _build_sides(
     image_size: int | None,
     options: dict[str, Any] | None,
     seed: int,
+    allow_tf32: bool = False,
 ) -> tuple[BaseRunner, BaseRunner, list[str]]:
     """Build both runners; a PyTorch side takes size/options/classes from the other side's file."""
     import torch
@@ -166,11 +167,16 @@ def _build_sides(
         "candidate": (candidate_checkpoint or checkpoint, candidate_precision),
     }
     built: dict[str, BaseRunner] = {}
+    # TF32 only when asked (--allow-tf32): ONNX Runtime's CUDA provider and cuDNN take it;
+    # engines fix their arithmetic at build time and Triton in its config.
+    tf32 = {"allow_tf32": True} if allow_tf32 else {}
     try:
         for key in ("reference", "candidate"):  # files first: they tell the PyTorch side its shape
             if kinds[key] in ("ort", "trt", "triton"):
                 shared = honoured_options(sides[key], providers=providers, threads=threads)
-                built[key] = load_runner(sides[key], device=device, **shared)
+                built[key] = load_runner(
+                    sides[key], device=device, **shared, **(tf32 if kinds[key] == "ort" else {})
+                )
             elif kinds[key] == "runner":
                 built[key] = sides[key]
         hint_from = next((r for r in built.values() if getattr(r, "info", None) is not None), None)
@@ -226,6 +232,7 @@ def _build_sides(
                     num_classes=classes if ckpt is None else None,
                     threads=threads,
                     options=opts,
+                    **tf32,
                 )
         if all(k == "torch" for k in kinds.values()) and checkpoint is None:
             notes.append("both sides are PyTorch with the same seeded random weights")
@@ -257,6 +264,7 @@ def verify(
     options: dict[str, Any] | None = None,
     show_worst: int = 5,
     progress: Callable[[str, int, int], None] | None = None,
+    allow_tf32: bool = False,
 ) -> VerifyResult:
     """Compare ``candidate`` with ``reference`` on the same inputs; see the module docstring.
 
@@ -280,6 +288,7 @@ def verify(
         image_size=image_size,
         options=options,
         seed=seed,
+        allow_tf32=allow_tf32,
     )
     owned = [r for r, given in ((ref, reference), (cand, candidate)) if r is not given]
     try:

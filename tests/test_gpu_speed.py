@@ -332,8 +332,10 @@ def test_cuda_provider_options_per_precision_and_overrides():
             "prefer_nhwc",
             "cudnn_conv_algo_search",
             "cudnn_conv_use_max_workspace",
+            "use_tf32",
         }
         assert opts == CUDA_PROVIDER_DEFAULTS[precision]
+        assert opts["use_tf32"] == "0"  # ORT's own default (on) would make FP32 rows TF32
     assert cuda_provider_options("fp16")["prefer_nhwc"] == "1"
     assert cuda_provider_options("fp32")["prefer_nhwc"] == "0"
     given = cuda_provider_options("fp16", {"prefer_nhwc": 0, "cudnn_conv_algo_search": "HEURISTIC"})
@@ -407,6 +409,7 @@ def test_ort_runner_passes_and_records_the_cuda_options(tmp_path, monkeypatch):
         "prefer_nhwc": "1",
         "cudnn_conv_algo_search": "HEURISTIC",
         "cudnn_conv_use_max_workspace": "1",
+        "use_tf32": "0",
     }
     assert recorded["layout"] == "NHWC (prefer_nhwc)"
 

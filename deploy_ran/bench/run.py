@@ -248,6 +248,7 @@ def _torch_configs(settings: BenchSettings, size: int) -> list[_Config]:
                             "options": settings.options,
                             # None keeps the runner's default (recorded as such in the row)
                             "channels_last": None if layout == "default" else channels_last,
+                            **({"allow_tf32": True} if settings.allow_tf32 else {}),
                             **({"mode": mode} if mode != "eager" else {}),
                         },
                         suffix_hint=(" channels_last" if channels_last else "")
@@ -299,11 +300,13 @@ def _ort_configs(
             configs.append(
                 _Config("ort", "", "fp32", None, error=("failed", f"export: {exc.message}"))
             )
-    cuda = (
+    cuda: dict[str, Any] = (
         {"provider_options": {"CUDAExecutionProvider": dict(settings.ort_cuda_options)}}
         if settings.ort_cuda_options
         else {}
     )
+    if settings.allow_tf32:
+        cuda["allow_tf32"] = True
     for p in onnx_files:
         configs.append(
             _Config("ort", str(p), metas.get(p, {}).get("precision", "fp32"), str(p), dict(cuda))

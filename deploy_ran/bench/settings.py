@@ -45,6 +45,8 @@ class BenchSettings:
       for a precision give one row. The first layout's eager FP32 row is the FP32 baseline.
     - ``ort_cuda_options``: ONNX Runtime CUDA provider options over the per-precision defaults
       (``prefer_nhwc``, ``cudnn_conv_algo_search``, ``cudnn_conv_use_max_workspace``).
+    - ``allow_tf32``: let FP32 convolutions run in TF32 on CUDA (ONNX Runtime's ``use_tf32``,
+      PyTorch's cuDNN flag); off by default so FP32 rows are FP32. Recorded per row (``tf32``).
     - ``loader``: also measure one ``infer`` loader worker's images/s on 12-megapixel JPEGs at
       this benchmark's image size (full and reduced-size decoding, see
       :mod:`deploy_ran.bench.loader`), reported beside the backends' images/s.
@@ -74,6 +76,7 @@ class BenchSettings:
     torch_modes: tuple[str, ...] = ("eager",)
     torch_layouts: tuple[str, ...] = ("default",)
     ort_cuda_options: dict[str, str] | None = field(default=None, hash=False)
+    allow_tf32: bool = False
     loader: bool = False
     image_size: int | None = None
     checkpoint: Path | None = None

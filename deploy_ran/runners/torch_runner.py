@@ -105,8 +105,10 @@ class TorchRunner(BaseRunner):
         compile_mode: str | None = None,
         compile_backend: str = "inductor",
         output_names: list[str] | None = None,
+        allow_tf32: bool = False,
         **options: Any,
     ) -> None:
+        self._allow_tf32 = allow_tf32  # FP32 convolutions in TF32 only when asked (--allow-tf32)
         if precision not in TORCH_PRECISIONS:
             raise RunnerError(
                 f"Unknown PyTorch precision {precision!r}.",
@@ -257,7 +259,7 @@ class TorchRunner(BaseRunner):
     def _forward(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
         # FP32 means FP32: cuDNN would otherwise run convolutions in TF32 on Ampere and later
         # (PyTorch's default), and an FP32 reference would differ from itself by ~1e-3.
-        tf32 = self.torch_precision != "fp32"
+        tf32 = self.torch_precision != "fp32" or self._allow_tf32
         with (
             torch.inference_mode(),
             torch.backends.cudnn.flags(enabled=torch.backends.cudnn.enabled, allow_tf32=tf32),
@@ -336,6 +338,10 @@ class TorchRunner(BaseRunner):
             "compile_seconds": self.compile_seconds,
             "cuda_graph": self._cuda_graph,
             "checkpoint": self.checkpoint,
+            # FP32 arithmetic of cuDNN convolutions; None where TF32 cannot apply (CPU)
+            "tf32": (self.torch_precision != "fp32" or self._allow_tf32)
+            if self._torch_device.type == "cuda"
+            else None,
         }
 
 

@@ -1,4 +1,5 @@
-"""``bench``: the latency table (fitted to the console's width), its environment and notes."""
+"""``bench``: the latency table (fitted to the console's width), its environment and notes.
+"""
 
 from __future__ import annotations
 
@@ -60,7 +61,9 @@ def _min_width(table: Table) -> int:
     for col in table.columns:
         if col.no_wrap:
             cells = [col.header, *col.cells]
-            widest = max((Text.from_markup(c).cell_len if isinstance(c, str) else 0) for c in cells)
+            widest = max(
+                (Text.from_markup(c).cell_len if isinstance(c, str) else 0) for c in cells
+            )
         else:
             widest = col.min_width or 1
         total += widest + 2  # one space of padding each side
@@ -159,7 +162,7 @@ def _mb(value: int | None) -> str:
 
 
 def _accuracy_cells(row: Any) -> list[str]:
-    """top-1 % and its difference from eager PyTorch FP32 (coloured when p < 0.05)."""
+    """top-1 % and its difference from eager PyTorch FP32 (red when significant, p < 0.05)."""
     if row.top1 is None:
         return ["-", "-"]
     delta = "-"
@@ -167,7 +170,7 @@ def _accuracy_cells(row: Any) -> list[str]:
         delta = "ref"
     elif row.top1_delta is not None:
         delta = f"{row.top1_delta * 100:+.2f} ({row.top1_p:.2g})"
-        if row.top1_p < 0.05:
+        if row.top1_p is not None and row.top1_p < 0.05:
             delta = f"[red]{delta}[/]" if row.top1_delta < 0 else f"[green]{delta}[/]"
     return [f"{row.top1 * 100:.2f}", delta]
 
@@ -224,15 +227,12 @@ def bench_report(result: BenchResult) -> list[RenderableType]:
 
 
 def machine_lines(result: BenchResult) -> list[str]:
-    """Load before/after, cores, threads per backend, the accuracy data; the warnings repeated
-    last so that they are seen under a long table too."""
+    """Load before/after, cores, threads per backend, the accuracy data; warnings repeated last
+    so they are seen under a long table too."""
     m = result.machine or {}
     out = []
     if m:
-
-        def load(v: Any) -> str:
-            return "n/a" if not v else "/".join(f"{x:.2f}" for x in v)
-
+        load = lambda v: "n/a" if not v else "/".join(f"{x:.2f}" for x in v)  # noqa: E731
         used = ", ".join(
             f"{esc(k)} {v}" for k, v in (m.get("threads_used") or {}).items() if v is not None
         )
@@ -243,9 +243,7 @@ def machine_lines(result: BenchResult) -> list[str]:
         )
     if result.accuracy:
         a = result.accuracy
-        ref = (
-            f"Δ against {esc(a['reference'])}" if a.get("reference") else "no eager FP32 row: no Δ"
-        )
+        ref = f"Δ against {esc(a['reference'])}" if a.get("reference") else "no eager FP32 row: no Δ"
         out.append(
             f"accuracy: top-1 on {a['images']:,} labelled image(s) of {esc(a['data'])}"
             + (f" ({a['skipped']} unreadable, left out)" if a.get("skipped") else "")

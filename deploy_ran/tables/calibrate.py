@@ -8,6 +8,7 @@ from typing import Any
 from rich.console import RenderableType
 
 from deploy_ran.tables.cells import esc, pct, titled_table
+from deploy_ran.tables.inspect import coverage_table
 
 
 def quantize_report(result: Any) -> list[RenderableType]:
@@ -37,7 +38,8 @@ def quantize_report(result: Any) -> list[RenderableType]:
         f"{result.source_size_bytes / 1e6:.1f} MB) in {result.seconds['total']:.1f} s: "
         f"{esc(result.method.label())} on {result.ranges.num_images} image(s), "
         f"{result.qdq['int8_weights']} INT8 weight tensors (per-channel), "
-        f"{result.qdq['quantize']} activation Q/DQ pairs (per-tensor, zero point 0)",
+        f"{result.qdq['quantize']} activation Q/DQ pairs (per-tensor, zero point 0), "
+        f"placement {esc(result.placement)}, float part {result.float_precision.upper()}",
         "  kept in higher precision: "
         + esc(", ".join(f"{n}× {op}" for op, n in kept.items()) or "nothing")
         + (f"; excluded groups: {esc(', '.join(groups))}" if groups else ""),
@@ -58,6 +60,8 @@ def quantize_report(result: Any) -> list[RenderableType]:
             pct(row.top1),
         )
     out.append(table)
+    if result.coverage is not None:
+        out.append(coverage_table(result.coverage))
     if result.sensitivity is not None:
         out += _sensitivity_report(result.sensitivity, result.sensitivity_path)
     return out

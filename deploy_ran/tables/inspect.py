@@ -60,8 +60,32 @@ def inspect_report(desc: Any) -> list[RenderableType]:
         for k, v in desc.metadata.items():
             meta.add_row(esc(k), esc(v))
         out.append(meta)
+    if getattr(desc, "coverage", None) is not None:
+        out.append(coverage_table(desc.coverage))
     out += _graph_lines(desc.graph)
     return out
+
+
+def coverage_table(cov: Any) -> Table:
+    """INT8 coverage (exporters.coverage): activation bytes per image by precision, and more."""
+    table = titled_table(
+        "INT8 coverage (activation bytes a strongly typed engine writes per image; estimate)",
+        ("precision", "MiB per image", "share", "tensors"),
+        ("precision",),
+    )
+    for precision, size in cov.bytes_by_precision.items():
+        table.add_row(
+            precision.upper(),
+            f"{size / 2**20:.3f}",
+            f"{cov.share(precision):.1%}",
+            str(cov.tensors_by_precision.get(precision, 0)),
+        )
+    table.caption = (
+        f"total {cov.total_bytes / 2**20:.3f} MiB; {cov.float_islands} float island(s); "
+        f"{cov.unfoldable_qdq} Q/DQ pair(s) TensorRT cannot fold; "
+        f"{cov.dq_fed_fraction():.0%} of BatchNorm/MaxPool/Resize inputs from a DequantizeLinear"
+    )
+    return table
 
 
 def _graph_lines(graph: Any) -> list[RenderableType]:

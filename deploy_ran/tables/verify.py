@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import copy
+from collections.abc import Sequence
 from typing import Any
 
 from rich.console import RenderableType
@@ -12,6 +13,41 @@ from rich.table import Table
 
 from deploy_ran.compare.results import VerifyResult
 from deploy_ran.tables.cells import esc, num
+
+
+def _output_labels(outputs: Sequence[Any]) -> list[str]:
+    """Row labels: the name, its kind where it says more than the name, and the batch where one
+    output was compared at several batch sizes (export's check runs batch 1 and 3)."""
+    names = [o.name for o in outputs]
+    labels = []
+    for o in outputs:
+        kind = getattr(o, "kind", "tensor")
+        label = o.name + (f" ({kind})" if kind not in ("tensor", o.name) else "")
+        if names.count(o.name) > 1 and getattr(o, "shape", None):
+            label += f", batch {o.shape[0]}"
+        labels.append(label)
+    return labels
+
+
+def _check_labels(checks: Sequence[Any], outputs: Sequence[Any]) -> list[str]:
+    """A criterion that was checked once per batch size is labelled with that batch (its i-th
+    occurrence belongs to the i-th run of that output, the order the runs were merged in)."""
+    batches: dict[str, list[int]] = {}
+    for o in outputs:
+        if getattr(o, "shape", None):
+            batches.setdefault(o.name, []).append(o.shape[0])
+    seen: dict[tuple[str, str], int] = {}
+    total = {(c.output, c.criterion): 0 for c in checks}
+    for c in checks:
+        total[(c.output, c.criterion)] += 1
+    labels = []
+    for c in checks:
+        key = (c.output, c.criterion)
+        i = seen[key] = seen.get(key, -1) + 1
+        runs = batches.get(c.output, [])
+        repeated = total[key] > 1 and total[key] == len(runs)
+        labels.append(f"{c.output}, batch {runs[i]}" if repeated else c.output)
+    return labels
 
 
 def verify_tables(result: VerifyResult) -> list[Table]:
@@ -35,11 +71,10 @@ def verify_tables(result: VerifyResult) -> list[Table]:
         "top-5",
     ):
         metrics.add_column(col, justify="left" if col == "output" else "right")
-    for o in result.outputs:
+    for o, label in zip(result.outputs, _output_labels(result.outputs)):
         a = o.agreement
-        kind = getattr(o, "kind", "tensor")
         metrics.add_row(
-            escape(o.name) + (f" ({kind})" if kind != "tensor" else ""),
+            escape(label),
             "×".join(map(str, o.shape)),
             num(a.max_abs),
             num(a.mean_abs),
@@ -53,9 +88,9 @@ def verify_tables(result: VerifyResult) -> list[Table]:
     checks = Table(title=f"Criteria ({esc(result.precision)} candidate)", title_justify="left")
     for col in ("output", "criterion", "value", "limit", "result"):
         checks.add_column(col)
-    for c in result.checks:
+    for c, label in zip(result.checks, _check_labels(result.checks, result.outputs)):
         checks.add_row(
-            escape(c.output),
+            escape(label),
             escape(c.criterion),
             num(c.value, ".4g") + (f" ({escape(c.detail)})" if c.detail else ""),
             num(c.limit, ".4g"),
