@@ -15,8 +15,11 @@ from deploy_ran.images import load_and_preprocess
 
 
 def _ort_logits(path, x: np.ndarray) -> np.ndarray:
-    """Plain onnxruntime, one image at a time: no deploy-ran runner involved."""
-    sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    """Plain onnxruntime, one image at a time: no deploy-ran runner involved. Q/DQ fusions off,
+    the arithmetic deploy-ran evaluates INT8 files with (TensorRT's: fake-quantize in float)."""
+    opts = ort.SessionOptions()
+    opts.add_session_config_entry("session.disable_quant_qdq", "1")
+    sess = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
     inp = sess.get_inputs()[0]
     dtype = np.float16 if "float16" in inp.type else np.float32
     return np.concatenate([sess.run(None, {inp.name: s[None].astype(dtype)})[0] for s in x])
