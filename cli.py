@@ -22,6 +22,7 @@ from cli_options import GroupValues, groups
 from cli_options.calibration import BUILD_ENGINE_OLD_NAMES, CALIBRATE_OLD_NAMES, CALIBRATION
 from cli_options.criteria import CRITERIA
 from cli_options.engine import ENGINE, finish_flags
+from cli_options.evaluate import EVALUATE
 from cli_options.model import EXPORT, MODEL
 from cli_options.paths import existing as _file
 from cli_options.runner import RAY, RUNNER
@@ -328,36 +329,27 @@ def verify_cmd(
 
 
 @command("evaluate", flags={"batch_size": "--batch", "max_images": "--num-images"})
-@groups(runner=RUNNER)
+@groups(evaluate=EVALUATE, runner=RUNNER)
 def evaluate_cmd(
     targets: Annotated[list[str], typer.Argument(help="Model names, .onnx, engines, triton://.")],
+    evaluate: GroupValues,
     runner: GroupValues,
     data: o.EvalDataOpt,
-    labels: o.LabelsOpt = None,
-    reference: o.ReferenceOpt = None,
-    batch: o.Batch("Images per batch") = 32,
-    num_images: o.EvalCountOpt = None,
-    checkpoint: o.CheckpointOpt = None,
-    precision: o.TorchPrecisionOpt = None,
-    image_size: o.ImageSizeOpt = None,
-    workers: o.EvalWorkersOpt = None,
     output: o.Output(o.OptPath, "Write the JSON here.") = None,
     plot: o.PlotOpt = None,
     as_json: o.AsJson = False,
 ) -> None:
     """Top-1/top-5, per-class accuracy and calibration on labelled data; each target against the
     first (or --reference): Δ top-1 with a 95 % interval and an exact McNemar p-value."""
-    from deploy_ran.evaluate import evaluate
-    from deploy_ran.evaluate.report import check_outputs, evaluate_report, write_outputs
+    from deploy_ran.evaluate import evaluate as run_evaluate
+    from deploy_ran.evaluate.output import check_outputs, write_outputs
+    from deploy_ran.tables import evaluate_report
 
-    inputs = {"data": _file(data), "labels": labels, "checkpoint": checkpoint}
+    config = evaluate.config
+    inputs = {"data": _file(data), **{k: config.get(k) for k in ("labels", "checkpoint")}}
     check_outputs(output, plot, {**{t: _file(t) for t in targets}, **inputs})
     with render.InferBar(quiet=as_json, label="evaluate") as progress:
-        result = evaluate(
-            targets, data, labels=labels, reference=reference, batch_size=batch,
-            max_images=num_images, checkpoint=checkpoint, precision=precision,
-            image_size=image_size, workers=workers, progress=progress, **runner.config,
-        )  # fmt: skip
+        result = run_evaluate(targets, data, progress=progress, **config, **runner.config)
     files = write_outputs(result, output, plot)
     if as_json:
         print(json_text(result.as_dict()), end="")

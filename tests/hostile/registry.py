@@ -3,7 +3,7 @@
 A new command enters the hostile sweep with one line here; ``test_every_command_is_registered``
 fails while a typer command is missing. Templates use ``{target}`` (the thing a command runs or
 reads: an ONNX file by default; the ``onnx``, ``plan`` and ``url`` cases replace it), ``{images}``,
-``{labels}``, ``{data}``, ``{checkpoint}`` and ``{out}`` (the only folder a command may write in).
+``{labels}``, ``{data}``, ``{val}`` (a labelled ``VAL/<class>/*`` folder), ``{checkpoint}`` and ``{out}`` (the only folder a command may write in).
 ``extra`` adds the option a slot needs when the minimal invocation does not use it.
 """
 
@@ -80,6 +80,17 @@ COMMANDS: dict[str, Command] = {
             frozenset({"onnx", "plan", "url", "images", "data", "output"}),
             extra={"images": ("--data", "{images}"), "data": ("--data", "{data}")},
             output="{out}/v.json",
+        ),
+        Command(
+            "evaluate",
+            ("evaluate", "{target}", "--data", "{val}", "--batch", "2", "--output", "{out}/e.json"),
+            frozenset({"onnx", "plan", "url", "images", "labels", "data", "output"}),
+            extra={
+                "images": ("--data", "{images}"),
+                "labels": ("--labels", "{labels}"),
+                "data": ("--data", "{data}"),
+            },
+            output="{out}/e.json",
         ),
         Command(
             "bench",

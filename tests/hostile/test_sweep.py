@@ -71,6 +71,9 @@ def valid(tmp_path_factory, cifar_onnx, cifar_checkpoint):
     for i in range(3):
         png(images / f"im{i}.png", (34 + i, 32), seed=i)
     (folder / "labels.txt").write_text("".join(f"class {i}\n" for i in range(10)))
+    for i in range(2):  # labelled data for evaluate: VAL/<class>/*.png
+        (folder / "val" / str(i)).mkdir(parents=True)
+        png(folder / "val" / str(i) / f"v{i}.png", (32, 32), seed=10 + i)
     np.save(folder / "data.npy", np.random.default_rng(0).normal(size=(2, 3, 32, 32)).astype("f4"))
     onnx_path = folder / "m.onnx"
     shutil.copy(cifar_onnx, onnx_path)
@@ -79,6 +82,7 @@ def valid(tmp_path_factory, cifar_onnx, cifar_checkpoint):
         "onnx": str(onnx_path),
         "target": str(onnx_path),
         "images": str(images),
+        "val": str(folder / "val"),
         "labels": str(folder / "labels.txt"),
         "data": str(folder / "data.npy"),
         "checkpoint": str(cifar_checkpoint),
