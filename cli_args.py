@@ -10,12 +10,13 @@ that can be unset default to ``None``.
 from __future__ import annotations
 
 import math
-import re
 from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any, Optional
 
 import typer
+
+from deploy_ran.device import Device, DeviceError
 
 # Sane maxima: far beyond any real use, small enough to refuse a typo before it costs memory.
 MAX_BATCH = 4096
@@ -110,12 +111,15 @@ class ListOf:
         raise AssertionError("unreachable")
 
 
-def device(value: Any) -> str:
-    """``cpu``, ``cuda`` or ``cuda:N``."""
-    text = str(value).strip().lower()
-    if not re.fullmatch(r"cpu|cuda(:\d{1,3})?", text):
-        _fail(f"must be cpu, cuda or cuda:N (N a GPU index), got {value!r}.")
-    return text
+def device(value: Any) -> str | None:
+    """``cpu``, ``cuda`` or ``cuda:N``, checked by :class:`deploy_ran.device.Device` (the one parser)."""
+    if value is None:
+        return None
+    try:
+        return str(Device.parse(value))
+    except DeviceError as exc:
+        _fail(f"{exc.message} {exc.hint or ''}".strip())
+    raise AssertionError("unreachable")
 
 
 PROVIDER_SHORT = ("cpu", "cuda", "tensorrt", "trt", "openvino", "dml", "coreml")
@@ -192,7 +196,7 @@ OptPath, OptInt, OptStr, OptFloat = Optional[Path], Optional[int], Optional[str]
 # shared options (one declaration each)
 
 AsJson = Flag("--json", "Print JSON instead of tables.")
-DeviceOpt = Opt(str, "cpu | cuda | cuda:N.", device)
+DeviceOpt = Opt(OptStr, "cpu | cuda | cuda:N (default: cpu; cuda for an engine).", device)
 ProviderOpt = Opt(
     OptStr, "ONNX Runtime providers, comma-separated: cpu, cuda, tensorrt.", providers
 )
@@ -335,6 +339,7 @@ WorkspaceOpt = Opt(
 OptLevelOpt = Opt(int, "Builder optimization level 0-5.", Number(int, 0, 5))
 TimingCacheOpt = Opt(OptPath, "Timing cache file, loaded and saved.")
 Tf32Opt = Flag("--allow-tf32", "Allow TF32 (off: FP32 parity).")
+CalibTf32Opt = Flag("--calib-allow-tf32", "Calibration on CUDA: allow TF32 (off: FP32 ranges).")
 VersionCompatibleOpt = Flag("--version-compatible", "Plan runs on later TensorRT versions.")
 HardwareOpt = Opt(
     str, "none | ampere_plus | same_cc (10.16+).", Choice("none", "ampere_plus", "same_cc")
@@ -390,7 +395,23 @@ RepoMaxBatchOpt = Opt(
     Number(int, 0, MAX_BATCH),
 )
 InstancesOpt = Opt(int, "Model instances (instance_group count, 1-64).", Number(int, 1, 64))
-KindOpt = Opt(str, "Instance kind: gpu | cpu.", Choice("gpu", "cpu"))
+KindOpt = Opt(
+    str, "Instance kind: auto (GPU where the server has one) | gpu | cpu.", Choice("auto", "gpu", "cpu")
+)
+RepoThreadsOpt = Opt(
+    OptInt, "CPU instances of an ONNX model: ONNX Runtime intra-op threads each (1-1024).",
+    Number(int, 1, 1024), "--threads",
+)
+MaxQueueSizeOpt = Opt(
+    int, "Requests waiting before Triton rejects more (bounded queue, 1-1,000,000).",
+    Number(int, 1, 1_000_000),
+)
+TrtCachePathOpt = Opt(
+    OptStr, "--tensorrt-accelerator: engine/timing cache folder on the server (persistent volume).",
+)
+TrtWorkspaceOpt = Opt(
+    int, "--tensorrt-accelerator: TensorRT workspace in MiB (1-1,048,576).", Number(int, 1, 1 << 20)
+)
 QueueDelayOpt = Opt(
     int, "Dynamic batching: longest wait to fill a batch, in µs (0-10,000,000).",
     Number(int, 0, 10_000_000),
@@ -400,6 +421,30 @@ TrtAcceleratorOpt = Flag(
     "--tensorrt-accelerator", "ONNX: run under ORT's TensorRT provider (Q/DQ: precision_mode INT8)."
 )
 ForceOpt = Flag("--force", "Replace this command's files in existing model folders (others kept).")
+
+# evaluate: labelled data
+EvalDataOpt = Opt(
+    str,
+    "Labelled images: a VAL/<class>/* folder, a path,label .csv/.tsv, or an .npz with x and y "
+    "(file.npz:test reads x_test, y_test).",
+    None,
+    "--data",
+)
+BenchDataOpt = Opt(
+    OptStr,
+    "Also measure each row's top-1 on labelled images (folder VAL/<class>/*, path,label "
+    ".csv/.tsv, or .npz x/y) and its Δ vs eager PyTorch FP32.",
+    None,
+    "--data",
+)
+ReferenceOpt = Opt(OptStr, "Target the others are compared with (default: the first).")
+EvalCountOpt = Opt(
+    OptInt, f"Evaluate the first N samples only (1-{MAX_IMAGES:,}).", COUNT, "--num-images", "-n"
+)
+PlotOpt = Opt(OptPath, "Write a PNG: accuracy with intervals, confusion matrices (<= 50 classes).")
+EvalWorkersOpt = Opt(
+    OptInt, "Image decoding threads (1-256; default: up to 4).", Number(int, 1, 256), "--workers"
+)
 
 # verify: data, weights and thresholds (override or add criteria)
 VerifyDataOpt = Opt(OptPath, "Images (folder, glob, .txt list) or a .npy/.npz; default: random.")
@@ -415,11 +460,18 @@ AtolOpt = Opt(OptFloat, "Add: |c-r| ≤ atol + rtol·|r| everywhere (≥ 0).", N
 RtolOpt = Opt(OptFloat, "Relative part of the --atol check (≥ 0).", NONNEG)
 
 # bench
-BACKENDS = ("torch", "ort", "trt")
+def backend(value: Any) -> str:
+    """A registered backend kind, read from the runner registry when the flag is given (the
+    registry loads the backends, so ``--help`` does not pay for it)."""
+    from deploy_ran.runners import list_backends
+
+    return Choice(*list_backends())(value)
+
+
 BackendsOpt = Opt(
     OptStr,
-    "Comma-separated: torch,ort,trt (default torch,ort).",
-    ListOf(Choice(*BACKENDS), "backends"),
+    "Comma-separated backends: torch, ort, trt, ... (default torch,ort).",
+    ListOf(backend, "backends"),
 )
 ArtifactsOpt = Opt(
     Optional[list[str]], "Existing .onnx (fp32/fp16/int8) or .plan files; repeat or comma-separate."

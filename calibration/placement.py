@@ -42,6 +42,7 @@ from dataclasses import dataclass, field
 
 import onnx
 
+from calibration.defaults import DEFAULT_PLACEMENT
 from deploy_ran.errors import DeployRanError
 
 QUANTIZED_WEIGHT_OPS = ("Conv", "Gemm")
@@ -50,7 +51,7 @@ GATE_SOURCES = ("Sigmoid", "Softmax", "Div")  # what an attention mask is made b
 INPUT_GROUP = "input"
 #: Placements ``plan_quantization`` knows (see the module docstring); the first is the default.
 PLACEMENTS = ("trt", "conservative")
-DEFAULT_PLACEMENT = PLACEMENTS[0]
+assert DEFAULT_PLACEMENT in PLACEMENTS
 #: Ops whose (first) activation input the ``trt`` placement quantizes besides Conv/Gemm and Add.
 FUSION_INPUT_OPS = ("BatchNormalization", "MaxPool", "AveragePool", "GlobalAveragePool")
 

@@ -28,11 +28,23 @@ from typing import Any
 
 import onnx
 
-from calibration.data import DEFAULT_NUM_IMAGES
+from calibration.defaults import (
+    DEFAULT_BATCH,
+    DEFAULT_DEVICE,
+    DEFAULT_EVAL_IMAGES,
+    DEFAULT_FLOAT_PRECISION,
+    DEFAULT_METHOD,
+    DEFAULT_NUM_IMAGES,
+    DEFAULT_PERCENTILE,
+    DEFAULT_PLACEMENT,
+    DEFAULT_SEED,
+    DEFAULT_TARGET_AGREEMENT,
+)
 from calibration.evaluate import OutputAgreement, RunModel, agreement, judge, require_runner
-from calibration.placement import DEFAULT_PLACEMENT, PLACEMENTS, QuantPlan, plan_quantization
+from calibration.memory import estimate_memory
+from calibration.placement import PLACEMENTS, QuantPlan, plan_quantization
 from calibration.qdq import build_qdq_model, count_qdq, with_fp16_float_part
-from calibration.ranges import DEFAULT_METHOD, DEFAULT_PERCENTILE, MethodConfig, Ranges
+from calibration.ranges import MethodConfig, Ranges
 from calibration.sensitivity import SensitivityReport, analyze_sensitivity
 from calibration.source import (
     Source,
@@ -53,14 +65,8 @@ from exporters.coverage import Coverage, int8_coverage
 from exporters.graph_checks import require_valid_graph
 
 AUTO = "auto"
-DEFAULT_BATCH = 8
-DEFAULT_EVAL_IMAGES = 200
-DEFAULT_TARGET_AGREEMENT = 0.99
 #: What the non-quantized part of a Q/DQ file is computed in (see calibration.qdq.with_fp16_float_part).
 FLOAT_PRECISIONS = ("fp16", "fp32")
-#: FP16, as NVIDIA's tooling writes it: on the digits example the paired test finds no
-#: significant loss against an FP32 float part (README, "INT8 on digits").
-DEFAULT_FLOAT_PRECISION = "fp16"
 
 Progress = Callable[[str, int, int], None]  # (phase, done, total)
 
@@ -177,7 +183,7 @@ def quantize_int8(
     bins: int | None = None,
     num_images: int = DEFAULT_NUM_IMAGES,
     batch: int = DEFAULT_BATCH,
-    seed: int = 0,
+    seed: int = DEFAULT_SEED,
     exclude: Sequence[str] = (),
     include_attention: bool = False,
     sensitivity: bool = False,
@@ -187,10 +193,11 @@ def quantize_int8(
     cache_path: str | Path | None = None,
     run_model: RunModel | None = None,
     progress: Progress | None = None,
-    device: str = "cpu",
+    device: str = DEFAULT_DEVICE,
     float_precision: str = DEFAULT_FLOAT_PRECISION,
     require_pass: bool = True,
     placement: str = DEFAULT_PLACEMENT,
+    allow_tf32: bool = False,
 ) -> QuantizeResult:
     """Quantize the FP32 ONNX file at ``onnx_path`` to an INT8 Q/DQ file (default ``*.int8.onnx``).
 
@@ -235,11 +242,16 @@ def quantize_int8(
     src = load_source(source, data, num_images, seed, batch)
     batch = src.batch
     warnings = list(src.warnings)
+    # Said before the run, and a batch that would not fit is refused with one that would.
+    memory = estimate_memory(src.model, src.tensors, batch, device)
+    say(memory.summary(), 1, 1)
+    memory.require_fits(fixed_batch=src.static_batch)
     timings["prepare"] = time.perf_counter() - started
 
     # 2-3. calibration data and ranges (or the cache)
-    ranges = measure_ranges(src, method_cfg, cache, device, say, timings)
+    ranges = measure_ranges(src, method_cfg, cache, device, say, timings, allow_tf32)
     eval_set, data_report = comparison_images(src, ranges, eval_images, say, timings, warnings)
+    data_report["memory_estimate"] = memory.as_dict()
 
     # 4. groups kept in float by sensitivity (exclude="auto")
     inferred = onnx.shape_inference.infer_shapes(src.model)

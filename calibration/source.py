@@ -28,13 +28,14 @@ from calibration.ranges import MethodConfig, Ranges, calibrate_ranges
 from deploy_ran.artifacts import ArtifactInfo, get_metadata, load_onnx
 from deploy_ran.errors import DeployRanError
 from deploy_ran.fileio import sha256_file
+from deploy_ran.onnx_graph import graph_inputs
 from exporters.fp16 import require_fp32
 
 Progress = Callable[[str, int, int], None]  # (phase, done, total)
 
 
 def _input_spec(model: onnx.ModelProto, path: Path) -> tuple[str, tuple[int, int, int], bool]:
-    graph_input = model.graph.input[0]
+    graph_input = graph_inputs(model)[0]
     dims = graph_input.type.tensor_type.shape.dim
     values = [d.dim_value if d.HasField("dim_value") else None for d in dims]
     if len(values) != 4 or any(v is None for v in values[1:]):
@@ -98,7 +99,7 @@ def load_source(
     require_fp32(model, source, "INT8 calibration")
     input_name, input_shape, static_batch = _input_spec(model, source)
     if static_batch:  # a fixed-batch graph only takes batches of exactly that size
-        batch = model.graph.input[0].type.tensor_type.shape.dim[0].dim_value
+        batch = graph_inputs(model)[0].type.tensor_type.shape.dim[0].dim_value
     info = ArtifactInfo.from_props(get_metadata(model))
     preprocessing, warnings = _preprocessing(info, input_shape)
     plan_data = plan_calibration_data(
@@ -124,6 +125,7 @@ def measure_ranges(
     device: str,
     say: Progress,
     timings: dict[str, float],
+    allow_tf32: bool = False,
 ) -> Ranges:
     """Activation ranges from ONNX Runtime's calibrator, or from the cache (data loaded lazily)."""
 
@@ -160,6 +162,7 @@ def measure_ranges(
         input_name=src.input_name,
         progress=say,
         device=device,
+        allow_tf32=allow_tf32,
     )
     timings["calibrate"] = time.perf_counter() - t0 - timings.get("load", 0.0)
     for phase, seconds in ranges.phases.items():  # "collect" (run + histograms), "ranges"

@@ -38,6 +38,7 @@ CALIBRATION = Group(
     Field("eval_images", o.EvalImagesOpt),
     Field("no_cache", o.NoCacheOpt, "use_cache", invert=True),
     Field("calib_device", o.CalibDeviceOpt, "device"),
+    Field("calib_allow_tf32", o.CalibTf32Opt, "allow_tf32"),
     Field("float_precision", o.FloatPrecisionOpt),
     Field("placement", o.PlacementOpt),
     Field("allow_failing", o.AllowFailingOpt, "require_pass", invert=True),
@@ -51,6 +52,7 @@ CALIBRATE_OLD_NAMES = {
     "calib_batch": "--batch",
     "calib_device": "--device",
     "calib_images": "--num-images",
+    "calib_allow_tf32": "--allow-tf32",  # the engine build's spelling, for calibrate alone
 }
 #: ``build-engine``'s spelling of ``--calib-images`` before (hidden, one release).
 BUILD_ENGINE_OLD_NAMES = {"calib_images": "--num-images"}

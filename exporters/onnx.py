@@ -111,8 +111,18 @@ def torch_to_onnx(
 
 
 def simplify(model: onnx.ModelProto) -> onnx.ModelProto:
-    """onnxslim: constant folding, dead-node removal and fusions ONNX Runtime/TensorRT like."""
-    import onnxslim
+    """onnxslim: constant folding, dead-node removal and fusions ONNX Runtime/TensorRT like.
+    Without onnxslim installed (a bare GPU host) this is a clear error naming the way round it,
+    not a ModuleNotFoundError from deep inside the export."""
+    try:
+        import onnxslim
+    except ImportError:
+        raise ExportError(
+            "onnxslim is not installed, and export simplifies the graph with it.",
+            hint="pip install onnxslim (a dependency of deploy-ran), or export without "
+            "simplification (simplify=False).",
+            param="simplify",
+        ) from None
 
     with _quiet():
         return onnxslim.slim(model)

@@ -165,11 +165,20 @@ class RunnerChecks:
             )
 
     def run_model(
-        self, model: onnx.ModelProto | Path, inputs: np.ndarray, batch_size: int
+        self,
+        model: onnx.ModelProto | Path,
+        inputs: np.ndarray,
+        batch_size: int,
+        *,
+        device: str = "cpu",
+        allow_tf32: bool = False,
     ) -> dict[str, np.ndarray]:
-        """Every output of ``model`` (a file or an in-memory graph) on ``inputs``, on the CPU.
+        """Every output of ``model`` (a file or an in-memory graph) on ``inputs``, on ``device``
+        (``cpu``, or ``cuda[:N]`` when calibration ran there; TF32 only with ``allow_tf32``).
 
         Q/DQ graphs are evaluated as TensorRT computes them (:attr:`qdq_arithmetic`).
         """
-        with OrtRunner(model, threads=self.threads, qdq="float") as runner:
+        with OrtRunner(
+            model, device=device, threads=self.threads, qdq="float", allow_tf32=allow_tf32
+        ) as runner:
             return runner.run_many(inputs, None if runner.fixed_batch else batch_size)
