@@ -3,7 +3,8 @@
 ``tests/data/modelopt_tiny_ran.int8.onnx`` is ModelOpt 0.47's ``python -m
 modelopt.onnx.quantization --quantize_mode int8 --calibration_method max --calibration_eps cpu``
 (FP16 float part, opset 19, Casts at the graph edges, no deploy-ran metadata) of
-``tests/data/tiny_ran.onnx`` (``tests/calibration/tiny_ran.py``), calibrated on 64 seeded normal
+``tests/data/tiny_ran.onnx`` (``tests/calibration/tiny_ran.py``, with deploy-ran metadata, which
+ModelOpt drops), calibrated on 64 seeded normal
 inputs. The ONNX Runtime file is made here with ``quantize_static``. Each goes through ``inspect``
 (with its INT8 coverage), ``verify`` against the FP32 file, ``build-engine`` (validation, then exit 3
 without TensorRT), ``triton-repo`` and ``infer``.
