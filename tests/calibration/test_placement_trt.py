@@ -71,12 +71,11 @@ def test_unknown_placement_is_refused_with_the_choices():
         plan_quantization(tiny_ran(), placement="fast")
 
 
-def test_trt_placement_moves_more_bytes_in_int8_and_leaves_fewer_islands():
+def test_trt_placement_moves_more_bytes_in_int8():
     trt, cons = int8_coverage(_qdq("trt")), int8_coverage(_qdq("conservative"))
     assert trt.share("int8") > cons.share("int8")
     assert trt.bytes_by_precision["fp32"] < cons.bytes_by_precision["fp32"]
     assert trt.tensors_by_precision["fp32"] < cons.tensors_by_precision["fp32"]
-    assert trt.float_islands <= cons.float_islands
     assert trt.unfoldable_qdq == 0
     assert trt.dq_fed_fraction() == 1.0
     assert cons.dq_fed_fraction() == 0.0
