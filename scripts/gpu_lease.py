@@ -286,15 +286,16 @@ def step_commands(
     return {
         "export": [
             [py, cli, "export", model, *slim, "--output", str(work / f"{model}.onnx")],
-            [py, cli, "export", model, "--precision", "fp16", *slim,
+            # FP16 from the FP32 file just written (a model name would re-export over it)
+            [py, cli, "export", str(work / f"{model}.onnx"), "--precision", "fp16",
              "--output", str(work / f"{model}.fp16.onnx")],
             # random weights may miss the agreement bar: the file is still worth timing
             [py, cli, "calibrate", str(work / f"{model}.onnx"), "--num-images", "64",
              "--allow-failing", *calib_device, "--output", str(work / f"{model}.int8.onnx")],
         ],  # fmt: skip
         "speed": [
-            [*speed, "--batch-sizes", args.batches, "--groups",
-             "main,independent,cuda-graphs,ort-options", "-o", str(work / "speed")],
+            [*speed, "--batch-sizes", args.batches, "--groups", args.speed_groups,
+             "-o", str(work / "speed")],
         ],  # fmt: skip
         "check": [
             [py, str(ROOT / "scripts" / "gpu_check_report.py"), "check", str(work), model,
@@ -451,6 +452,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--device", default="cuda")
     parser.add_argument("--budget", type=float, default=560.0, help="seconds for the whole run")
     parser.add_argument("--steps", default=",".join(DEFAULT_STEPS))
+    parser.add_argument(
+        "--speed-groups",
+        default="main,independent,cuda-graphs,ort-options",
+        help="benchmarks/gpu_speed.py groups of the speed step (compile is its own step)",
+    )
     parser.add_argument("--timeout", action="append", default=[], metavar="STEP=S")
     args = parser.parse_args(argv)
     if not args.out:

@@ -116,7 +116,8 @@ def test_dry_run_end_to_end_on_the_cpu(lease, tmp_path):
     within a small budget; every step's results land in the fake $OUT."""
     done = _run(
         tmp_path, "--device", "cpu", "--model", "ran56_cifar", "--batches", "1",
-        "--steps", "probe,export,check,speed", "--budget", "560",
+        "--steps", "probe,export,check,speed", "--speed-groups", "main,independent",
+        "--timeout", "export=240", "--timeout", "speed=300", "--budget", "580",
         timeout=600,
     )  # fmt: skip
     results = _results(tmp_path)
