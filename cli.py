@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import functools
 import json
-import signal
 import sys
 from pathlib import Path
 from typing import Annotated, Any
@@ -27,9 +26,9 @@ from cli_options.model import EXPORT, MODEL
 from cli_options.runner import RUNNER
 from cli_options.triton import TRITON_REPO
 from cli_render import Progress, console, err_console, print_error, show
-from deploy_ran.errors import DeployRanError, system_error
+from deploy_ran.errors import DeployRanError
 from deploy_ran.fileio import json_text, refuse_output_over_inputs
-from deploy_ran.signals import install_signal_handlers, stop_signal
+from deploy_ran.signals import install_signal_handlers
 
 app = typer.Typer(
     name="deploy-ran",
@@ -40,22 +39,9 @@ app = typer.Typer(
 )
 
 
-def _stop_on_signal(exc: BaseException) -> None:
-    """Exit ``128 + signal`` (130 SIGINT, 143 SIGTERM) with one message when a signal stopped the
-    run, whatever exception it surfaced as; clean-up already ran while the stack unwound."""
-    signum = stop_signal(exc)
-    if signum is None:
-        return
-    name = signal.Signals(signum).name
-    err_console.print(
-        f"[yellow]Stopped by {name}; temporary files were removed, outputs left as they were.[/]",
-        highlight=False,
-    )
-    raise typer.Exit(128 + signum) from None
-
-
-def command(name: str, flags: dict[str, str] | None = None):
-    """``app.command`` that turns a :class:`DeployRanError` into a message and its exit code.
+def command(name: str, flags: dict[str, str] | None = None, on: typer.Typer = app):
+    """``app.command`` that turns a :class:`DeployRanError` (or a signal) into a message and its
+    exit code (:func:`cli_render.errors_as_exit_codes`).
 
     ``flags`` maps the library's parameter names to this command's flags where no parameter or
     group field of the command carries the name (``batch_size`` → ``--batch``); hints are
@@ -68,22 +54,10 @@ def command(name: str, flags: dict[str, str] | None = None):
 
         @functools.wraps(fn)
         def wrapper(*a: Any, **k: Any):
-            try:
+            with render.errors_as_exit_codes(flags):
                 return fn(*a, **k)
-            except (KeyboardInterrupt, DeployRanError, OSError, MemoryError) as exc:
-                _stop_on_signal(exc)  # a signal wins over the error a library made of it
-                if isinstance(exc, KeyboardInterrupt):
-                    raise
-                error = exc if isinstance(exc, DeployRanError) else system_error(exc)
-                if error is None:
-                    raise
-                print_error(error, flags)
-                raise typer.Exit(error.exit_code) from None
-            except Exception as exc:
-                _stop_on_signal(exc)
-                raise
 
-        return app.command(name)(wrapper)
+        return on.command(name)(wrapper)
 
     return decorate
 
@@ -104,7 +78,9 @@ def _file(text: str | Path | None) -> Path | None:
 
 @command("models")
 def models_cmd(
-    pattern: Annotated[str, typer.Argument(help="Shell-style filter, e.g. 'ran*_cifar'.")] = "*",
+    pattern: Annotated[
+        str, typer.Argument(help="Part of a name ('resnet') or a shell pattern ('ran*_cifar').")
+    ] = "*",
     as_json: o.AsJson = False,
 ) -> None:
     """List the model zoo: input size, parameters, multiply-adds, reference."""
@@ -140,15 +116,16 @@ def inspect_cmd(
 
 @command("doctor")
 def doctor_cmd(as_json: o.AsJson = False) -> None:
-    """Versions of the stack, CUDA availability, ONNX Runtime providers, TensorRT import."""
-    from deploy_ran.environment import collect_environment
+    """Versions of the stack, CUDA, ONNX Runtime providers, TensorRT; a verdict and next steps."""
+    from deploy_ran.environment import collect_environment, diagnose
     from deploy_ran.tables import doctor_table
 
     env = collect_environment()
     if as_json:
-        print(json.dumps(env, indent=2))
+        print(json.dumps({**env, **diagnose(env)}, indent=2))
     else:
         console.print(doctor_table(env))
+        render.doctor_verdict(diagnose(env))
 
 
 # --------------------------------------------------------------------------------------------
@@ -358,6 +335,44 @@ def verify_cmd(
         raise typer.Exit(1)
 
 
+@command("evaluate", flags={"batch_size": "--batch", "max_images": "--num-images"})
+@groups(runner=RUNNER)
+def evaluate_cmd(
+    targets: Annotated[list[str], typer.Argument(help="Model names, .onnx files, engines, triton://.")],
+    runner: GroupValues,
+    data: o.EvalDataOpt,
+    labels: o.LabelsOpt = None,
+    reference: o.ReferenceOpt = None,
+    batch: o.Batch("Images per batch") = 32,
+    num_images: o.EvalCountOpt = None,
+    checkpoint: o.CheckpointOpt = None,
+    precision: o.TorchPrecisionOpt = None,
+    image_size: o.ImageSizeOpt = None,
+    workers: o.EvalWorkersOpt = None,
+    output: o.Output(o.OptPath, "Write the JSON here.") = None,
+    plot: o.PlotOpt = None,
+    as_json: o.AsJson = False,
+) -> None:
+    """Top-1/top-5, per-class accuracy and calibration on labelled data; each target against the
+    first (or --reference): Δ top-1 with a 95 % interval and an exact McNemar p-value."""
+    from deploy_ran.evaluate import evaluate
+    from deploy_ran.evaluate.report import check_outputs, evaluate_report, write_outputs
+
+    inputs = {"data": _file(data), "labels": labels, "checkpoint": checkpoint}
+    check_outputs(output, plot, {**{t: _file(t) for t in targets}, **inputs})
+    with render.InferBar(quiet=as_json, label="evaluate") as progress:
+        result = evaluate(
+            targets, data, labels=labels, reference=reference, batch_size=batch,
+            max_images=num_images, checkpoint=checkpoint, precision=precision,
+            image_size=image_size, workers=workers, progress=progress, **runner.config,
+        )  # fmt: skip
+    files = write_outputs(result, output, plot)
+    if as_json:
+        print(json_text(result.as_dict()), end="")
+    else:
+        show(evaluate_report(result, files))
+
+
 @command("bench")
 @groups(renamed={"batch": "--batch-sizes"})
 def bench_cmd(
@@ -368,7 +383,7 @@ def bench_cmd(
     warmup: o.WarmupOpt = 1.0,
     duration: o.DurationOpt = 5.0,
     iterations: o.IterationsOpt = None,
-    device: o.DeviceOpt = "cpu",
+    device: o.DeviceOpt = None,
     copies: o.CopiesOpt = True,
     cuda_graphs: o.CudaGraphsOpt = False,
     interleave: o.InterleaveOpt = False,
@@ -386,15 +401,19 @@ def bench_cmd(
         "bench_results"
     ),
     no_plot: o.NoPlotOpt = False,
+    data: o.BenchDataOpt = None,
+    labels: o.LabelsOpt = None,
     as_json: o.AsJson = False,
 ) -> None:
-    """Latency and throughput per backend × precision × batch size, with the environment."""
+    """Latency and throughput per backend × precision × batch size, with the environment (and
+    top-1 on labelled --data)."""
     from deploy_ran.bench import BenchSettings, run_benchmark
     from deploy_ran.tables import bench_report
 
     artifact_list = [a.strip() for item in (artifacts or []) for a in item.split(",") if a.strip()]
     files = {f"artifact {a}": _file(a) for a in artifact_list}
-    refuse_output_over_inputs({"output": output}, {"checkpoint": checkpoint, **files})
+    inputs = {"checkpoint": checkpoint, "data": _file(data), "labels": labels, **files}
+    refuse_output_over_inputs({"output": output}, inputs)
     settings = BenchSettings(
         model, backends=backends, artifacts=artifact_list, batch_sizes=batch,
         warmup=warmup, duration=duration, iterations=iterations, device=device, copies=copies,
@@ -402,6 +421,7 @@ def bench_cmd(
         torch_precisions=torch_precisions, image_size=image_size, checkpoint=checkpoint,
         workdir=workdir, output=output, plot=not no_plot, torch_modes=torch_modes,
         torch_layouts=torch_layouts, ort_cuda_options=ort_cuda_options, loader=loader,
+        data=data, labels=labels,
     )  # fmt: skip
     with Progress(f"benchmarking {model}", quiet=as_json) as progress:
         result = run_benchmark(
@@ -441,7 +461,7 @@ def infer_cmd(
         raise DeployRanError("--address and --gpus-per-worker apply to --ray.", hint="Add --ray.")
     run, extra = run_inference, {}
     if ray:
-        from deploy_ran.infer_ray import run_inference_ray as run
+        from deploy_ran.infer.ray import run_inference_ray as run
 
         extra = {"address": address, "gpus_per_worker": gpus_per_worker or 0.0}
     with render.InferBar() as progress:

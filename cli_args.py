@@ -10,12 +10,13 @@ that can be unset default to ``None``.
 from __future__ import annotations
 
 import math
-import re
 from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any, Optional
 
 import typer
+
+from deploy_ran.device import Device, DeviceError
 
 # Sane maxima: far beyond any real use, small enough to refuse a typo before it costs memory.
 MAX_BATCH = 4096
@@ -110,12 +111,15 @@ class ListOf:
         raise AssertionError("unreachable")
 
 
-def device(value: Any) -> str:
-    """``cpu``, ``cuda`` or ``cuda:N``."""
-    text = str(value).strip().lower()
-    if not re.fullmatch(r"cpu|cuda(:\d{1,3})?", text):
-        _fail(f"must be cpu, cuda or cuda:N (N a GPU index), got {value!r}.")
-    return text
+def device(value: Any) -> str | None:
+    """``cpu``, ``cuda`` or ``cuda:N``, checked by :class:`deploy_ran.device.Device` (the one parser)."""
+    if value is None:
+        return None
+    try:
+        return str(Device.parse(value))
+    except DeviceError as exc:
+        _fail(f"{exc.message} {exc.hint or ''}".strip())
+    raise AssertionError("unreachable")
 
 
 PROVIDER_SHORT = ("cpu", "cuda", "tensorrt", "trt", "openvino", "dml", "coreml")
@@ -192,7 +196,7 @@ OptPath, OptInt, OptStr, OptFloat = Optional[Path], Optional[int], Optional[str]
 # shared options (one declaration each)
 
 AsJson = Flag("--json", "Print JSON instead of tables.")
-DeviceOpt = Opt(str, "cpu | cuda | cuda:N.", device)
+DeviceOpt = Opt(OptStr, "cpu | cuda | cuda:N (default: cpu; cuda for an engine).", device)
 ProviderOpt = Opt(
     OptStr, "ONNX Runtime providers, comma-separated: cpu, cuda, tensorrt.", providers
 )
@@ -310,8 +314,13 @@ SensitivityOpt = Flag("--sensitivity", "Quantize one group at a time: table + JS
 NoCacheOpt = Flag("--no-cache", "Neither read nor write the range cache.")
 FloatPrecisionOpt = Opt(
     str,
-    "INT8: precision of the part left unquantized: fp32 | fp16 (FP32 I/O either way).",
-    Choice("fp32", "fp16"),
+    "INT8: precision of the part left unquantized: fp16 (default, as NVIDIA's tools) | fp32 (FP32 I/O either way).",
+    Choice("fp16", "fp32"),
+)
+PlacementOpt = Opt(
+    str,
+    "INT8: where Q/DQ go: trt (default; BN, MaxPool, Resize, gate Mul inputs too, for TensorRT's fusions) | conservative (Conv/Gemm and residual-Add inputs only).",
+    Choice("trt", "conservative"),
 )
 AllowFailingOpt = Flag(
     "--allow-failing", "Write the INT8 file even when it fails verify's INT8 criteria (warned)."
@@ -413,6 +422,30 @@ TrtAcceleratorOpt = Flag(
 )
 ForceOpt = Flag("--force", "Replace this command's files in existing model folders (others kept).")
 
+# evaluate: labelled data
+EvalDataOpt = Opt(
+    str,
+    "Labelled images: a VAL/<class>/* folder, a path,label .csv/.tsv, or an .npz with x and y "
+    "(file.npz:test reads x_test, y_test).",
+    None,
+    "--data",
+)
+BenchDataOpt = Opt(
+    OptStr,
+    "Also measure each row's top-1 on labelled images (folder VAL/<class>/*, path,label "
+    ".csv/.tsv, or .npz x/y) and its Δ vs eager PyTorch FP32.",
+    None,
+    "--data",
+)
+ReferenceOpt = Opt(OptStr, "Target the others are compared with (default: the first).")
+EvalCountOpt = Opt(
+    OptInt, f"Evaluate the first N samples only (1-{MAX_IMAGES:,}).", COUNT, "--num-images", "-n"
+)
+PlotOpt = Opt(OptPath, "Write a PNG: accuracy with intervals, confusion matrices (<= 50 classes).")
+EvalWorkersOpt = Opt(
+    OptInt, "Image decoding threads (1-256; default: up to 4).", Number(int, 1, 256), "--workers"
+)
+
 # verify: data, weights and thresholds (override or add criteria)
 VerifyDataOpt = Opt(OptPath, "Images (folder, glob, .txt list) or a .npy/.npz; default: random.")
 CandidateCheckpointOpt = Opt(OptPath, "Other weights for a model-name candidate.")
@@ -427,11 +460,18 @@ AtolOpt = Opt(OptFloat, "Add: |c-r| ≤ atol + rtol·|r| everywhere (≥ 0).", N
 RtolOpt = Opt(OptFloat, "Relative part of the --atol check (≥ 0).", NONNEG)
 
 # bench
-BACKENDS = ("torch", "ort", "trt")
+def backend(value: Any) -> str:
+    """A registered backend kind, read from the runner registry when the flag is given (the
+    registry loads the backends, so ``--help`` does not pay for it)."""
+    from deploy_ran.runners import list_backends
+
+    return Choice(*list_backends())(value)
+
+
 BackendsOpt = Opt(
     OptStr,
-    "Comma-separated: torch,ort,trt (default torch,ort).",
-    ListOf(Choice(*BACKENDS), "backends"),
+    "Comma-separated backends: torch, ort, trt, ... (default torch,ort).",
+    ListOf(backend, "backends"),
 )
 ArtifactsOpt = Opt(
     Optional[list[str]], "Existing .onnx (fp32/fp16/int8) or .plan files; repeat or comma-separate."

@@ -8,15 +8,18 @@ minutes of silence), and nothing under ``--json``.
 
 from __future__ import annotations
 
+import contextlib
+import signal
 import sys
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 from rich.console import Console
 from rich.markup import escape
 
-from deploy_ran.errors import DeployRanError
+from deploy_ran.errors import DeployRanError, system_error
+from deploy_ran.signals import stop_signal
 
 # Piped output (CI logs, `| less`) gets wide tables instead of rich's 80-column fallback.
 console = Console(width=None if sys.stdout.isatty() else 140)
@@ -43,6 +46,43 @@ def print_error(exc: DeployRanError, extra_flags: dict[str, str] | None = None) 
     if exc.hint:
         hint = render(exc.hint, names)
         err_console.print(f"[yellow]Hint:[/] {escape(hint)}", highlight=False)
+
+
+def _stop_on_signal(exc: BaseException) -> None:
+    """Exit ``128 + signal`` (130 SIGINT, 143 SIGTERM) with one message when a signal stopped the
+    run, whatever exception it surfaced as; clean-up already ran while the stack unwound."""
+    import typer
+
+    signum = stop_signal(exc)
+    if signum is None:
+        return
+    name = signal.Signals(signum).name
+    err_console.print(
+        f"[yellow]Stopped by {name}; temporary files were removed, outputs left as they were.[/]",
+        highlight=False,
+    )
+    raise typer.Exit(128 + signum) from None
+
+
+@contextlib.contextmanager
+def errors_as_exit_codes(flags: dict[str, str] | None = None) -> Iterator[None]:
+    """A user's error → its message, hint (in flags) and exit code; a signal → 128 + signal."""
+    import typer
+
+    try:
+        yield
+    except (KeyboardInterrupt, DeployRanError, OSError, MemoryError) as exc:
+        _stop_on_signal(exc)  # a signal wins over the error a library made of it
+        if isinstance(exc, KeyboardInterrupt):
+            raise
+        error = exc if isinstance(exc, DeployRanError) else system_error(exc)
+        if error is None:
+            raise
+        print_error(error, flags)
+        raise typer.Exit(error.exit_code) from None
+    except Exception as exc:
+        _stop_on_signal(exc)
+        raise
 
 
 def _spellings(extra: dict[str, str]) -> dict[str, Any]:
@@ -89,6 +129,15 @@ def engine_build(result: Any, output: Any, finish_flags: str) -> bool:
         soft_wrap=True,  # a command to copy must not be broken across lines
     )
     return False
+
+
+def doctor_verdict(diagnosis: dict[str, Any]) -> None:
+    """``doctor``'s verdict, what works, and the next steps."""
+    console.print(f"[bold]{escape(diagnosis['verdict'])}[/]", highlight=False)
+    for item in diagnosis["works"]:
+        console.print(f"  [green]✓[/] {escape(item)}", highlight=False)
+    for step in diagnosis["next_steps"]:
+        console.print(f"  [yellow]next:[/] {escape(step)}", highlight=False)
 
 
 def bench_row(row: Any) -> str:
@@ -190,15 +239,15 @@ class Progress:
 class InferBar:
     """infer's ``progress(done, total)``: shown once images flow; the rate excludes start-up."""
 
-    def __init__(self, quiet: bool = False) -> None:
+    def __init__(self, quiet: bool = False, label: str = "infer") -> None:
         from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsedColumn
         from rich.progress import Progress as Bar
         from rich.progress import TimeRemainingColumn
 
         rate = TextColumn("{task.fields[rate]}")
         columns = (BarColumn(), MofNCompleteColumn(), rate, TimeElapsedColumn(), TimeRemainingColumn())
-        self.bar = Bar(TextColumn("[bold]infer"), *columns, console=err_console, disable=quiet)
-        self.task = self.bar.add_task("infer", total=None, rate="")
+        self.bar = Bar(TextColumn(f"[bold]{label}"), *columns, console=err_console, disable=quiet)
+        self.task = self.bar.add_task(label, total=None, rate="")
         self.first: tuple[float, int] | None = None
 
     def __enter__(self) -> InferBar:

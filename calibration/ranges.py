@@ -35,17 +35,13 @@ from typing import Any
 
 import numpy as np
 
-from calibration.entropy import QUANTIZED_BINS, entropy_threshold
+from calibration.defaults import DEFAULT_BINS, DEFAULT_METHOD, DEFAULT_PERCENTILE  # noqa: F401
+from calibration.entropy import FLOOR_PERCENTILE, QUANTIZED_BINS, entropy_threshold
+from deploy_ran.device import Device
 from deploy_ran.errors import DeployRanError
 from deploy_ran.fileio import atomic_write_text, temp_dir
 
 METHODS = ("entropy", "minmax", "percentile")
-#: The default method: percentile 99.99, the measured best on the digits accuracy check
-#: (``examples/digits.py``, numbers in the README) and robust to a few outlier images.
-DEFAULT_METHOD = "percentile"
-DEFAULT_PERCENTILE = 99.99
-#: Histogram bins over ``|x|``: 2048, as TensorRT's entropy calibrator.
-DEFAULT_BINS = {"entropy": 2048, "percentile": 2048}
 CACHE_VERSION = 2  # 2: the device and its arithmetic joined the key
 
 Progress = Callable[[str, int, int], None]  # (phase, done, total)
@@ -95,6 +91,7 @@ class MethodConfig:
         if self.method == "entropy":
             out["quantized_bins"] = QUANTIZED_BINS
             out["search"] = "tensorrt-kl-abs"  # caches of ONNX Runtime's search are stale
+            out["floor_percentile"] = FLOOR_PERCENTILE
         return out
 
     def label(self) -> str:
@@ -142,12 +139,11 @@ class CacheStatus:
     data: dict[str, Any] = field(default_factory=dict)
 
 
-def device_key(device: str = "cpu", allow_tf32: bool = False) -> str:
+def device_key(device: str | Device = "cpu", allow_tf32: bool = False) -> str:
     """Where the ranges are measured and in which arithmetic: ``cpu (fp32)``,
     ``cuda (fp32, use_tf32=0)`` or ``cuda (tf32)``. The device index is left out: two GPUs of one
     host compute alike; the arithmetic is what changes the activations."""
-    text = (device or "cpu").strip().lower()
-    if text == "cpu":
+    if not Device.parse(device).is_cuda:
         return "cpu (fp32)"
     return "cuda (tf32)" if allow_tf32 else "cuda (fp32, use_tf32=0)"
 
@@ -205,7 +201,7 @@ def check_cache(path: Path, key: str, parts: dict[str, Any], needed: Sequence[st
     return CacheStatus(True, "key matches", data)
 
 
-def calibration_providers(device: str, allow_tf32: bool = False) -> list[Any]:
+def calibration_providers(device: str | Device, allow_tf32: bool = False) -> list[Any]:
     """ONNX Runtime providers for ``device`` (``cpu``, ``cuda``, ``cuda:N``), checked.
 
     A missing CUDA provider is an error, not a silent run on the CPU: the user asked for the GPU.
@@ -213,14 +209,9 @@ def calibration_providers(device: str, allow_tf32: bool = False) -> list[Any]:
     """
     import onnxruntime
 
-    text = (device or "cpu").strip().lower()
-    if text == "cpu":
+    parsed = Device.parse(device)
+    if not parsed.is_cuda:
         return ["CPUExecutionProvider"]
-    kind, _, index = text.partition(":")
-    if kind != "cuda" or (index and not index.isdigit()):
-        raise CalibrationError(
-            f"Unknown calibration device {device!r}.", hint="Use cpu, cuda or cuda:N."
-        )
     available = onnxruntime.get_available_providers()
     if "CUDAExecutionProvider" not in available:
         raise CalibrationError(
@@ -229,7 +220,7 @@ def calibration_providers(device: str, allow_tf32: bool = False) -> list[Any]:
             hint="On a GPU host: pip install -e '.[gpu]' (onnxruntime-gpu), or calibrate with "
             "--device cpu.",
         )
-    cuda = {"device_id": index or "0", "use_tf32": "1" if allow_tf32 else "0"}
+    cuda = {"device_id": str(parsed.index or 0), "use_tf32": "1" if allow_tf32 else "0"}
     return [("CUDAExecutionProvider", cuda), "CPUExecutionProvider"]
 
 

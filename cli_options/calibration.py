@@ -40,6 +40,7 @@ CALIBRATION = Group(
     Field("calib_device", o.CalibDeviceOpt, "device"),
     Field("calib_allow_tf32", o.CalibTf32Opt, "allow_tf32"),
     Field("float_precision", o.FloatPrecisionOpt),
+    Field("placement", o.PlacementOpt),
     Field("allow_failing", o.AllowFailingOpt, "require_pass", invert=True),
     defaults_from=CalibrationConfig,
     check=_check,

@@ -12,6 +12,7 @@ Renamed flags keep their old spelling as a hidden alias (``aliases``) for one re
 
 from __future__ import annotations
 
+import contextvars
 import copy
 import dataclasses
 import functools
@@ -20,8 +21,6 @@ import typing
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Annotated, Any, Optional
-
-import contextvars
 
 import typer
 from typer.models import OptionInfo

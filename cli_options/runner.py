@@ -12,7 +12,7 @@ from cli_options.group import Field, Group
 RUNNER = Group(
     "Runner",
     dict,
-    Field("device", o.DeviceOpt, default="cpu"),
+    Field("device", o.DeviceOpt),  # None: cpu, or cuda for an engine (the registry decides)
     Field("provider", o.ProviderOpt, "providers"),
     Field("threads", o.ThreadsOpt),
 )

@@ -31,7 +31,7 @@ class DemoResult:
     artifacts: dict[str, str] = field(default_factory=dict)
     parity: dict[str, dict[str, Any]] = field(default_factory=dict)
     bench: dict[str, Any] = field(default_factory=dict)
-    engine: str = ""
+    engine: str | None = None  # the plan; None where no engine was built (no TensorRT here)
 
 
 def _verify_data(path: Path, onnx_path: Path, count: int) -> Path:

@@ -26,12 +26,12 @@ from typing import Any
 
 import numpy as np
 
+from deploy_ran.device import Device
 from deploy_ran.errors import DeployRanError
+from deploy_ran.target import ENGINE_SUFFIXES  # noqa: F401  (the one list; re-exported here)
 
 #: Exit code of commands that stop because TensorRT or a CUDA GPU is missing (documented).
 EXIT_NO_TENSORRT = 3
-#: File suffixes the toolkit treats as serialized TensorRT engines.
-ENGINE_SUFFIXES = (".plan", ".engine")
 
 
 class TensorRTUnavailable(DeployRanError):
@@ -71,27 +71,10 @@ def full_version(version: str) -> tuple[int, int, int, int]:
     return tuple(parts + [0] * (4 - len(parts)))  # type: ignore[return-value]
 
 
-def cuda_device_index(device: str, current: int | None = None) -> int:
-    """The CUDA device index of ``"cuda"`` / ``"cuda:N"`` (``"cuda"`` is the current device).
-
-    ``torch.cuda.set_device(torch.device("cuda"))`` raises ``ValueError`` (a device without an
-    index), so every CUDA consumer resolves the index here first. ``current`` defaults to
-    ``torch.cuda.current_device()``.
-    """
-    text = (device or "cuda").strip().lower()
-    kind, _, index = text.partition(":")
-    if kind != "cuda" or (index and not index.isdigit()):
-        raise DeployRanError(
-            f"{device!r} is not a CUDA device.",
-            hint="Use --device cuda or cuda:N (N: the GPU index, 0 for the first).",
-        )
-    if index:
-        return int(index)
-    if current is not None:
-        return current
-    import torch
-
-    return int(torch.cuda.current_device()) if torch.cuda.is_available() else 0
+def cuda_device_index(device: str | Device, current: int | None = None) -> int:
+    """The CUDA device index of ``"cuda"`` / ``"cuda:N"`` (``"cuda"`` is the current device);
+    see :meth:`deploy_ran.device.Device.cuda_index`, which does the work."""
+    return Device.parse(device, default="cuda").cuda_index(current)
 
 
 def network_flags(trt: Any) -> int:

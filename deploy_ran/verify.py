@@ -23,9 +23,10 @@ import numpy as np
 from deploy_ran.compare.criteria import criteria_for, precision_family  # noqa: F401 - re-exported
 from deploy_ran.compare.results import VerifyResult
 from deploy_ran.compare.run import compare
+from deploy_ran.device import Device
 from deploy_ran.errors import DeployRanError
-from deploy_ran.runners import BaseRunner, load_runner
-from deploy_ran.runners.loader import backend_for
+from deploy_ran.runners import BaseRunner, backend_for, honoured_options, load_runner
+from deploy_ran.target import Target
 
 # ------------------------------------------------------------------------------------ inputs
 
@@ -139,7 +140,7 @@ def _build_sides(
     reference: str | Path | BaseRunner,
     candidate: str | Path | BaseRunner,
     *,
-    device: str,
+    device: str | Device | None,
     checkpoint: str | Path | None,
     candidate_checkpoint: str | Path | None,
     reference_precision: str | None,
@@ -155,7 +156,11 @@ def _build_sides(
     import torch
 
     notes: list[str] = []
-    sides: dict[str, Any] = {"reference": reference, "candidate": candidate}
+    # Each side is parsed once (kind and precision); the runners take the parsed Target.
+    sides: dict[str, Any] = {
+        k: v if isinstance(v, BaseRunner) else Target.parse(v)
+        for k, v in (("reference", reference), ("candidate", candidate))
+    }
     kinds = {k: "runner" if isinstance(v, BaseRunner) else backend_for(v) for k, v in sides.items()}
     settings = {
         "reference": (checkpoint, reference_precision),
@@ -168,10 +173,10 @@ def _build_sides(
     try:
         for key in ("reference", "candidate"):  # files first: they tell the PyTorch side its shape
             if kinds[key] in ("ort", "trt", "triton"):
+                shared = honoured_options(sides[key], providers=providers, threads=threads)
                 built[key] = load_runner(
-                    sides[key], device=device, providers=providers, threads=threads,
-                    **(tf32 if kinds[key] == "ort" else {}),
-                )  # fmt: skip
+                    sides[key], device=device, **shared, **(tf32 if kinds[key] == "ort" else {})
+                )
             elif kinds[key] == "runner":
                 built[key] = sides[key]
         hint_from = next((r for r in built.values() if getattr(r, "info", None) is not None), None)
@@ -248,7 +253,7 @@ def verify(
     batch_size: int = 8,
     seed: int = 0,
     criteria: dict[str, float | None] | None = None,
-    device: str = "cpu",
+    device: str | Device | None = None,
     checkpoint: str | Path | None = None,
     candidate_checkpoint: str | Path | None = None,
     reference_precision: str | None = None,
@@ -264,7 +269,8 @@ def verify(
     """Compare ``candidate`` with ``reference`` on the same inputs; see the module docstring.
 
     ``progress(side, done, total)`` is called after each batch. Runners passed in are used as
-    they are and left open; runners built here are closed.
+    they are and left open; runners built here are closed. ``device`` ``None`` runs each side on
+    its backend's default device (the CPU; an engine on ``cuda``).
     """
     started = time.perf_counter()
     if batch_size < 1:

@@ -27,6 +27,7 @@ from calibration.ranges import (
     compute_ranges,
     device_key,
 )
+from deploy_ran.device import DeviceError
 
 HAS_CUDA = "CUDAExecutionProvider" in ort.get_available_providers()
 _REAL_SESSION = ort.InferenceSession
@@ -55,7 +56,7 @@ def test_providers_for_each_device(monkeypatch):
     with pytest.raises(CalibrationError, match="CUDA provider") as info:
         calibration_providers("cuda")
     assert "onnxruntime-gpu" in info.value.hint and "--device cpu" in info.value.hint
-    with pytest.raises(CalibrationError, match="Unknown calibration device"):
+    with pytest.raises(DeviceError, match="Unknown device 'tpu'"):  # the one device parser
         calibration_providers("tpu")
     monkeypatch.setattr(
         ort, "get_available_providers", lambda: ["CUDAExecutionProvider", "CPUExecutionProvider"]

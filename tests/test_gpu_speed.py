@@ -23,7 +23,8 @@ from deploy_ran.bench.loader import decode_full, decode_reduced, loader_benchmar
 from deploy_ran.bench.report import csv_row
 from deploy_ran.bench.run import add_speedups
 from deploy_ran.errors import DeployRanError
-from deploy_ran.infer import LOADER_BOUND_WAIT, StackCollate, bound_by, prefetch
+from deploy_ran.infer.dataset import StackCollate, prefetch
+from deploy_ran.infer.result import LOADER_BOUND_WAIT, bound_by
 from deploy_ran.runners.base import RunnerError
 from deploy_ran.runners.ort_runner import CUDA_PROVIDER_DEFAULTS, cuda_provider_options
 from deploy_ran.runners.torch_runner import (

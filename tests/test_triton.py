@@ -26,8 +26,10 @@ pytest.importorskip("tritonclient.grpc", reason="the triton extra (tritonclient)
 
 from deploy_ran.compare.metrics import compare  # noqa: E402
 from deploy_ran.errors import DeployRanError  # noqa: E402
-from deploy_ran.runners import load_runner  # noqa: E402
-from deploy_ran.runners.loader import backend_for  # noqa: E402
+from deploy_ran.runners import (
+    backend_for,  # noqa: E402
+    load_runner,  # noqa: E402
+)
 from deploy_ran.runners.triton_runner import TritonRunner, parse_target  # noqa: E402
 from deploy_ran.trt_compat import SIDECAR_FORMAT  # noqa: E402
 from exporters.triton import RepoOptions, TritonRepoError, parse, write_repository  # noqa: E402
@@ -336,7 +338,7 @@ def test_triton_targets_parse_and_dispatch():
     for bad in ("triton://host:8000/", "triton://host:8000/a/b", "triton://h/m?protocol=grpc"):
         with pytest.raises(DeployRanError):
             parse_target(bad)
-    with pytest.raises(DeployRanError, match="--provider"):
+    with pytest.raises(DeployRanError, match="providers"):
         load_runner("triton://127.0.0.1:9/m", providers="cpu")
 
 

@@ -172,8 +172,10 @@ def fake_cuda(monkeypatch, request):
 def test_cuda_device_index():
     assert cuda_device_index("cuda", current=3) == 3
     assert cuda_device_index("cuda:1") == 1
-    with pytest.raises(DeployRanError, match="not a CUDA device"):
+    with pytest.raises(DeployRanError, match="Unknown device 'cuda:x'"):
         cuda_device_index("cuda:x")
+    with pytest.raises(DeployRanError, match="not a CUDA device"):
+        cuda_device_index("cpu")
 
 
 def test_runner_on_plain_cuda_resolves_the_index(cifar_onnx, tmp_path, fake_cuda):

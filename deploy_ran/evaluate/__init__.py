@@ -6,9 +6,9 @@ streams the data through every target and compares each with the reference
 (:mod:`deploy_ran.compare.paired`); ``report`` renders the table, JSON and PNG.
 """
 
-from deploy_ran.evaluate.data import DataError, LabelledData, read_labelled
+from deploy_ran.evaluate.data import DataError, LabelledData, labelled_arrays, read_labelled
 from deploy_ran.evaluate.metrics import AccuracyMetrics, expected_calibration_error
-from deploy_ran.evaluate.run import EvaluateResult, TargetAccuracy, evaluate
+from deploy_ran.evaluate.run import EvaluateResult, TargetAccuracy, evaluate, evaluate_runners
 
 __all__ = [
     "AccuracyMetrics",
@@ -17,6 +17,8 @@ __all__ = [
     "LabelledData",
     "TargetAccuracy",
     "evaluate",
+    "evaluate_runners",
+    "labelled_arrays",
     "expected_calibration_error",
     "read_labelled",
 ]

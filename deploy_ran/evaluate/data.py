@@ -81,6 +81,20 @@ class LabelledData:
         }
 
 
+def labelled_arrays(
+    x: np.ndarray, y: np.ndarray, source: str = "arrays", class_names: list[str] | None = None
+) -> LabelledData:
+    """In-memory samples (preprocessed float NCHW or uint8 images) and integer labels, for a
+    Python caller that already holds them (the digits example's test split)."""
+    x, y = np.asarray(x), np.asarray(y)
+    if y.ndim != 1 or len(y) != len(x) or not np.issubdtype(y.dtype, np.integer):
+        raise DataError(
+            f"labels must be {len(x)} integers, got {y.dtype} of shape {list(y.shape)}.",
+            hint="One integer class index per sample.",
+        )
+    return LabelledData(source, "npz", y.astype(np.int64), class_names, arrays=x)
+
+
 @dataclass
 class LabelledBatch:
     """Decoded samples of one batch; ``indices`` point into the :class:`LabelledData`."""
@@ -161,7 +175,9 @@ def _read_folder(root: Path, names: list[str] | None) -> LabelledData:
     labels: list[int] = []
     for cls in classes:
         files = sorted(
-            p for p in (root / cls).rglob("*") if p.suffix.lower() in IMAGE_EXTENSIONS and p.is_file()
+            p
+            for p in (root / cls).rglob("*")
+            if p.suffix.lower() in IMAGE_EXTENSIONS and p.is_file()
         )
         paths += files
         labels += [index[cls]] * len(files)
@@ -180,7 +196,9 @@ def _read_list(path: Path, names: list[str] | None) -> LabelledData:
     try:
         text = path.read_text(encoding="utf-8-sig")
     except (OSError, UnicodeDecodeError) as exc:
-        raise DataError(f"Cannot read {display_path(path)} ({exc}).", hint="A UTF-8 text list.")
+        raise DataError(
+            f"Cannot read {display_path(path)} ({exc}).", hint="A UTF-8 text list."
+        ) from None
     delimiter = "\t" if path.suffix.lower() == ".tsv" else ","
     rows = [r for r in csv.reader(text.splitlines(), delimiter=delimiter) if r and r[0].strip()]
     if rows and len(rows[0]) >= 2 and rows[0][1].strip().lower() in ("label", "class", "y"):
@@ -194,7 +212,10 @@ def _read_list(path: Path, names: list[str] | None) -> LabelledData:
             hint=f"One image per row: the path, a {sep}, and the class (an index or a name).",
         )
     base = path.parent
-    paths = [Path(r[0].strip()) if Path(r[0].strip()).is_absolute() else base / r[0].strip() for r in rows]
+    paths = [
+        Path(r[0].strip()) if Path(r[0].strip()).is_absolute() else base / r[0].strip()
+        for r in rows
+    ]
     raw = [r[1].strip() for r in rows]
     if all(v.lstrip("-").isdigit() for v in raw):
         labels = np.asarray([int(v) for v in raw], np.int64)
@@ -224,7 +245,9 @@ def _npz_and_split(text: str) -> tuple[Path | None, str | None]:
 
 def _read_npz(path: Path, split: str | None, names: list[str] | None) -> LabelledData:
     if not path.is_file():
-        raise DataError(f"{display_path(path)} does not exist.", hint="Check the path given to --data.")
+        raise DataError(
+            f"{display_path(path)} does not exist.", hint="Check the path given to --data."
+        )
     xk, yk = ("x", "y") if split is None else (f"x_{split}", f"y_{split}")
     try:
         with np.load(path, allow_pickle=False) as npz:
@@ -257,7 +280,9 @@ def _read_npz(path: Path, split: str | None, names: list[str] | None) -> Labelle
             hint="Store preprocessed float32 NCHW samples, or uint8 images N,H,W or N,H,W,C.",
         )
     if len(y) and int(y.min()) < 0:
-        raise DataError(f"{display_path(path)}: {yk} has negative labels.", hint="Classes count from 0.")
+        raise DataError(
+            f"{display_path(path)}: {yk} has negative labels.", hint="Classes count from 0."
+        )
     shown = f"{path}:{split}" if split else str(path)
     return LabelledData(shown, "npz", y.astype(np.int64), names, arrays=x)
 
@@ -322,7 +347,7 @@ def _decoder(
     data: LabelledData, preprocessing: Mapping[str, Any]
 ) -> Callable[[int], tuple[np.ndarray | None, str | None]]:
     if data.paths is not None:
-        from deploy_ran.infer import decode_image
+        from deploy_ran.infer.dataset import decode_image
 
         paths, prep = data.paths, dict(preprocessing)
         return lambda i: decode_image(paths[i], prep)

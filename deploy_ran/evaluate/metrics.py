@@ -132,7 +132,9 @@ def accuracy_metrics(
         top1=correct1 / n if n else float("nan"),
         top5=float(hit5.mean()) if n else float("nan"),
         top1_ci=wilson_interval(correct1, n),
-        mean_confidence=float(predictions.confidence.astype(np.float64).mean()) if n else float("nan"),
+        mean_confidence=float(predictions.confidence.astype(np.float64).mean())
+        if n
+        else float("nan"),
         ece=expected_calibration_error(predictions.confidence, hit1),
         per_class=per_class,
         confusion=confusion,

@@ -26,9 +26,14 @@ import numpy as np
 from deploy_ran.compare.paired import PairedComparison, compare_paired
 from deploy_ran.errors import DeployRanError
 from deploy_ran.evaluate.data import DataError, LabelledData, iter_batches, read_labelled
-from deploy_ran.evaluate.metrics import TOPK, AccuracyMetrics, Predictions, accuracy_metrics, top_predictions
-from deploy_ran.runners import BaseRunner, load_runner
-from deploy_ran.runners.loader import backend_for
+from deploy_ran.evaluate.metrics import (
+    TOPK,
+    AccuracyMetrics,
+    Predictions,
+    accuracy_metrics,
+    top_predictions,
+)
+from deploy_ran.runners import BaseRunner, backend_for, load_runner
 
 #: progress(done, total): images read so far (kept or skipped) out of all.
 Progress = Callable[[int, int], None]
@@ -119,9 +124,13 @@ def evaluate(
     if not targets:
         raise DeployRanError("evaluate needs at least one target.", hint="Name a model or a file.")
     if batch_size < 1:
-        raise DeployRanError(f"batch_size must be ≥ 1, got {batch_size}.", hint="E.g. 32.", param="batch_size")
+        raise DeployRanError(
+            f"batch_size must be ≥ 1, got {batch_size}.", hint="E.g. 32.", param="batch_size"
+        )
     if max_images is not None and max_images < 1:
-        raise DeployRanError(f"max_images must be ≥ 1, got {max_images}.", hint="E.g. 1000.", param="max_images")
+        raise DeployRanError(
+            f"max_images must be ≥ 1, got {max_images}.", hint="E.g. 1000.", param="max_images"
+        )
     names = [t.name if isinstance(t, BaseRunner) else str(t) for t in targets]
     if len(set(names)) != len(names):
         raise DeployRanError(
@@ -138,27 +147,53 @@ def evaluate(
     dataset = dataset.limit(max_images)
     runners = _open(order, device, checkpoint, precision, image_size, providers, threads)
     try:
-        outputs, num_classes = _check_targets(runners, names, dataset, output_name)
-        shape = tuple(runners[0].input_spec[0].shape[1:])
-        prep = next((r.preprocessing for r in runners if r.preprocessing), None)
-        _check_preprocessing(runners, names, prep)
-        kept = _run(runners, outputs, dataset, prep, shape, batch_size, workers, progress)
+        named = dict(zip(names, runners))
+        files = {n: _file_bytes(t) for n, t in zip(names, order)}
+        return evaluate_runners(
+            named, dataset, reference=ref_name, batch_size=batch_size, workers=workers,
+            output_name=output_name, progress=progress, file_bytes=files, started=started,
+        )  # fmt: skip
     finally:
         for r, t in zip(runners, order):
             if r is not t:
                 r.close()
-    preds, y, skipped, seconds = kept
+
+
+def evaluate_runners(
+    runners: dict[str, BaseRunner],
+    data: LabelledData,
+    *,
+    reference: str | None = None,
+    batch_size: int = 32,
+    workers: int | None = None,
+    output_name: str | None = None,
+    progress: Progress | None = None,
+    file_bytes: dict[str, int | None] | None = None,
+    started: float | None = None,
+) -> EvaluateResult:
+    """:func:`evaluate` on runners that are already open, named by the caller (``bench`` names
+    its rows by their labels); ``reference`` is one of the names (default: the first).
+    The runners are left open."""
+    started = time.perf_counter() if started is None else started
+    names, order = list(runners), list(runners.values())
+    ref_name = reference or names[0]
+    outputs, num_classes = _check_targets(order, names, data, output_name)
+    shape = tuple(order[0].input_spec[0].shape[1:])
+    prep = next((r.preprocessing for r in order if r.preprocessing), None)
+    _check_preprocessing(order, names, prep)
+    preds, y, skipped, seconds = _run(
+        order, outputs, data, prep, shape, batch_size, workers, progress
+    )
     if len(y) == 0:
         raise DataError(
-            f"None of the {len(dataset)} image(s) in {dataset.source} could be read.",
+            f"None of the {len(data)} image(s) in {data.source} could be read.",
             hint="First error: " + (skipped[0]["error"] if skipped else "none"),
         )
     results = []
-    for name, runner, target, p, s in zip(names, runners, order, preds, seconds):
-        metrics = accuracy_metrics(p, y, num_classes, dataset.class_names)
-        results.append(
-            TargetAccuracy(name, runner.backend, runner.precision, _file_bytes(target), metrics, s, p)
-        )
+    for name, runner, p, s in zip(names, order, preds, seconds):
+        metrics = accuracy_metrics(p, y, num_classes, data.class_names)
+        size = (file_bytes or {}).get(name)
+        results.append(TargetAccuracy(name, runner.backend, runner.precision, size, metrics, s, p))
     ref_index = names.index(ref_name)
     comparisons = {
         name: compare_paired(preds[ref_index].top1, preds[i].top1, y)
@@ -166,7 +201,7 @@ def evaluate(
         if i != ref_index
     }
     return EvaluateResult(
-        dataset.as_dict(), dataset.class_names, num_classes, ref_name, results, comparisons,
+        data.as_dict(), data.class_names, num_classes, ref_name, results, comparisons,
         skipped, time.perf_counter() - started, y,
     )  # fmt: skip
 
@@ -215,7 +250,9 @@ def _check_targets(
     outputs, classes = [], []
     for r, name in zip(runners, names):
         if len(r.input_spec) != 1:
-            raise DeployRanError(f"{name} has {len(r.input_spec)} inputs; evaluate runs single-input image models.")
+            raise DeployRanError(
+                f"{name} has {len(r.input_spec)} inputs; evaluate runs single-input image models."
+            )
         out = output_name or ("logits" if "logits" in r.output_names else r.output_names[0])
         if out not in r.output_names:
             raise DeployRanError(
@@ -237,7 +274,8 @@ def _check_targets(
     if len(known) > 1:
         raise DeployRanError(
             "The targets have different numbers of classes: "
-            + ", ".join(f"{n}: {c}" for n, c in zip(names, classes)) + ".",
+            + ", ".join(f"{n}: {c}" for n, c in zip(names, classes))
+            + ".",
             hint="Evaluate models of the same task together.",
         )
     num = known.pop() if known else None

@@ -18,6 +18,8 @@ import os
 from pathlib import Path
 from typing import Any
 
+from deploy_ran.device import Device
+from deploy_ran.onnx_graph import graph_inputs
 from deploy_ran.runners.base import BackendUnavailableError, RunnerError
 
 PROVIDER_NAMES = {
@@ -98,7 +100,7 @@ def default_threads() -> int:
 
 
 def resolve_providers(
-    providers: str | list[str] | tuple[str, ...] | None, device: str
+    providers: str | list[str] | tuple[str, ...] | None, device: str | Device
 ) -> list[str]:
     """Short or full provider names → ONNX Runtime names, checked against this installation.
 
@@ -107,7 +109,7 @@ def resolve_providers(
     import onnxruntime as ort
 
     if providers is None:
-        providers = ["cuda"] if device.startswith("cuda") else ["cpu"]
+        providers = ["cuda"] if Device.parse(device).is_cuda else ["cpu"]
     if isinstance(providers, str):
         providers = [p for p in providers.split(",") if p.strip()]
     available = ort.get_available_providers()
@@ -183,11 +185,8 @@ def tensorrt_provider_options(
     }
     if stream_handle is not None:
         options["user_compute_stream"] = str(stream_handle)
-    initializers = {i.name for i in proto.graph.initializer}
     shapes: dict[str, list[str]] = {"min": [], "opt": [], "max": []}
-    for inp in proto.graph.input:
-        if inp.name in initializers:
-            continue
+    for inp in graph_inputs(proto):
         dims = [
             d.dim_value if d.HasField("dim_value") else None for d in inp.type.tensor_type.shape.dim
         ]

@@ -35,7 +35,6 @@ choice is reported by :meth:`describe` (``qdq_arithmetic``).
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Any
 
@@ -43,6 +42,7 @@ import numpy as np
 import onnx
 
 from deploy_ran.artifacts import ArtifactInfo, get_metadata, load_onnx, precision_of
+from deploy_ran.device import Device
 from deploy_ran.runners.base import BackendUnavailableError, BaseRunner, RunnerError, TensorSpec
 from deploy_ran.runners.ort_providers import (  # noqa: F401 - re-exported: callers import them here
     CUDA_PROVIDER_DEFAULTS,
@@ -56,6 +56,8 @@ from deploy_ran.runners.ort_providers import (  # noqa: F401 - re-exported: call
     resolve_providers,
     tensorrt_provider_options,
 )
+from deploy_ran.runners.registry import register_backend
+from deploy_ran.target import Target
 
 #: How an INT8 Q/DQ file is evaluated (see the module docstring).
 QDQ_ARITHMETIC = {
@@ -85,7 +87,8 @@ class OrtRunner(BaseRunner):
         self,
         path: str | Path | onnx.ModelProto,
         *,
-        device: str = "cpu",
+        device: str | Device = "cpu",
+        precision: str | None = None,
         providers: str | list[str] | None = None,
         threads: int | None = None,
         inter_op_threads: int = 1,
@@ -106,11 +109,12 @@ class OrtRunner(BaseRunner):
             )
         path, proto, source = _open_model(path)
         info = ArtifactInfo.from_props(get_metadata(proto))
-        precision = precision_of(proto)
+        precision = precision or precision_of(proto)  # a Target carries it: no second look
+        device = Device.parse(device)
         full = resolve_providers(providers, device)
         on_gpu = full[0] in GPU_PROVIDERS
-        if ":" in device:
-            device_id = int(device.split(":", 1)[1])
+        if device.index is not None:
+            device_id = device.index
         threads = threads if threads is not None else default_threads()
         if threads < 1 or inter_op_threads < 1:
             raise RunnerError(
@@ -438,3 +442,14 @@ def _preprocessing(info: ArtifactInfo, inputs: list[TensorSpec]) -> dict | None:
     if info.mean and info.std and isinstance(size, int):
         return {"resize_size": size, "crop_size": size, "mean": info.mean, "std": info.std}
     return None
+
+
+def _from_target(target: Target, device: Device, **options: Any) -> OrtRunner:
+    """The registry's factory: an ONNX file, with the precision its Target already read."""
+    return OrtRunner(target.path, device=device, precision=target.precision, **options)
+
+
+register_backend(
+    "ort", lambda t: t.kind == "onnx", _from_target, options=("providers", "threads", "cuda_graph"),
+    fixed_by="an exported file already fixes its weights, input size and precision",
+)  # fmt: skip

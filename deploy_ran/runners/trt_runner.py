@@ -34,12 +34,14 @@ from typing import Any
 import numpy as np
 
 from deploy_ran.artifacts import ArtifactInfo
+from deploy_ran.device import Device
 from deploy_ran.runners.base import BackendUnavailableError, BaseRunner, RunnerError, TensorSpec
+from deploy_ran.runners.registry import register_backend
+from deploy_ran.target import Target
 from deploy_ran.trt_compat import (
     ENGINE_SUFFIXES,
     TensorRTUnavailable,
     compatibility_problems,
-    cuda_device_index,
     current_gpu,
     deserialize_engine,
     import_tensorrt,
@@ -61,7 +63,7 @@ class TrtRunner(BaseRunner):
         self,
         path: str | Path,
         *,
-        device: str = "cuda",
+        device: str | Device = "cuda",
         cuda_graph: bool = False,
         check_compatibility: bool = True,
         _host_buffers: bool = False,
@@ -70,6 +72,8 @@ class TrtRunner(BaseRunner):
         of ``tests/trt_standin``; real engines need device memory."""
         import torch
 
+        # An engine runs only on a GPU: "cpu" is refused, never quietly turned into "cuda".
+        device = Device.parse(device, default="cuda").require_cuda(f"The TensorRT engine {path}")
         path = Path(path)
         if not path.is_file():
             raise RunnerError(
@@ -93,9 +97,9 @@ class TrtRunner(BaseRunner):
                     f"Cannot run TensorRT engine {path}: PyTorch sees no CUDA device.",
                     hint="TensorRT engines run on NVIDIA GPUs; install a CUDA build of PyTorch there.",
                 )
-            # An engine only runs on a GPU. "cuda" has no index, and torch.cuda.set_device
-            # raises ValueError on an index-less device: resolve it first.
-            index = cuda_device_index("cuda" if device in ("cpu", "") else device)
+            # "cuda" has no index, and torch.cuda.set_device raises ValueError on an index-less
+            # device: resolve it first.
+            index = device.cuda_index()
             torch_device = torch.device("cuda", index)
             torch.cuda.set_device(index)
             device = f"cuda:{index}"
@@ -379,3 +383,18 @@ def _torch_dtype(name: str):
         "int64": torch.int64,
         "bool": torch.bool,
     }[name]
+
+
+def _from_target(target: Target, device: Device, **options: Any) -> TrtRunner:
+    """The registry's factory: a serialized engine on a GPU."""
+    return TrtRunner(target.path, device=device, **options)
+
+
+register_backend(
+    "trt",
+    lambda target: target.kind == "engine",
+    _from_target,
+    options=("cuda_graph",),
+    fixed_by="a built engine already fixes its weights, input size, precision and runtime",
+    default_device="cuda",
+)

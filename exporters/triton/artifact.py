@@ -19,6 +19,7 @@ import onnx
 from deploy_ran.artifacts import get_metadata, load_onnx, precision_of
 from deploy_ran.errors import DeployRanError
 from deploy_ran.fileio import sha256_file
+from deploy_ran.onnx_graph import graph_inputs
 from deploy_ran.trt_compat import read_sidecar, sidecar_path
 
 
@@ -90,8 +91,6 @@ class Artifact:
 
 
 def _onnx_io(model: onnx.ModelProto) -> tuple[list[TensorIO], list[TensorIO]]:
-    initializers = {i.name for i in model.graph.initializer}
-
     def describe(vi: onnx.ValueInfoProto, where: str) -> TensorIO:
         tt = vi.type.tensor_type
         if tt.elem_type not in ONNX_TO_TRITON:
@@ -104,7 +103,7 @@ def _onnx_io(model: onnx.ModelProto) -> tuple[list[TensorIO], list[TensorIO]]:
         dims = tuple(d.dim_value if d.HasField("dim_value") else -1 for d in tt.shape.dim)
         return TensorIO(vi.name, ONNX_TO_TRITON[tt.elem_type], dims)
 
-    inputs = [describe(v, "Input") for v in model.graph.input if v.name not in initializers]
+    inputs = [describe(v, "Input") for v in graph_inputs(model)]
     outputs = [describe(v, "Output") for v in model.graph.output]
     return inputs, outputs
 

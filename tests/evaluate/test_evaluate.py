@@ -63,7 +63,9 @@ def labelled(cifar_onnx, tmp_path_factory):
     return root, prep
 
 
-def test_top1_equals_an_independent_onnxruntime_computation(cifar_onnx, int8_onnx, labelled, tmp_path):
+def test_top1_equals_an_independent_onnxruntime_computation(
+    cifar_onnx, int8_onnx, labelled, tmp_path
+):
     root, prep = labelled
     result = evaluate([cifar_onnx, int8_onnx], root, batch_size=5)
     data = read_labelled(root)
@@ -102,7 +104,10 @@ def test_metrics_from_known_predictions():
     for c, ok in zip(conf, correct):
         b = min(int(np.ceil(c * 15)) - 1, 14)
         bins.setdefault(b, []).append((c, ok))
-    ece = sum(len(v) / 6 * abs(np.mean([o for _, o in v]) - np.mean([c for c, _ in v])) for v in bins.values())
+    ece = sum(
+        len(v) / 6 * abs(np.mean([o for _, o in v]) - np.mean([c for c, _ in v]))
+        for v in bins.values()
+    )
     assert m.ece == pytest.approx(ece)
 
 
@@ -132,7 +137,9 @@ def test_csv_tsv_and_npz_readers(tmp_path):
     assert read_labelled(tmp_path / "list.csv", labels).labels.tolist() == [2, 1, 2]
     (tmp_path / "list.tsv").write_text("a.png\t4\nb.png\t0\n")
     assert read_labelled(tmp_path / "list.tsv").labels.tolist() == [4, 0]
-    np.savez(tmp_path / "d.npz", x_test=np.zeros((3, 3, 8, 8), np.float32), y_test=np.array([0, 1, 2]))
+    np.savez(
+        tmp_path / "d.npz", x_test=np.zeros((3, 3, 8, 8), np.float32), y_test=np.array([0, 1, 2])
+    )
     data = read_labelled(f"{tmp_path / 'd.npz'}:test")
     assert len(data) == 3 and data.arrays.shape == (3, 3, 8, 8)
 
@@ -141,7 +148,10 @@ def test_csv_tsv_and_npz_readers(tmp_path):
     "setup, expected",
     [
         (lambda d: (d / "list.csv").write_text("a.png\n"), "not a 'path,label' pair"),
-        (lambda d: np.savez(d / "d.npz", x=np.zeros((2, 3, 8, 8), np.float32)), "needs 'x' and 'y'"),
+        (
+            lambda d: np.savez(d / "d.npz", x=np.zeros((2, 3, 8, 8), np.float32)),
+            "needs 'x' and 'y'",
+        ),
         (lambda d: (d / "empty").mkdir(), "no class folders"),
     ],
 )
@@ -172,3 +182,37 @@ def test_npz_arrays_evaluate_and_class_count_is_checked(cifar_onnx, tmp_path):
     np.savez(tmp_path / "bad.npz", x=x, y=np.full(6, 12))
     with pytest.raises(DataError, match="class index 12, but the model has 10"):
         evaluate([cifar_onnx], tmp_path / "bad.npz")
+
+
+def test_cli_evaluate_writes_json_and_png(cifar_onnx, int8_onnx, labelled, tmp_path):
+    from typer.testing import CliRunner
+
+    from cli import app
+
+    root, _ = labelled
+    out, png = tmp_path / "eval.json", tmp_path / "eval.png"
+    args = ["evaluate", str(cifar_onnx), str(int8_onnx), "--data", str(root), "--batch", "7"]
+    result = CliRunner().invoke(app, [*args, "-o", str(out), "--plot", str(png)])
+    assert result.exit_code == 0, result.output
+    report = json.loads(out.read_text())
+    assert report["targets"][0]["top1"] == pytest.approx(0.5)
+    assert "p_value" in report["comparisons"][0] and "ci_low" in report["comparisons"][0]
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert "vs" in result.output and "broken.jpg" in result.output
+
+    bad = CliRunner().invoke(app, ["evaluate", str(cifar_onnx), "--data", str(tmp_path / "nope")])
+    assert bad.exit_code == 2 and "--data" in bad.output and "does not exist" in bad.output
+    wrong = CliRunner().invoke(app, [*args, "--plot", str(tmp_path / "x.jpg")])
+    assert wrong.exit_code == 2 and "--plot" in wrong.output
+
+
+def test_markdown_table_for_a_readme(cifar_onnx, tmp_path):
+    from deploy_ran.evaluate import labelled_arrays
+    from deploy_ran.evaluate.report import markdown_table
+
+    x = np.random.default_rng(2).standard_normal((8, 3, 32, 32)).astype(np.float32)
+    y = _ort_logits(cifar_onnx, x).argmax(1)
+    y[:2] = (y[:2] + 1) % 10  # two known misses
+    result = evaluate([cifar_onnx], labelled_arrays(x, y, "digits test split"))
+    table = markdown_table(result, {str(cifar_onnx): "FP32"})
+    assert "| FP32 | ort fp32 |" in table and "| 75.00 [" in table and "reference" in table
