@@ -146,7 +146,8 @@ def check_parts(manifest: Path) -> list[dict]:
     if bad:
         raise LeaseStop(
             EXIT_BAD_PART,
-            "carried parts are bad, nothing was started: " + "; ".join(bad)
+            "carried parts are bad, nothing was started: "
+            + "; ".join(bad)
             + ". Carry every part listed in the manifest (the run tool's carry=...), or re-run "
             "`python3 scripts/gpu_lease.py pack`.",
         )
@@ -171,7 +172,9 @@ def install_parts(lease: Lease, manifest: Path, wheels: list[dict]) -> Path:
                "--no-compile", "--target", str(site), *built]  # fmt: skip
     done = subprocess.run(command, capture_output=True, text=True, timeout=max(lease.left(), 1))
     if done.returncode != 0:
-        raise LeaseStop(EXIT_BAD_PART, f"pip could not install the carried wheels: {done.stderr[-800:]}")
+        raise LeaseStop(
+            EXIT_BAD_PART, f"pip could not install the carried wheels: {done.stderr[-800:]}"
+        )
     path = lease.env.get("PYTHONPATH")
     lease.env["PYTHONPATH"] = f"{site}{os.pathsep}{path}" if path else str(site)
     return site
@@ -237,7 +240,11 @@ def probe(lease: Lease, device: str) -> dict:
         output, rc = f"probe timed out after {timeout:.0f} s: {exc.stdout or ''}", None
     except OSError as exc:
         output, rc = f"{type(exc).__name__}: {exc}", None
-    step.seconds, step.returncode, step.log_tail = round(time.monotonic() - t0, 1), rc, output[-LOG_TAIL:]
+    step.seconds, step.returncode, step.log_tail = (
+        round(time.monotonic() - t0, 1),
+        rc,
+        output[-LOG_TAIL:],
+    )
     line = next((x for x in output.splitlines() if x.startswith("PROBE ")), None)
     lease.steps.append(step)
     if rc != 0 or line is None:
@@ -247,7 +254,7 @@ def probe(lease: Lease, device: str) -> dict:
             f"the GPU probe itself failed (exit {rc}), so whether there is a GPU is unknown: "
             f"{output.strip()[-600:]}",
         )
-    info = json.loads(line[len("PROBE "):])
+    info = json.loads(line[len("PROBE ") :])
     step.status = "ok"
     lease.info["probe"] = info
     _atomic_write(lease.out / "environment.json", json.dumps(info, indent=1) + "\n")
@@ -287,19 +294,53 @@ def step_commands(
         "export": [
             [py, cli, "export", model, *slim, "--output", str(work / f"{model}.onnx")],
             # FP16 from the FP32 file just written (a model name would re-export over it)
-            [py, cli, "export", str(work / f"{model}.onnx"), "--precision", "fp16",
-             "--output", str(work / f"{model}.fp16.onnx")],
+            [
+                py,
+                cli,
+                "export",
+                str(work / f"{model}.onnx"),
+                "--precision",
+                "fp16",
+                "--output",
+                str(work / f"{model}.fp16.onnx"),
+            ],
             # random weights may miss the agreement bar: the file is still worth timing
-            [py, cli, "calibrate", str(work / f"{model}.onnx"), "--num-images", "64",
-             "--allow-failing", *calib_device, "--output", str(work / f"{model}.int8.onnx")],
+            [
+                py,
+                cli,
+                "calibrate",
+                str(work / f"{model}.onnx"),
+                "--num-images",
+                "64",
+                "--allow-failing",
+                *calib_device,
+                "--output",
+                str(work / f"{model}.int8.onnx"),
+            ],
         ],  # fmt: skip
         "speed": [
-            [*speed, "--batch-sizes", args.batches, "--groups", args.speed_groups,
-             "-o", str(work / "speed")],
+            [
+                *speed,
+                "--batch-sizes",
+                args.batches,
+                "--groups",
+                args.speed_groups,
+                "-o",
+                str(work / "speed"),
+            ],
         ],  # fmt: skip
         "check": [
-            [py, str(ROOT / "scripts" / "gpu_check_report.py"), "check", str(work), model,
-             "--device", device, "--json", str(work / "check" / "gpu_check.json")],
+            [
+                py,
+                str(ROOT / "scripts" / "gpu_check_report.py"),
+                "check",
+                str(work),
+                model,
+                "--device",
+                device,
+                "--json",
+                str(work / "check" / "gpu_check.json"),
+            ],
         ],  # fmt: skip
         "compile": [
             [*speed, "--batch-sizes", largest, "--groups", "compile", "-o", str(work / "compile")],
@@ -309,9 +350,11 @@ def step_commands(
 
 
 def _result_dirs(name: str, work: Path) -> list[Path]:
-    return {"speed": [work / "speed"], "check": [work / "check"], "compile": [work / "compile"]}.get(
-        name, []
-    )
+    return {
+        "speed": [work / "speed"],
+        "check": [work / "check"],
+        "compile": [work / "compile"],
+    }.get(name, [])
 
 
 def collect_results(step: StepResult, work: Path, out: Path) -> None:
@@ -396,13 +439,21 @@ def run(args: argparse.Namespace) -> int:
     lease = Lease(out, work, args.python, args.budget)
     lease.env["PYTHONUNBUFFERED"] = "1"
     lease.info.update(
-        {"model": args.model, "device": args.device, "batches": args.batches, "steps_asked": args.steps}
+        {
+            "model": args.model,
+            "device": args.device,
+            "batches": args.batches,
+            "steps_asked": args.steps,
+        }
     )
     steps = [s.strip() for s in args.steps.split(",") if s.strip()]
     commands = step_commands(args, work)  # known step names; rebuilt once the probe has run
     unknown = [s for s in steps if s != "probe" and s not in commands]
     if unknown:
-        print(f"gpu_lease: unknown step(s) {unknown}; known: probe, {', '.join(commands)}", file=sys.stderr)
+        print(
+            f"gpu_lease: unknown step(s) {unknown}; known: probe, {', '.join(commands)}",
+            file=sys.stderr,
+        )
         return 2
     timeouts = _timeouts(args.timeout)
     try:

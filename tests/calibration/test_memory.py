@@ -49,7 +49,9 @@ def test_a_batch_that_would_not_fit_is_refused_with_one_that_would():
     per_image, _ = bytes_per_image(_tiny(), ["c", "y"])
     # Room for ~10 images on the device, plenty on the host.
     device_free = int(10 * DEVICE_FACTOR * per_image / 0.8)
-    est = estimate_memory(_tiny(), ["c", "y"], 64, "cuda", host_free=10**12, device_free=device_free)
+    est = estimate_memory(
+        _tiny(), ["c", "y"], 64, "cuda", host_free=10**12, device_free=device_free
+    )
     assert est.largest_batch() == 10
     with pytest.raises(CalibrationMemoryError, match="batch 64 would not fit") as info:
         est.require_fits()

@@ -16,9 +16,7 @@ def test_bench_configs_carry_allow_tf32_only_when_asked(cifar_onnx):
     )
     for settings, expected in ((plain, False), (asked, True)):
         torch_cfgs = bench_run._torch_configs(settings, 32)
-        assert torch_cfgs and all(
-            c.kwargs.get("allow_tf32", False) is expected for c in torch_cfgs
-        )
+        assert torch_cfgs and all(c.kwargs.get("allow_tf32", False) is expected for c in torch_cfgs)
         with contextlib.ExitStack() as stack:
             ort_cfgs = bench_run._ort_configs(
                 settings, 32, {cifar_onnx: "ort"}, {cifar_onnx: {"precision": "fp32"}}, stack,

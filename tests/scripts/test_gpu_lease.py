@@ -61,7 +61,9 @@ def test_no_gpu_and_broken_probe_are_different(lease, tmp_path):
     no_gpu = _run(tmp_path, "--device", "cuda", "--steps", "probe")
     assert no_gpu.returncode == lease.EXIT_NO_GPU, no_gpu.stderr
     assert "no CUDA GPU" in no_gpu.stderr and "SKIPPED" not in no_gpu.stderr
-    assert json.loads((tmp_path / "OUT" / "environment.json").read_text())["cuda_available"] is False
+    assert (
+        json.loads((tmp_path / "OUT" / "environment.json").read_text())["cuda_available"] is False
+    )
     broken_python = tmp_path / "python-broken"
     broken_python.write_text("#!/bin/sh\necho 'ImportError: libcudart.so.13' >&2\nexit 1\n")
     broken_python.chmod(0o755)
@@ -116,7 +118,7 @@ def test_dry_run_end_to_end_on_the_cpu(lease, tmp_path):
     within a small budget; every step's results land in the fake $OUT."""
     done = _run(
         tmp_path, "--device", "cpu", "--model", "ran56_cifar", "--batches", "1",
-        "--steps", "probe,export,check,speed", "--speed-groups", "main,independent",
+        "--steps", "probe,export,check,speed", "--speed-groups", "independent",
         "--timeout", "export=240", "--timeout", "speed=300", "--budget", "580",
         timeout=600,
     )  # fmt: skip
