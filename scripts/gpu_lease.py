@@ -24,6 +24,8 @@ and missing wheel parts silently turned every ONNX Runtime row into "skipped". S
 * **Steps**, each a child process in its own process group under its own timeout, capped by what
   is left of ``--budget`` (default 560 s: one 600 s call less a margin). A step that times out
   is killed and recorded; the next step still runs if time is left.
+* SIGTERM (the call being stopped) kills the running step's process group, records the step as
+  ``killed`` and writes the results before exiting 143.
 * **After every step** ``$OUT/lease_results.json`` is rewritten (temp file, then rename) with
   every step's status, seconds and log tail, and the step's small results (JSON/CSV/PNG, at most
   1 MiB each) are copied into $OUT. Artifacts (ONNX files, engines, logs) stay in ``--work``.
@@ -387,21 +389,32 @@ def run_step(lease: Lease, name: str, commands: list[list[str]], timeout_s: floa
     log = lease.work / "logs" / f"{name}.log"
     log.parent.mkdir(parents=True, exist_ok=True)
     t0 = time.monotonic()
+    stopped: BaseException | None = None
     with open(log, "w", encoding="utf-8") as handle:
         for command in commands:
             step.command = command
             left = budget - (time.monotonic() - t0)
             handle.write(f"$ {' '.join(command)}\n")
             handle.flush()
-            proc = subprocess.Popen(command, stdout=handle, stderr=subprocess.STDOUT,
-                                    env=lease.env, cwd=ROOT, start_new_session=True)  # fmt: skip
+            try:
+                proc = subprocess.Popen(command, stdout=handle, stderr=subprocess.STDOUT,
+                                        env=lease.env, cwd=ROOT, start_new_session=True)  # fmt: skip
+            except OSError as exc:  # a missing interpreter or script: this step fails, not the run
+                step.status = "failed"
+                handle.write(f"[gpu_lease] could not start: {type(exc).__name__}: {exc}\n")
+                break
             try:
                 step.returncode = proc.wait(timeout=max(left, 0.1))
             except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait()
+                _kill(proc)
                 step.status = "timeout"
                 handle.write(f"\n[gpu_lease] killed after {budget:.0f} s (step timeout)\n")
+                break
+            except BaseException as exc:  # SIGTERM (LeaseKilled) or Ctrl-C: record, then stop
+                _kill(proc)
+                step.status = "killed"
+                handle.write(f"\n[gpu_lease] stopped by {type(exc).__name__}\n")
+                stopped = exc
                 break
             if step.returncode != 0:
                 step.status = "failed"
@@ -411,7 +424,26 @@ def run_step(lease: Lease, name: str, commands: list[list[str]], timeout_s: floa
     collect_results(step, lease.work, lease.out)
     lease.steps.append(step)
     lease.write()
+    if stopped is not None:
+        raise stopped
     return step
+
+
+def _kill(proc: subprocess.Popen) -> None:
+    """Kill the step's whole process group (its children too) and reap it."""
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    proc.wait()
+
+
+class LeaseKilled(Exception):
+    """SIGTERM reached the lease (the device tool stopping the call): results are written first."""
+
+
+def _on_sigterm(signum: int, _frame: object) -> None:
+    raise LeaseKilled(f"signal {signum}")
 
 
 # -------------------------------------------------------------------------------------- main
@@ -473,10 +505,17 @@ def run(args: argparse.Namespace) -> int:
         lease.write()
         print(f"gpu_lease: {stop.message}", file=sys.stderr)
         return stop.code
+    signal.signal(signal.SIGTERM, _on_sigterm)
     for name in steps:
         if name == "probe":
             continue
-        step = run_step(lease, name, commands[name], timeouts.get(name, 120))
+        try:
+            step = run_step(lease, name, commands[name], timeouts.get(name, 120))
+        except (LeaseKilled, KeyboardInterrupt) as exc:
+            lease.info["stopped"] = {"exit_code": 143, "reason": f"stopped during {name}: {exc!r}"}
+            lease.write()
+            print(f"gpu_lease: stopped during {name}; results so far are in {out}", file=sys.stderr)
+            return 143
         print(f"gpu_lease: {name}: {step.status} ({step.seconds} s; results: "
               f"{', '.join(step.results) or 'none'})", flush=True)  # fmt: skip
     bad = [s.name for s in lease.steps if s.status != "ok"]

@@ -133,3 +133,36 @@ def test_dry_run_end_to_end_on_the_cpu(lease, tmp_path):
     assert any(p.name.startswith("gpu_speed_ran56_cifar") for p in out.iterdir())
     assert not list(out.rglob("*.onnx"))
     assert all(p.stat().st_size <= lease.MAX_RESULT_BYTES for p in out.iterdir())
+
+
+def test_sigterm_kills_the_step_and_keeps_the_results(lease, tmp_path):
+    """The device tool stopping the call: the running step's process group dies, the step is
+    recorded as killed and the results file is written before the exit (143)."""
+    import signal
+    import time
+
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    proc = subprocess.Popen(
+        [sys.executable, str(SCRIPT), "--out", str(tmp_path / "OUT"), "--work",
+         str(tmp_path / "work"), "--python", sys.executable, "--device", "cpu",
+         "--steps", "sleep", "--budget", "300"],
+        env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    log = tmp_path / "work" / "logs" / "sleep.log"
+    deadline = time.monotonic() + 60
+    while not log.exists() and time.monotonic() < deadline:
+        time.sleep(0.2)
+    time.sleep(1.0)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 143, err
+    results = _results(tmp_path)
+    assert [(s["name"], s["status"]) for s in results["steps"]] == [("sleep", "killed")]
+    assert results["stopped"]["exit_code"] == 143
+
+
+def test_a_step_that_cannot_start_fails_alone(lease, tmp_path):
+    done = _run(tmp_path, "--device", "cpu", "--steps", "sleep,sleep", "--python",
+                str(tmp_path / "no-such-python"), "--timeout", "sleep=1", "--budget", "60")  # fmt: skip
+    assert done.returncode == lease.EXIT_FAILED, done.stderr
+    assert [s["status"] for s in _results(tmp_path)["steps"]] == ["failed", "failed"]
