@@ -44,6 +44,18 @@ def _print_error(exc: DeployRanError, flags: dict[str, str] | None = None) -> No
         err_console.print(f"[yellow]Hint:[/] {escape(exc.hint)}", highlight=False)
 
 
+def _tolerant_streams() -> None:
+    """Print names that are not UTF-8 (``caf\xe9.png`` from a latin-1 system) as escapes
+    instead of failing on them: a file name is the user's, not a reason to crash."""
+    for stream in (sys.stdout, sys.stderr):
+        reconfigure = getattr(stream, "reconfigure", None)
+        if reconfigure is not None:
+            try:
+                reconfigure(errors="backslashreplace")
+            except (ValueError, OSError):
+                pass
+
+
 def _stop_on_signal(exc: BaseException) -> None:
     """Exit ``128 + signal`` (130 SIGINT, 143 SIGTERM) with one message when a signal stopped the
     run, whatever exception it surfaced as; clean-up already ran while the stack unwound."""
@@ -68,6 +80,7 @@ def command(name: str, flags: dict[str, str] | None = None):
     def decorate(fn):
         @functools.wraps(fn)
         def wrapper(*a: Any, **k: Any):
+            _tolerant_streams()
             try:
                 return fn(*a, **k)
             except (KeyboardInterrupt, DeployRanError, OSError, MemoryError) as exc:

@@ -272,10 +272,34 @@ def derived_output(
     return check_writable(path)
 
 
+#: Bytes a temporary name adds to an output's name: ``.NAME.<pid>-<host>.XXXXXXXX<suffix>.tmp``.
+TEMP_NAME_OVERHEAD = 48
+
+
+def check_name_length(path: str | os.PathLike[str], overhead: int = TEMP_NAME_OVERHEAD) -> None:
+    """Refuse an output whose name, with its temporary-file decoration, exceeds the filesystem's
+    limit (``NAME_MAX``, 255 bytes on most): the write would fail after the work was done."""
+    path = Path(path)
+    parent = path.parent if str(path.parent) else Path(".")
+    try:
+        limit = os.pathconf(parent if parent.exists() else ".", "PC_NAME_MAX")
+    except (OSError, ValueError):
+        limit = 255
+    size = len(os.fsencode(path.name))
+    if size + overhead > limit:
+        raise DeployRanError(
+            f"The output name {path.name[:40]}… is {size} bytes; with the temporary name the "
+            f"toolkit writes first it would pass this filesystem's limit of {limit} bytes.",
+            hint=f"Choose an --output whose file name is at most {limit - overhead} bytes.",
+            param="output",
+        )
+
+
 def check_writable(path: str | os.PathLike[str]) -> Path:
     """Fail early, before any long work, when ``path`` cannot be written."""
     path = Path(path)
     parent = path.parent if str(path.parent) else Path(".")
+    check_name_length(path)
     if path.is_dir():
         raise DeployRanError(
             f"Output path {path} is a directory.",

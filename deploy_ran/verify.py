@@ -23,6 +23,7 @@ import numpy as np
 from deploy_ran.comparator import VerifyResult, compare
 from deploy_ran.comparison import criteria_for, precision_family  # noqa: F401 - re-exported
 from deploy_ran.errors import DeployRanError
+from deploy_ran.fileio import require_regular_file
 from deploy_ran.runners import BaseRunner, load_runner
 from deploy_ran.runners.loader import backend_for
 
@@ -109,8 +110,7 @@ def load_inputs(
 
 
 def _load_array(path: Path, input_name: str) -> np.ndarray:
-    if not path.exists():
-        raise DeployRanError(f"{path} does not exist.", hint="Check the path given to --data.")
+    require_regular_file(path, "data file", param="data")  # a FIFO would block np.load
     try:
         loaded = np.load(path, allow_pickle=False)
     except Exception as exc:
@@ -128,7 +128,13 @@ def _load_array(path: Path, input_name: str) -> np.ndarray:
                 f"{path} holds arrays {keys}; cannot tell which one is the input.",
                 hint=f"Store the input under the key {input_name!r}, or save a single array.",
             )
-        return loaded[key]
+        try:  # arrays inside an .npz are read only now (object arrays are refused here)
+            return loaded[key]
+        except Exception as exc:
+            raise DeployRanError(
+                f"{path}: array {key!r} cannot be read ({type(exc).__name__}: {exc}).",
+                hint="Save plain numeric arrays with np.savez (object arrays are refused).",
+            ) from None
 
 
 # ------------------------------------------------------------------------------------ verify

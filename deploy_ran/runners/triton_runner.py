@@ -79,7 +79,14 @@ class TritonTarget:
 def parse_target(text: str) -> TritonTarget:
     """Parse a target URL (see the module docstring), with a clear error for a malformed one."""
     example = "triton://localhost:8000/ran92 or triton+grpc://localhost:8001/ran92"
-    parts = urlsplit(text)
+    try:
+        parts = urlsplit(text)
+        parts.port  # noqa: B018 - a malformed IPv6 host or port raises here
+    except ValueError as exc:
+        raise RunnerError(
+            f"{text!r} is not a valid URL ({exc}).",
+            hint=f"Use {example}; an IPv6 host goes in brackets: triton://[::1]:8000/ran92.",
+        ) from None
     protocol = SCHEMES.get(parts.scheme.lower())
     if protocol is None:
         raise RunnerError(
