@@ -10,12 +10,13 @@ that can be unset default to ``None``.
 from __future__ import annotations
 
 import math
-import re
 from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any, Optional
 
 import typer
+
+from deploy_ran.device import Device, DeviceError
 
 # Sane maxima: far beyond any real use, small enough to refuse a typo before it costs memory.
 MAX_BATCH = 4096
@@ -110,12 +111,15 @@ class ListOf:
         raise AssertionError("unreachable")
 
 
-def device(value: Any) -> str:
-    """``cpu``, ``cuda`` or ``cuda:N``."""
-    text = str(value).strip().lower()
-    if not re.fullmatch(r"cpu|cuda(:\d{1,3})?", text):
-        _fail(f"must be cpu, cuda or cuda:N (N a GPU index), got {value!r}.")
-    return text
+def device(value: Any) -> str | None:
+    """``cpu``, ``cuda`` or ``cuda:N``, checked by :class:`deploy_ran.device.Device` (the one parser)."""
+    if value is None:
+        return None
+    try:
+        return str(Device.parse(value))
+    except DeviceError as exc:
+        _fail(f"{exc.message} {exc.hint or ''}".strip())
+    raise AssertionError("unreachable")
 
 
 PROVIDER_SHORT = ("cpu", "cuda", "tensorrt", "trt", "openvino", "dml", "coreml")
@@ -192,7 +196,7 @@ OptPath, OptInt, OptStr, OptFloat = Optional[Path], Optional[int], Optional[str]
 # shared options (one declaration each)
 
 AsJson = Flag("--json", "Print JSON instead of tables.")
-DeviceOpt = Opt(str, "cpu | cuda | cuda:N.", device)
+DeviceOpt = Opt(OptStr, "cpu | cuda | cuda:N (default: cpu; cuda for an engine).", device)
 ProviderOpt = Opt(
     OptStr, "ONNX Runtime providers, comma-separated: cpu, cuda, tensorrt.", providers
 )
@@ -268,12 +272,10 @@ NoDefaultKeepOpt = Flag(
 )
 
 # calibration
-DataOpt = Opt(
-    OptStr,
-    "Image folder / glob / .txt list, preprocessed .npy/.npz (file.npz:key), or 'synthetic'. Default: the built-in sample photos (demo only).",
-)
 CalibDataOpt = Opt(
-    OptStr, "--int8: image folder / glob / list / .npy/.npz; default built-in sample."
+    OptStr,
+    "Image folder / glob / .txt list, preprocessed .npy/.npz (file.npz:key), or 'synthetic'. "
+    "Default: the built-in sample photos (a demo, not real calibration data).",
 )
 MethodOpt = Opt(
     str,
@@ -312,8 +314,13 @@ SensitivityOpt = Flag("--sensitivity", "Quantize one group at a time: table + JS
 NoCacheOpt = Flag("--no-cache", "Neither read nor write the range cache.")
 FloatPrecisionOpt = Opt(
     str,
-    "INT8: precision of the part left unquantized: fp32 | fp16 (FP32 I/O either way).",
-    Choice("fp32", "fp16"),
+    "INT8: precision of the part left unquantized: fp16 (default, as NVIDIA's tools) | fp32 (FP32 I/O either way).",
+    Choice("fp16", "fp32"),
+)
+PlacementOpt = Opt(
+    str,
+    "INT8: where Q/DQ go: trt (default; BN, MaxPool, Resize, gate Mul inputs too, for TensorRT's fusions) | conservative (Conv/Gemm and residual-Add inputs only).",
+    Choice("trt", "conservative"),
 )
 AllowFailingOpt = Flag(
     "--allow-failing", "Write the INT8 file even when it fails verify's INT8 criteria (warned)."
@@ -332,34 +339,13 @@ WorkspaceOpt = Opt(
 OptLevelOpt = Opt(int, "Builder optimization level 0-5.", Number(int, 0, 5))
 TimingCacheOpt = Opt(OptPath, "Timing cache file, loaded and saved.")
 Tf32Opt = Flag("--allow-tf32", "Allow TF32 (off: FP32 parity).")
+CalibTf32Opt = Flag("--calib-allow-tf32", "Calibration on CUDA: allow TF32 (off: FP32 ranges).")
 VersionCompatibleOpt = Flag("--version-compatible", "Plan runs on later TensorRT versions.")
 HardwareOpt = Opt(
     str, "none | ampere_plus | same_cc (10.16+).", Choice("none", "ampere_plus", "same_cc")
 )
 LayerInfoOpt = Flag("--layer-info", "Per-layer report (JSON) and layer precisions.")
 VerboseOpt = Flag("--verbose", "Print TensorRT's log.")
-
-
-def build_flags(options: Any) -> str:
-    """Engine build options as this command line's flags (the 'finish on a GPU host' command)."""
-    values = {
-        "--min-batch": options.min_batch,
-        "--opt-batch": options.opt_batch,
-        "--max-batch": options.max_batch,
-        "--workspace": options.workspace_mib,
-        "--timing-cache": options.timing_cache,
-        "--opt-level": None if options.optimization_level == 3 else options.optimization_level,
-        "--hardware-compatibility": None
-        if options.hardware_compatibility == "none"
-        else options.hardware_compatibility,
-    }
-    flags = [f"{f} {v}" for f, v in values.items() if v is not None]
-    switches = {
-        "--allow-tf32": options.allow_tf32,
-        "--version-compatible": options.version_compatible,
-        "--layer-info": options.layer_info,
-    }
-    return "".join(f"{f} " for f in flags + [f for f, on in switches.items() if on])
 
 
 def check_profile(**batches: int | None) -> None:
@@ -409,7 +395,23 @@ RepoMaxBatchOpt = Opt(
     Number(int, 0, MAX_BATCH),
 )
 InstancesOpt = Opt(int, "Model instances (instance_group count, 1-64).", Number(int, 1, 64))
-KindOpt = Opt(str, "Instance kind: gpu | cpu.", Choice("gpu", "cpu"))
+KindOpt = Opt(
+    str, "Instance kind: auto (GPU where the server has one) | gpu | cpu.", Choice("auto", "gpu", "cpu")
+)
+RepoThreadsOpt = Opt(
+    OptInt, "CPU instances of an ONNX model: ONNX Runtime intra-op threads each (1-1024).",
+    Number(int, 1, 1024), "--threads",
+)
+MaxQueueSizeOpt = Opt(
+    int, "Requests waiting before Triton rejects more (bounded queue, 1-1,000,000).",
+    Number(int, 1, 1_000_000),
+)
+TrtCachePathOpt = Opt(
+    OptStr, "--tensorrt-accelerator: engine/timing cache folder on the server (persistent volume).",
+)
+TrtWorkspaceOpt = Opt(
+    int, "--tensorrt-accelerator: TensorRT workspace in MiB (1-1,048,576).", Number(int, 1, 1 << 20)
+)
 QueueDelayOpt = Opt(
     int, "Dynamic batching: longest wait to fill a batch, in µs (0-10,000,000).",
     Number(int, 0, 10_000_000),
@@ -419,6 +421,30 @@ TrtAcceleratorOpt = Flag(
     "--tensorrt-accelerator", "ONNX: run under ORT's TensorRT provider (Q/DQ: precision_mode INT8)."
 )
 ForceOpt = Flag("--force", "Replace this command's files in existing model folders (others kept).")
+
+# evaluate: labelled data
+EvalDataOpt = Opt(
+    str,
+    "Labelled images: a VAL/<class>/* folder, a path,label .csv/.tsv, or an .npz with x and y "
+    "(file.npz:test reads x_test, y_test).",
+    None,
+    "--data",
+)
+BenchDataOpt = Opt(
+    OptStr,
+    "Also measure each row's top-1 on labelled images (folder VAL/<class>/*, path,label "
+    ".csv/.tsv, or .npz x/y) and its Δ vs eager PyTorch FP32.",
+    None,
+    "--data",
+)
+ReferenceOpt = Opt(OptStr, "Target the others are compared with (default: the first).")
+EvalCountOpt = Opt(
+    OptInt, f"Evaluate the first N samples only (1-{MAX_IMAGES:,}).", COUNT, "--num-images", "-n"
+)
+PlotOpt = Opt(OptPath, "Write a PNG: accuracy with intervals, confusion matrices (<= 50 classes).")
+EvalWorkersOpt = Opt(
+    OptInt, "Image decoding threads (1-256; default: up to 4).", Number(int, 1, 256), "--workers"
+)
 
 # verify: data, weights and thresholds (override or add criteria)
 VerifyDataOpt = Opt(OptPath, "Images (folder, glob, .txt list) or a .npy/.npz; default: random.")
@@ -434,18 +460,25 @@ AtolOpt = Opt(OptFloat, "Add: |c-r| ≤ atol + rtol·|r| everywhere (≥ 0).", N
 RtolOpt = Opt(OptFloat, "Relative part of the --atol check (≥ 0).", NONNEG)
 
 # bench
-BACKENDS = ("torch", "ort", "trt")
+def backend(value: Any) -> str:
+    """A registered backend kind, read from the runner registry when the flag is given (the
+    registry loads the backends, so ``--help`` does not pay for it)."""
+    from deploy_ran.runners import list_backends
+
+    return Choice(*list_backends())(value)
+
+
 BackendsOpt = Opt(
     OptStr,
-    "Comma-separated: torch,ort,trt (default torch,ort).",
-    ListOf(Choice(*BACKENDS), "backends"),
+    "Comma-separated backends: torch, ort, trt, ... (default torch,ort).",
+    ListOf(backend, "backends"),
 )
 ArtifactsOpt = Opt(
     Optional[list[str]], "Existing .onnx (fp32/fp16/int8) or .plan files; repeat or comma-separate."
 )
 BatchSizesOpt = Opt(
     str,
-    f"Comma-separated batch sizes (each 1-{MAX_BATCH}).",
+    f"Batch sizes, comma-separated (each 1-{MAX_BATCH}): one row per backend and batch.",
     ListOf(BATCH, f"integers (positive batch sizes, 1-{MAX_BATCH})"),
 )
 WarmupOpt = Opt(float, "Warm-up seconds per row (0-86400).", SECONDS)
@@ -495,89 +528,3 @@ OrtCudaOptionsOpt = Opt(
     key_values,
 )
 LoaderOpt = Flag("--loader", "Also time one infer loader worker on 12-MP JPEGs (full vs reduced).")
-
-
-def flags_for(param: str, mapping: dict[str, str]) -> str:
-    """The command line's spelling of a library parameter (``batch_size`` → ``--batch``)."""
-    return mapping.get(param, "--" + param.replace("_", "-"))
-
-
-# --------------------------------------------------------------------------------------------
-# progress displays while a command runs
-
-
-def phase_bar(console: Any, transient: bool = True) -> Any:
-    """A rich progress display with one bar per phase (see :class:`PhaseProgress`)."""
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
-
-    columns = (BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
-    return Progress(
-        "[progress.description]{task.description}", *columns, console=console, transient=transient
-    )
-
-
-class PhaseProgress:
-    """A calibration ``progress(phase, done, total)`` callback: a bar per phase, made when first seen."""
-
-    LABELS = {
-        "load": "decode + preprocess images",
-        "collect": "calibrate (ONNX Runtime)",
-        "thresholds": "entropy thresholds",
-        "sensitivity": "sensitivity (one group at a time)",
-        "auto-exclude": "auto-exclude",
-        "check": "INT8 vs FP32 check",
-    }
-
-    def __init__(self, progress: Any) -> None:
-        self.progress, self.tasks = progress, {}
-
-    def __call__(self, phase: str, done: int, total: int) -> None:
-        from rich.markup import escape
-
-        if phase not in self.tasks:
-            label = self.LABELS.get(phase, escape(phase))
-            self.tasks[phase] = self.progress.add_task(label, total=total)
-        self.progress.update(self.tasks[phase], completed=done, total=total)
-
-
-class InferBar:
-    """infer's ``progress(done, total)``: shown once images flow; the rate excludes start-up."""
-
-    def __init__(self, console: Any) -> None:
-        from rich.progress import (
-            BarColumn,
-            MofNCompleteColumn,
-            Progress,
-            TextColumn,
-            TimeElapsedColumn,
-            TimeRemainingColumn,
-        )
-
-        rate = TextColumn("{task.fields[rate]}")
-        columns = (
-            BarColumn(),
-            MofNCompleteColumn(),
-            rate,
-            TimeElapsedColumn(),
-            TimeRemainingColumn(),
-        )
-        self.bar = Progress(TextColumn("[bold]infer"), *columns, console=console)
-        self.task = self.bar.add_task("infer", total=None, rate="")
-        self.first: tuple[float, int] | None = None
-
-    def __enter__(self) -> InferBar:
-        return self
-
-    def __call__(self, done: int, total: int) -> None:
-        import time
-
-        now = time.perf_counter()
-        if self.first is None:
-            self.bar.start()  # only once the checks passed and images flow
-            self.first = (now, done)
-        start, count = self.first
-        rate = f"{(done - count) / (now - start):.1f} img/s" if now > start else ""
-        self.bar.update(self.task, completed=done, total=total, rate=rate)
-
-    def __exit__(self, *exc: object) -> None:
-        self.bar.stop()

@@ -248,6 +248,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--warmup", type=float, default=None, help="Warm-up seconds per row.")
     parser.add_argument("--groups", default=",".join(GROUPS), help=", ".join(GROUPS))
     parser.add_argument("-o", "--output", type=Path, default=Path("bench_results"))
+    parser.add_argument(
+        "--no-simplify", action="store_true", help="Export without onnxslim (a host without it)."
+    )
     args = parser.parse_args(argv)
 
     from deploy_ran.models import get_spec
@@ -306,7 +309,7 @@ def main(argv: list[str] | None = None) -> int:
             args.model,
             "fp16",
             output=work / f"{args.model}.fp16.onnx",
-            export=ExportConfig(image_size=size),
+            export=ExportConfig(image_size=size, simplify=not args.no_simplify),
             overwrite_intermediate=True,
         )
         assert fp16.export is not None  # the FP32 ONNX the FP16 one was converted from

@@ -33,10 +33,10 @@ from typing import Any
 
 import numpy as np
 
+from calibration.defaults import DEFAULT_NUM_IMAGES
 from deploy_ran.errors import DeployRanError
 from deploy_ran.images import ImageError, find_images, load_and_preprocess, preprocess
 
-DEFAULT_NUM_IMAGES = 512
 RECOMMENDED_MIN_IMAGES = 500  # NVIDIA's advice for INT8 calibration sets
 SYNTHETIC = "synthetic"
 BUILTIN = "builtin"

@@ -1,8 +1,8 @@
 """Compare a Q/DQ (or partly quantized) ONNX model with FP32 on the calibration's held-out images.
 
 Calibration sits below the runners, so it does not run models itself: the caller hands it a
-:data:`RunModel` (``deploy_ran.checks.RunnerChecks.run_model`` runs an ``OrtRunner``), and the
-numbers come from the one comparator core, :func:`deploy_ran.comparison.compare_outputs`, so they
+:data:`RunModel` (``deploy_ran.compare.runner_checks.RunnerChecks.run_model`` runs an ``OrtRunner``), and the
+numbers come from the one comparator core, :func:`deploy_ran.compare.judge.compare_outputs`, so they
 mean what they mean everywhere else in the toolkit.
 """
 
@@ -14,7 +14,9 @@ from dataclasses import asdict, dataclass
 import numpy as np
 import onnx
 
-from deploy_ran.comparison import Comparison, compare_outputs, criteria_for
+from deploy_ran.compare.criteria import criteria_for
+from deploy_ran.compare.judge import compare_outputs
+from deploy_ran.compare.results import Comparison
 from deploy_ran.errors import DeployRanError
 
 #: Runs a model (in-memory graph or file) on N samples in batches; returns every output by name.
@@ -26,7 +28,7 @@ def require_runner(run_model: RunModel | None, what: str) -> RunModel:
     if run_model is None:
         raise DeployRanError(
             f"{what} runs the model, but no run_model was given.",
-            hint="Pass run_model=RunnerChecks().run_model (deploy_ran.checks), or "
+            hint="Pass run_model=RunnerChecks().run_model (deploy_ran.compare.runner_checks), or "
             "checks=RunnerChecks() to deploy_ran.convert.convert.",
         )
     return run_model

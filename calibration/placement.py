@@ -1,18 +1,29 @@
 """Where Q/DQ pairs go, and which nodes belong to which part of the network.
 
-TensorRT fuses a DequantizeLinear into the op that consumes it and runs that op in INT8, so *where*
-the pairs sit decides what runs in INT8 and what fuses. The placement follows NVIDIA's guidance for
-explicit quantization:
+TensorRT fuses a DequantizeLinear into the op that consumes it and runs that op in INT8, and a
+QuantizeLinear into the op that writes its input when every reader of that input is quantized, so
+*where* the pairs sit decides what runs in INT8, what fuses, and which tensors the engine writes in
+float. Two placements (``placement=``, ``calibrate --placement``):
+
+``trt`` (default): NVIDIA's explicit-quantization guide, as ModelOpt places them.
 
 * **Conv / Gemm**: Q/DQ on the activation input, per-channel symmetric INT8 weights (axis 0 =
   output channels); no Q/DQ on their outputs (the next op decides).
-* **Residual Add**: when one input of an Add comes straight from a Conv, the *other* input (the
-  residual) gets Q/DQ, so TensorRT fuses Conv + Add into one INT8 kernel with the residual read in
-  INT8. (With both inputs from Convs, e.g. a projection shortcut, the second one is the residual.)
-* **Attention ops stay in higher precision** by default: Sigmoid, Softmax, Resize and the
-  attention-gate Mul (``(1 + M)·T``), whose ranges and products suffer most under INT8.
-  ``include_attention=True`` puts Q/DQ on their inputs too.
-* Nothing on graph outputs.
+* **Residual Add**: the input that does not come straight from a Conv (the residual) gets Q/DQ, so
+  TensorRT fuses Conv + Add into one INT8 kernel reading the residual in INT8. (With both inputs
+  from Convs, e.g. a projection shortcut, the second one is the residual; with none, both.)
+* **Pre-activation BatchNormalization, MaxPool, Resize**: Q/DQ on their input, so BN(scale)+ReLU
+  and pooling run INT8 → INT8 and every residual-Add output feeds only QuantizeLinear nodes: the
+  fused Conv+Add writes INT8 instead of a float tensor at every unit boundary.
+* **Attention-gate Mul** (``(1 + M)·T``): both inputs. The Sigmoid/Softmax stays fused with the
+  Conv before it (its input is not quantized unless ``include_attention``).
+
+``conservative``: the toolkit's earlier placement: Conv/Gemm inputs and residual Add inputs only;
+BatchNorm, MaxPool and the attention ops (Sigmoid, Softmax, Resize, gate Mul) read float, so each
+unit boundary is a float tensor. ``include_attention=True`` adds the attention-op inputs.
+
+Nothing is placed on graph outputs, and ``exclude`` keeps any node in float under either placement.
+:mod:`exporters.coverage` counts what each placement leaves in float.
 
 Groups (for ``--exclude`` and sensitivity) are read from initializer names, which the exporter
 keeps as PyTorch parameter paths (``stages.1.attention.0.trunk.0.conv1.weight``): a RAN's groups
@@ -31,12 +42,18 @@ from dataclasses import dataclass, field
 
 import onnx
 
+from calibration.defaults import DEFAULT_PLACEMENT
 from deploy_ran.errors import DeployRanError
 
 QUANTIZED_WEIGHT_OPS = ("Conv", "Gemm")
 ATTENTION_OPS = ("Sigmoid", "Softmax", "Resize")
 GATE_SOURCES = ("Sigmoid", "Softmax", "Div")  # what an attention mask is made by
 INPUT_GROUP = "input"
+#: Placements ``plan_quantization`` knows (see the module docstring); the first is the default.
+PLACEMENTS = ("trt", "conservative")
+assert DEFAULT_PLACEMENT in PLACEMENTS
+#: Ops whose (first) activation input the ``trt`` placement quantizes besides Conv/Gemm and Add.
+FUSION_INPUT_OPS = ("BatchNormalization", "MaxPool", "AveragePool", "GlobalAveragePool")
 
 _RAN_PATTERNS = [
     (re.compile(r"^stages\.(\d+)\.attention\.(\d+)\."), "stage{0}.module{1}"),
@@ -67,7 +84,7 @@ class Target:
     node: str
     op_type: str
     tensor: str
-    role: str  # "conv input", "gemm input", "residual", "attention"
+    role: str  # "conv input", "gemm input", "residual", "bn input", "pool input", "attention"
     group: str
 
 
@@ -80,6 +97,7 @@ class QuantPlan:
     kept_float: list[tuple[str, str, str]]  # (node, op type, reason)
     excluded_groups: list[str] = field(default_factory=list)
     excluded_nodes: list[str] = field(default_factory=list)
+    placement: str = DEFAULT_PLACEMENT
 
     @property
     def activation_tensors(self) -> list[str]:
@@ -160,6 +178,19 @@ class GraphIndex:
                 break
         return False
 
+    def mask_inputs(self, node: onnx.NodeProto) -> set[str]:
+        """The inputs of a gate Mul that carry the mask (made by a Sigmoid/Softmax/Div, maybe
+        through ``1 + M``); the other input is the trunk."""
+        out = set()
+        for name in node.input:
+            current = self.producer.get(name)
+            if current is not None and current.op_type in ("Add", "Sub"):
+                inner = [i for i in current.input if i not in self.constants]
+                current = self.producer.get(inner[0]) if len(inner) == 1 else None
+            if current is not None and current.op_type in GATE_SOURCES:
+                out.add(name)
+        return out
+
 
 def _matches(name: str, group: str, patterns: Sequence[str]) -> bool:
     return any(fnmatch.fnmatchcase(name, p) or fnmatch.fnmatchcase(group, p) for p in patterns)
@@ -171,13 +202,27 @@ def plan_quantization(
     exclude: Iterable[str] = (),
     include_attention: bool = False,
     only_groups: Iterable[str] | None = None,
+    placement: str = DEFAULT_PLACEMENT,
+    float_mask: bool = False,
 ) -> QuantPlan:
     """Decide the Q/DQ placement (see the module docstring).
+
+    ``placement``: ``"trt"`` or ``"conservative"``. ``float_mask`` (``trt`` only) leaves the
+    attention mask side in float: the gate Mul's mask input and the mask branch's Resize (the
+    choice the README's digits table measures).
 
     ``exclude``: shell patterns matched against node names and group names (``stage3.*``,
     ``node_conv2d_12``); matching nodes stay in float. ``only_groups``: quantize just these groups
     (sensitivity analysis).
     """
+    if placement not in PLACEMENTS:
+        raise DeployRanError(
+            f"Unknown placement {placement!r}; expected one of {', '.join(PLACEMENTS)}.",
+            hint="trt: Q/DQ for TensorRT's fusions (default); conservative: Conv/Gemm and "
+            "residual-Add inputs only (--placement).",
+            param="placement",
+        )
+    fused = placement == "trt"
     index = model if isinstance(model, GraphIndex) else GraphIndex(model)
     patterns = list(exclude)
     unmatched = [
@@ -210,7 +255,7 @@ def plan_quantization(
         group = index.group[node.name]
         op = node.op_type
         candidate = op in QUANTIZED_WEIGHT_OPS or op == "Add" or op in ATTENTION_OPS
-        candidate = candidate or op == "Mul"
+        candidate = candidate or op == "Mul" or (fused and op in FUSION_INPUT_OPS)
         if not candidate:
             continue
         if patterns and _matches(node.name, group, patterns):
@@ -234,13 +279,31 @@ def plan_quantization(
             from_conv = [
                 i for i in live if getattr(index.producer.get(i), "op_type", None) == "Conv"
             ]
-            if not from_conv:
+            if not from_conv and not fused:
                 continue
-            residual = (
-                live[1] if len(from_conv) == 2 else next(i for i in live if i not in from_conv)
-            )
-            if usable(residual):
-                targets.append(Target(node.name, op, residual, "residual", group))
+            if len(from_conv) == 2:
+                residuals = live[1:]
+            elif from_conv:
+                residuals = [i for i in live if i not in from_conv]
+            else:  # trt: an Add of two non-Conv tensors reads both in INT8
+                residuals = live
+            for residual in residuals:
+                if usable(residual):
+                    targets.append(Target(node.name, op, residual, "residual", group))
+        elif op in FUSION_INPUT_OPS:  # trt only (see candidate)
+            if usable(node.input[0]):
+                role = "bn input" if op == "BatchNormalization" else "pool input"
+                targets.append(Target(node.name, op, node.input[0], role, group))
+        elif fused and not include_attention and (op == "Resize" or index.is_gate_mul(node)):
+            mask_side = index.mask_inputs(node) if op == "Mul" else set(node.input[:1])
+            if op == "Resize" and float_mask:
+                kept.append((node.name, op, "mask Resize kept in float (float_mask)"))
+                continue
+            for tensor in node.input[:1] if op == "Resize" else node.input:
+                if op == "Mul" and float_mask and tensor in mask_side:
+                    continue
+                if usable(tensor):
+                    targets.append(Target(node.name, op, tensor, "attention", group))
         elif op in ATTENTION_OPS or index.is_gate_mul(node):
             what = "attention gate" if op == "Mul" else op
             if not include_attention:
@@ -259,17 +322,23 @@ def plan_quantization(
         kept_float=kept,
         excluded_groups=excluded_groups,
         excluded_nodes=excluded_nodes,
+        placement=placement,
     )
 
 
 def calibration_tensors(index: GraphIndex) -> list[str]:
-    """Every activation any plan may quantize (attention ops included), so one calibration run
-    serves every ``--exclude`` / ``--include-attention`` choice and the sensitivity analysis."""
-    plan = plan_quantization(index, include_attention=True)
-    return plan.activation_tensors
+    """Every activation any plan may quantize (every placement, attention ops included), so one
+    calibration run serves every ``--placement`` / ``--exclude`` / ``--include-attention`` choice
+    and the sensitivity analysis."""
+    names: set[str] = set()
+    for placement in PLACEMENTS:
+        names.update(
+            plan_quantization(index, include_attention=True, placement=placement).activation_tensors
+        )
+    return sorted(names)
 
 
 def quantizable_groups(index: GraphIndex) -> list[str]:
     """Groups holding at least one Conv/Gemm (the units sensitivity analysis switches)."""
-    plan = plan_quantization(index, include_attention=False)
+    plan = plan_quantization(index, include_attention=False, placement="conservative")
     return list(dict.fromkeys(index.group[n] for n in plan.weight_nodes))

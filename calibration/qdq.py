@@ -24,6 +24,7 @@ from collections.abc import Mapping
 
 import numpy as np
 import onnx
+import onnx.numpy_helper
 
 from calibration.placement import QUANTIZED_WEIGHT_OPS, QuantPlan
 
@@ -142,7 +143,9 @@ def count_qdq(model: onnx.ModelProto) -> dict[str, int]:
 FP16_QDQ_OPSET = 19
 
 
-def with_fp16_float_part(qdq: onnx.ModelProto, keep_fp32: list[str] | None = None) -> onnx.ModelProto:
+def with_fp16_float_part(
+    qdq: onnx.ModelProto, keep_fp32: list[str] | None = None
+) -> onnx.ModelProto:
     """A copy of the Q/DQ model whose non-quantized part is FP16, graph I/O still FP32.
 
     TensorRT builds strongly typed networks: a Q/DQ file whose float part is FP32 gives an engine
@@ -151,13 +154,51 @@ def with_fp16_float_part(qdq: onnx.ModelProto, keep_fp32: list[str] | None = Non
     this. Q/DQ scales become FP16, which QuantizeLinear/DequantizeLinear accept from opset 19: the
     default-domain opset is raised to 19 (the ops that changed between 13 and 19 keep their old
     meaning at their default attributes). ``keep_fp32`` is the FP16 keep-list
-    (``exporters.fp16.DEFAULT_KEEP_FP32`` when ``None``): the same ops stay FP32 as in an FP16 file.
+    (``exporters.fp16.DEFAULT_KEEP_FP32`` when ``None``), with one exception by default: a
+    ReduceMean that is a global average pool (the head's, over all spatial axes) runs in FP16 as
+    in ModelOpt's files, since an FP32 island there costs a Cast and an FP32 copy of the last
+    feature map; every other ReduceMean (attention mean/variance) stays FP32.
     """
-    from exporters.fp16 import convert_model_to_fp16
+    from exporters.fp16 import DEFAULT_KEEP_FP32, convert_model_to_fp16
 
     work = onnx.ModelProto()
     work.CopyFrom(qdq)
     for entry in work.opset_import:
         if entry.domain in ("", "ai.onnx") and entry.version < FP16_QDQ_OPSET:
             entry.version = FP16_QDQ_OPSET
-    return convert_model_to_fp16(work, keep_fp32)
+    if keep_fp32 is not None:
+        return convert_model_to_fp16(work, keep_fp32)
+    ops = [op for op in DEFAULT_KEEP_FP32 if op != "ReduceMean"]
+    nodes = [
+        n.name
+        for n in work.graph.node
+        if n.op_type == "ReduceMean" and not _is_global_pool(work, n)
+    ]
+    return convert_model_to_fp16(work, ops, keep_fp32_nodes=nodes)
+
+
+def _is_global_pool(model: onnx.ModelProto, node: onnx.NodeProto) -> bool:
+    """A ReduceMean over exactly the spatial axes (2, 3) of an NCHW tensor."""
+    axes: list[int] | None = None
+    for attr in node.attribute:
+        if attr.name == "axes":
+            axes = list(attr.ints)
+    if axes is None and len(node.input) > 1 and node.input[1]:
+        init = next((i for i in model.graph.initializer if i.name == node.input[1]), None)
+        if init is not None:
+            axes = [int(a) for a in onnx.numpy_helper.to_array(init).reshape(-1)]
+        else:
+            const = next(
+                (
+                    n
+                    for n in model.graph.node
+                    if n.op_type == "Constant" and node.input[1] in n.output
+                ),
+                None,
+            )
+            if const is not None:
+                value = onnx.numpy_helper.to_array(const.attribute[0].t)
+                axes = [int(a) for a in value.reshape(-1)]
+    if not axes:
+        return False
+    return sorted(a % 4 for a in axes) == [2, 3]

@@ -28,26 +28,31 @@ from typing import Any
 
 import onnx
 
-from calibration.data import (
-    BUILTIN_NOTE,
+from calibration.defaults import (
+    DEFAULT_BATCH,
+    DEFAULT_DEVICE,
+    DEFAULT_EVAL_IMAGES,
+    DEFAULT_FLOAT_PRECISION,
+    DEFAULT_METHOD,
     DEFAULT_NUM_IMAGES,
-    RECOMMENDED_MIN_IMAGES,
-    SYNTHETIC_NOTE,
-    CalibrationData,
-    plan_calibration_data,
+    DEFAULT_PERCENTILE,
+    DEFAULT_PLACEMENT,
+    DEFAULT_SEED,
+    DEFAULT_TARGET_AGREEMENT,
 )
 from calibration.evaluate import OutputAgreement, RunModel, agreement, judge, require_runner
-from calibration.placement import GraphIndex, QuantPlan, calibration_tensors, plan_quantization
+from calibration.memory import estimate_memory
+from calibration.placement import PLACEMENTS, QuantPlan, plan_quantization
 from calibration.qdq import build_qdq_model, count_qdq, with_fp16_float_part
-from calibration.ranges import (
-    DEFAULT_METHOD,
-    DEFAULT_PERCENTILE,
-    MethodConfig,
-    Ranges,
-    calibrate_ranges,
-)
+from calibration.ranges import MethodConfig, Ranges
 from calibration.sensitivity import SensitivityReport, analyze_sensitivity
-from deploy_ran.artifacts import ArtifactInfo, get_metadata, load_onnx, set_metadata
+from calibration.source import (
+    Source,
+    comparison_images,
+    load_source,
+    measure_ranges,
+)
+from deploy_ran.artifacts import ArtifactInfo, get_metadata, set_metadata
 from deploy_ran.errors import AccuracyError, DeployRanError, ExportError
 from deploy_ran.fileio import (
     atomic_write_bytes,
@@ -55,17 +60,13 @@ from deploy_ran.fileio import (
     check_writable,
     derived_output,
     json_text,
-    sha256_file,
 )
-from exporters.fp16 import require_fp32
+from exporters.coverage import Coverage, int8_coverage
 from exporters.graph_checks import require_valid_graph
 
 AUTO = "auto"
-DEFAULT_BATCH = 8
-DEFAULT_EVAL_IMAGES = 200
-DEFAULT_TARGET_AGREEMENT = 0.99
 #: What the non-quantized part of a Q/DQ file is computed in (see calibration.qdq.with_fp16_float_part).
-FLOAT_PRECISIONS = ("fp32", "fp16")
+FLOAT_PRECISIONS = ("fp16", "fp32")
 
 Progress = Callable[[str, int, int], None]  # (phase, done, total)
 
@@ -95,6 +96,9 @@ class QuantizeResult:
     verdict: dict[str, Any] | None = None
     #: How run_model evaluated Q/DQ (e.g. fake-quantization in float, as TensorRT), if it says.
     arithmetic: str | None = None
+    placement: str = DEFAULT_PLACEMENT
+    #: Activation bytes per image by precision, float islands, unfoldable Q/DQ (exporters.coverage).
+    coverage: Coverage | None = None
 
     @property
     def passed(self) -> bool | None:
@@ -125,6 +129,8 @@ class QuantizeResult:
             "qdq": self.qdq,
             "eval_images": self.eval_images,
             "float_precision": self.float_precision,
+            "placement": self.placement,
+            "coverage": self.coverage.as_dict() if self.coverage else None,
             "evaluation_arithmetic": self.arithmetic,
             "agreement_vs_fp32": [a.as_dict() for a in self.agreement],
             "criteria": self.verdict,
@@ -153,40 +159,6 @@ def sensitivity_path_for(output: str | Path) -> Path:
     return output.with_name(f"{output.stem}.sensitivity.json")
 
 
-def _input_spec(model: onnx.ModelProto, path: Path) -> tuple[str, tuple[int, int, int], bool]:
-    graph_input = model.graph.input[0]
-    dims = graph_input.type.tensor_type.shape.dim
-    values = [d.dim_value if d.HasField("dim_value") else None for d in dims]
-    if len(values) != 4 or any(v is None for v in values[1:]):
-        raise DeployRanError(
-            f"{path} does not take one NCHW image input with static C, H, W (input shape {values}).",
-            hint="Calibrate a file written by `python cli.py export NAME`.",
-        )
-    return graph_input.name, (values[1], values[2], values[3]), values[0] is not None
-
-
-def _preprocessing(info: ArtifactInfo, shape: tuple[int, int, int]) -> tuple[dict, list[str]]:
-    """The file's own preprocessing; ImageNet defaults (with a warning) for foreign files."""
-    if info.preprocessing:
-        return dict(info.preprocessing), []
-    size = shape[1]
-    fallback = {
-        "resize_size": round(size * 256 / 224),
-        "crop_size": size,
-        "mean": [0.485, 0.456, 0.406],
-        "std": [0.229, 0.224, 0.225],
-        "interpolation": "bilinear",
-        "channel_order": "RGB",
-        "layout": "NCHW",
-        "scale": "1/255",
-    }
-    return fallback, [
-        "The ONNX file carries no preprocessing metadata; images are preprocessed with ImageNet "
-        "defaults (resize 256/224, centre crop, ImageNet mean/std). Export with deploy-ran to avoid "
-        "this, or pass a preprocessed .npy."
-    ]
-
-
 def _split_exclude(exclude: Iterable[str]) -> tuple[list[str], bool]:
     patterns, auto = [], False
     for item in exclude:
@@ -211,7 +183,7 @@ def quantize_int8(
     bins: int | None = None,
     num_images: int = DEFAULT_NUM_IMAGES,
     batch: int = DEFAULT_BATCH,
-    seed: int = 0,
+    seed: int = DEFAULT_SEED,
     exclude: Sequence[str] = (),
     include_attention: bool = False,
     sensitivity: bool = False,
@@ -221,9 +193,11 @@ def quantize_int8(
     cache_path: str | Path | None = None,
     run_model: RunModel | None = None,
     progress: Progress | None = None,
-    device: str = "cpu",
-    float_precision: str = "fp32",
+    device: str = DEFAULT_DEVICE,
+    float_precision: str = DEFAULT_FLOAT_PRECISION,
     require_pass: bool = True,
+    placement: str = DEFAULT_PLACEMENT,
+    allow_tf32: bool = False,
 ) -> QuantizeResult:
     """Quantize the FP32 ONNX file at ``onnx_path`` to an INT8 Q/DQ file (default ``*.int8.onnx``).
 
@@ -233,40 +207,30 @@ def quantize_int8(
     groups in FP32 until top-1 agreement with FP32 reaches ``target_agreement`` (default 0.99).
     ``sensitivity``: also measure each group quantized alone. ``run_model`` runs the FP32 and
     Q/DQ graphs for the comparison with FP32, the sensitivity table and ``"auto"`` (calibration sits
-    below the runners: ``deploy_ran.checks.RunnerChecks().run_model``); without it the file is
+    below the runners: ``deploy_ran.compare.runner_checks.RunnerChecks().run_model``); without it the file is
     written unchecked and ``sensitivity``/``"auto"`` are refused. Nothing is written on failure.
 
-    ``float_precision="fp16"`` writes the non-quantized part in FP16 (FP32 graph I/O, the FP16
-    keep-list in FP32), as TensorRT's strongly typed INT8 engines want it; ``"fp32"`` keeps it FP32.
-    The written file is judged with ``verify``'s INT8 criteria (per output kind) on the comparison
-    images; with ``require_pass`` a failing file raises :class:`AccuracyError` (exit code 1) and is
-    not written (``exclude="auto"`` keeps more groups in FP32 until it passes, where it can).
+    ``placement``: ``"trt"`` (Q/DQ for TensorRT's fusions, default) or ``"conservative"`` (see
+    :mod:`calibration.placement`). ``float_precision="fp16"`` (default) writes the non-quantized
+    part in FP16 (FP32 graph I/O, the FP16 keep-list in FP32), as TensorRT's strongly typed INT8
+    engines want it; ``"fp32"`` keeps it FP32. The written file is judged with ``verify``'s INT8
+    criteria (per output kind) on the comparison images; with ``require_pass`` a failing file raises
+    :class:`AccuracyError` (exit code 1) and is not written (``exclude="auto"`` keeps more groups in
+    FP32 until it passes, where it can). The result's ``coverage`` counts what the file leaves in
+    float (:mod:`exporters.coverage`).
     """
     say = progress or (lambda _p, _d, _t: None)
     timings: dict[str, float] = {}
     started = time.perf_counter()
     method_cfg = MethodConfig(method, percentile, bins)
     patterns, auto = _split_exclude(exclude)
-    if target_agreement is not None and not 0.0 < target_agreement <= 1.0:
-        raise DeployRanError(
-            f"target_agreement must be in (0, 1], got {target_agreement}.",
-            hint="E.g. 0.99 for 99 % top-1 agreement with FP32.",
-        )
-    if auto and target_agreement is None:
-        target_agreement = DEFAULT_TARGET_AGREEMENT
-    if batch < 1:
-        raise DeployRanError(f"batch must be at least 1, got {batch}.", hint="E.g. 8.")
-    if eval_images < 1:
-        raise DeployRanError(f"eval_images must be at least 1, got {eval_images}.")
-    if float_precision not in FLOAT_PRECISIONS:
-        raise DeployRanError(
-            f"float_precision must be one of {', '.join(FLOAT_PRECISIONS)}, got {float_precision!r}.",
-            hint='"fp16" puts the non-quantized part in FP16 (faster TensorRT engines).',
-            param="float_precision",
-        )
+    target_agreement = _check_settings(
+        target_agreement, auto, batch, eval_images, float_precision, placement
+    )
     if sensitivity or auto:
         require_runner(run_model, "The sensitivity analysis" if sensitivity else 'exclude="auto"')
 
+    # 1. inputs and output paths, before any long work
     source = Path(onnx_path)
     output = derived_output(source, output, default_int8_path(source), "INT8")
     cache = (Path(cache_path) if cache_path else cache_path_for(output)) if use_cache else None
@@ -275,103 +239,22 @@ def quantize_int8(
     report_path = sensitivity_path_for(output) if (sensitivity or auto) else None
     if report_path is not None:
         check_writable(report_path)
-
-    model = load_onnx(source)
-    require_fp32(model, source, "INT8 calibration")
-    input_name, input_shape, static_batch = _input_spec(model, source)
-    if static_batch:  # a fixed-batch graph only takes batches of exactly that size
-        batch = model.graph.input[0].type.tensor_type.shape.dim[0].dim_value
-    info = ArtifactInfo.from_props(get_metadata(model))
-    preprocessing, warnings = _preprocessing(info, input_shape)
-    plan_data = plan_calibration_data(
-        data,
-        input_shape=input_shape,
-        preprocessing=preprocessing,
-        num_images=num_images,
-        seed=seed,
-    )
-    index = GraphIndex(model)
-    tensors = calibration_tensors(index)
-    if not tensors:
-        raise DeployRanError(
-            f"{source} has no Conv/Gemm with constant weights to quantize.",
-            hint="INT8 Q/DQ here targets convolutional networks exported by deploy-ran.",
-        )
-    onnx_sha = sha256_file(source)
+    src = load_source(source, data, num_images, seed, batch)
+    batch = src.batch
+    warnings = list(src.warnings)
+    # Said before the run, and a batch that would not fit is refused with one that would.
+    memory = estimate_memory(src.model, src.tensors, batch, device)
+    say(memory.summary(), 1, 1)
+    memory.require_fits(fixed_batch=src.static_batch)
     timings["prepare"] = time.perf_counter() - started
 
-    loaded: dict[str, CalibrationData] = {}
+    # 2-3. calibration data and ranges (or the cache)
+    ranges = measure_ranges(src, method_cfg, cache, device, say, timings, allow_tf32)
+    eval_set, data_report = comparison_images(src, ranges, eval_images, say, timings, warnings)
+    data_report["memory_estimate"] = memory.as_dict()
 
-    def load_all() -> CalibrationData:
-        if "all" not in loaded:
-            t0 = time.perf_counter()
-            loaded["all"] = plan_data.load(lambda d, t: say("load", d, t))
-            timings["load"] = time.perf_counter() - t0
-        return loaded["all"]
-
-    def load_batches():
-        cal = load_all()
-        batches = list(cal.batches(batch))
-        if static_batch and len(batches[-1]) != batch:
-            batches = batches[:-1]
-            if not batches:
-                raise DeployRanError(
-                    f"The model has a fixed batch of {batch} but only {len(cal)} calibration "
-                    "image(s) were found.",
-                    hint="Give more images, or export with a dynamic batch (the default).",
-                )
-        return batches, sum(len(b) for b in batches)
-
-    t0 = time.perf_counter()
-    ranges = calibrate_ranges(
-        source,
-        onnx_sha,
-        plan_data.fingerprint,
-        preprocessing,
-        load_batches,
-        tensors,
-        method_cfg,
-        cache_path=cache,
-        input_name=input_name,
-        progress=say,
-        device=device,
-    )
-    timings["calibrate"] = time.perf_counter() - t0 - timings.get("load", 0.0)
-    for phase, seconds in ranges.phases.items():  # "collect" (run + histograms), "ranges"
-        timings[f"calibrate.{phase}"] = seconds
-
-    # Images for the comparison with FP32: the first of the seeded subset. On a cache hit
-    # only those are decoded.
-    if "all" in loaded:
-        cal = loaded["all"]
-        eval_set = cal.images[: min(eval_images, len(cal))]
-        data_report = cal.describe()
-        warnings += cal.warnings
-    else:
-        small = plan_calibration_data(
-            data,
-            input_shape=input_shape,
-            preprocessing=preprocessing,
-            num_images=min(eval_images, num_images),
-            seed=seed,
-        )
-        t1 = time.perf_counter()
-        cal = small.load(lambda d, t: say("load", d, t))
-        timings["load"] = time.perf_counter() - t1
-        eval_set = cal.images
-        data_report = {**cal.describe(), "fingerprint": plan_data.fingerprint, "loaded": False}
-        data_report["num_images"] = ranges.num_images
-        # The small load's own count warnings describe the comparison set, not the calibration.
-        warnings += [w for w in cal.warnings if w in (BUILTIN_NOTE, SYNTHETIC_NOTE)]
-        if ranges.num_images < RECOMMENDED_MIN_IMAGES:
-            warnings.append(
-                f"The cached ranges were calibrated on {ranges.num_images} images; NVIDIA "
-                f"recommends at least {RECOMMENDED_MIN_IMAGES} for INT8 (num_images)."
-            )
-    if static_batch:
-        eval_set = eval_set[: (len(eval_set) // batch) * batch]
-
-    inferred = onnx.shape_inference.infer_shapes(model)
+    # 4. groups kept in float by sensitivity (exclude="auto")
+    inferred = onnx.shape_inference.infer_shapes(src.model)
     report: SensitivityReport | None = None
     auto_groups: list[str] = []
     if sensitivity or auto:
@@ -387,6 +270,7 @@ def quantize_int8(
             target_agreement=target_agreement if auto else None,
             run_model=run_model,
             float_precision=float_precision,
+            placement=placement,
             progress=say,
         )
         timings["sensitivity"] = time.perf_counter() - t2
@@ -399,44 +283,21 @@ def quantize_int8(
                     f"{report.steps[-1].top1 if report.steps else float('nan'):.3f}."
                 )
 
+    # 5. the Q/DQ file, checked against FP32
     t3 = time.perf_counter()
     plan = plan_quantization(
-        index, exclude=[*patterns, *auto_groups], include_attention=include_attention
+        src.index,
+        exclude=[*patterns, *auto_groups],
+        include_attention=include_attention,
+        placement=placement,
     )
-    if not plan.weight_nodes:
-        raise DeployRanError(
-            "Every Conv/Gemm is excluded; the INT8 file would be the FP32 model.",
-            hint="Narrow exclude, or deploy the FP32 / FP16 file instead.",
-        )
-    qdq = build_qdq_model(inferred, plan, ranges.ranges)
-    if float_precision == "fp16":
-        qdq = with_fp16_float_part(qdq)
-    info.extra["int8_float_precision"] = float_precision
-    _write_metadata(qdq, info, method_cfg, ranges, plan, data_report, onnx_sha, source)
-    require_valid_graph(
-        qdq,
-        static_batch,
-        "the Q/DQ graph",
-        hint="Nothing was written. Please report the model and options.",
-    )
+    qdq = _build_file(src, plan, ranges, method_cfg, data_report, float_precision)
     timings["quantize"] = time.perf_counter() - t3
-
     rows: list[OutputAgreement] = []
     verdict = None
     if run_model is not None:
         t4 = time.perf_counter()
-        say("check", 0, len(eval_set))
-        reference_out = run_model(model, eval_set, batch)
-        candidate_out = run_model(qdq, eval_set, batch)
-        rows = agreement(reference_out, candidate_out)
-        verdict = judge(reference_out, candidate_out)
-        say("check", len(eval_set), len(eval_set))
-        if not all(r.finite for r in rows):
-            raise ExportError(
-                "The INT8 model produces NaN or infinite outputs in ONNX Runtime.",
-                hint="Nothing was written. Check the calibration data for NaN/inf, or try "
-                'method="minmax".',
-            )
+        rows, verdict = _compare_with_fp32(src.model, qdq, eval_set, batch, run_model, say)
         timings["check"] = time.perf_counter() - t4
         if not verdict.passed:
             message = (
@@ -454,6 +315,7 @@ def quantize_int8(
     else:
         warnings.append("The INT8 file was not compared with FP32 (no run_model given).")
 
+    # 6. written atomically
     model_bytes = qdq.SerializeToString()
     atomic_write_bytes(output, model_bytes)
     sensitivity_written = None
@@ -481,7 +343,100 @@ def quantize_int8(
         float_precision=float_precision,
         verdict=verdict.as_dict() if verdict is not None else None,
         arithmetic=getattr(getattr(run_model, "__self__", None), "qdq_arithmetic", None),
+        placement=placement,
+        coverage=int8_coverage(qdq),
     )
+
+
+def _check_settings(
+    target_agreement: float | None,
+    auto: bool,
+    batch: int,
+    eval_images: int,
+    float_precision: str,
+    placement: str,
+) -> float | None:
+    """Refuse bad settings before any work; the target agreement ``auto`` will use."""
+    if target_agreement is not None and not 0.0 < target_agreement <= 1.0:
+        raise DeployRanError(
+            f"target_agreement must be in (0, 1], got {target_agreement}.",
+            hint="E.g. 0.99 for 99 % top-1 agreement with FP32.",
+        )
+    if batch < 1:
+        raise DeployRanError(f"batch must be at least 1, got {batch}.", hint="E.g. 8.")
+    if eval_images < 1:
+        raise DeployRanError(f"eval_images must be at least 1, got {eval_images}.")
+    if float_precision not in FLOAT_PRECISIONS:
+        raise DeployRanError(
+            f"float_precision must be one of {', '.join(FLOAT_PRECISIONS)}, got {float_precision!r}.",
+            hint='"fp16" puts the non-quantized part in FP16 (faster TensorRT engines; '
+            "--float-precision).",
+            param="float_precision",
+        )
+    if placement not in PLACEMENTS:
+        raise DeployRanError(
+            f"placement must be one of {', '.join(PLACEMENTS)}, got {placement!r}.",
+            hint='"trt" places Q/DQ for TensorRT\'s fusions (--placement).',
+            param="placement",
+        )
+    if auto and target_agreement is None:
+        return DEFAULT_TARGET_AGREEMENT
+    return target_agreement
+
+
+def _build_file(
+    src: Source,
+    plan: QuantPlan,
+    ranges: Ranges,
+    method_cfg: MethodConfig,
+    data_report: dict[str, Any],
+    float_precision: str,
+) -> onnx.ModelProto:
+    """The Q/DQ model of ``plan`` with its float part and metadata, graph-checked."""
+    if not plan.weight_nodes:
+        raise DeployRanError(
+            "Every Conv/Gemm is excluded; the INT8 file would be the FP32 model.",
+            hint="Narrow exclude, or deploy the FP32 / FP16 file instead.",
+        )
+    inferred = onnx.shape_inference.infer_shapes(src.model)
+    qdq = build_qdq_model(inferred, plan, ranges.ranges)
+    if float_precision == "fp16":
+        qdq = with_fp16_float_part(qdq)
+    info = ArtifactInfo.from_props(get_metadata(src.model))
+    info.extra["int8_float_precision"] = float_precision
+    info.extra["int8_placement"] = plan.placement
+    _write_metadata(qdq, info, method_cfg, ranges, plan, data_report, src.sha256, src.path)
+    require_valid_graph(
+        qdq,
+        src.static_batch,
+        "the Q/DQ graph",
+        hint="Nothing was written. Please report the model and options.",
+    )
+    return qdq
+
+
+def _compare_with_fp32(
+    model: onnx.ModelProto,
+    qdq: onnx.ModelProto,
+    eval_set,
+    batch: int,
+    run_model: RunModel,
+    say: Progress,
+):
+    """Agreement rows and verify's INT8 verdict of ``qdq`` against ``model``; NaN output refused."""
+    say("check", 0, len(eval_set))
+    reference_out = run_model(model, eval_set, batch)
+    candidate_out = run_model(qdq, eval_set, batch)
+    rows = agreement(reference_out, candidate_out)
+    verdict = judge(reference_out, candidate_out)
+    say("check", len(eval_set), len(eval_set))
+    if not all(r.finite for r in rows):
+        raise ExportError(
+            "The INT8 model produces NaN or infinite outputs in ONNX Runtime.",
+            hint="Nothing was written. Check the calibration data for NaN/inf, or try "
+            'method="minmax".',
+        )
+    return rows, verdict
 
 
 def _write_metadata(
@@ -503,6 +458,7 @@ def _write_metadata(
                     "activations": "int8 symmetric per-tensor (zero point 0)",
                     "weights": "int8 symmetric per-channel (Conv/Gemm, axis 0)",
                     "method": method.key(),
+                    "placement": plan.placement,
                     "calibration_images": ranges.num_images,
                     "calibration_data": data_report.get("source"),
                     "calibration_key": ranges.key,

@@ -13,9 +13,11 @@ calibration data (file list or array hash, subset, seed), the preprocessing and 
 its parameters. A matching cache is reused; a stale one is recomputed and the reason is given.
 
 ``device="cuda"`` (or ``"cuda:N"``) runs the augmented model on ONNX Runtime's CUDA provider: the
-forward passes are most of the calibration time (minutes for ran92 at 224 px on two CPU cores),
-and the histograms are collected from the same FP32 outputs, so the ranges are those of the CPU
-path up to FP32 summation order. The device is not part of the cache key for that reason.
+forward passes are most of the calibration time (minutes for ran92 at 224 px on two CPU cores).
+The CUDA provider computes FP32 convolutions in TF32 unless told not to, which moves activations
+(and so ranges) by ~1e-3 relative, so calibration on CUDA passes ``use_tf32=0`` unless
+``allow_tf32``; and the device with its arithmetic (:func:`device_key`) is part of the cache key,
+so a cache measured on the CPU is not silently reused for a CUDA run in TF32 or the other way.
 """
 
 from __future__ import annotations
@@ -33,18 +35,14 @@ from typing import Any
 
 import numpy as np
 
-from calibration.entropy import QUANTIZED_BINS, entropy_threshold
+from calibration.defaults import DEFAULT_BINS, DEFAULT_METHOD, DEFAULT_PERCENTILE  # noqa: F401
+from calibration.entropy import FLOOR_PERCENTILE, QUANTIZED_BINS, entropy_threshold
+from deploy_ran.device import Device
 from deploy_ran.errors import DeployRanError
 from deploy_ran.fileio import atomic_write_text, temp_dir
 
 METHODS = ("entropy", "minmax", "percentile")
-#: The default method: percentile 99.99, the measured best on the digits accuracy check
-#: (``examples/digits.py``, numbers in the README) and robust to a few outlier images.
-DEFAULT_METHOD = "percentile"
-DEFAULT_PERCENTILE = 99.99
-#: Histogram bins over ``|x|``: 2048, as TensorRT's entropy calibrator.
-DEFAULT_BINS = {"entropy": 2048, "percentile": 2048}
-CACHE_VERSION = 1
+CACHE_VERSION = 2  # 2: the device and its arithmetic joined the key
 
 Progress = Callable[[str, int, int], None]  # (phase, done, total)
 
@@ -93,6 +91,7 @@ class MethodConfig:
         if self.method == "entropy":
             out["quantized_bins"] = QUANTIZED_BINS
             out["search"] = "tensorrt-kl-abs"  # caches of ONNX Runtime's search are stale
+            out["floor_percentile"] = FLOOR_PERCENTILE
         return out
 
     def label(self) -> str:
@@ -140,10 +139,24 @@ class CacheStatus:
     data: dict[str, Any] = field(default_factory=dict)
 
 
+def device_key(device: str | Device = "cpu", allow_tf32: bool = False) -> str:
+    """Where the ranges are measured and in which arithmetic: ``cpu (fp32)``,
+    ``cuda (fp32, use_tf32=0)`` or ``cuda (tf32)``. The device index is left out: two GPUs of one
+    host compute alike; the arithmetic is what changes the activations."""
+    if not Device.parse(device).is_cuda:
+        return "cpu (fp32)"
+    return "cuda (tf32)" if allow_tf32 else "cuda (fp32, use_tf32=0)"
+
+
 def cache_key(
-    onnx_sha256: str, data_fingerprint: str, preprocessing: dict, method: MethodConfig
+    onnx_sha256: str,
+    data_fingerprint: str,
+    preprocessing: dict,
+    method: MethodConfig,
+    device: str = "cpu (fp32)",
 ) -> tuple[str, dict[str, Any]]:
-    """The cache key and the parts it hashes (kept in the file to explain a mismatch)."""
+    """The cache key and the parts it hashes (kept in the file to explain a mismatch).
+    ``device``: :func:`device_key` of the run."""
     parts = {
         "onnx_sha256": onnx_sha256,
         "data": data_fingerprint,
@@ -151,6 +164,7 @@ def cache_key(
             json.dumps(preprocessing, sort_keys=True).encode()
         ).hexdigest(),
         "method": method.key(),
+        "device": device,
         "cache_version": CACHE_VERSION,
     }
     digest = hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()
@@ -162,6 +176,7 @@ _PART_NAMES = {
     "data": "the calibration data changed (files, subset, --num-images or seed)",
     "preprocessing": "the preprocessing changed",
     "method": "the calibration method or its parameters changed",
+    "device": "the calibration device or its arithmetic (TF32 or FP32) changed",
     "cache_version": "the cache format changed",
 }
 
@@ -186,21 +201,17 @@ def check_cache(path: Path, key: str, parts: dict[str, Any], needed: Sequence[st
     return CacheStatus(True, "key matches", data)
 
 
-def calibration_providers(device: str) -> list[Any]:
+def calibration_providers(device: str | Device, allow_tf32: bool = False) -> list[Any]:
     """ONNX Runtime providers for ``device`` (``cpu``, ``cuda``, ``cuda:N``), checked.
 
     A missing CUDA provider is an error, not a silent run on the CPU: the user asked for the GPU.
+    On CUDA, ``use_tf32`` is ``0`` unless ``allow_tf32``: FP32 ranges from FP32 arithmetic.
     """
     import onnxruntime
 
-    text = (device or "cpu").strip().lower()
-    if text == "cpu":
+    parsed = Device.parse(device)
+    if not parsed.is_cuda:
         return ["CPUExecutionProvider"]
-    kind, _, index = text.partition(":")
-    if kind != "cuda" or (index and not index.isdigit()):
-        raise CalibrationError(
-            f"Unknown calibration device {device!r}.", hint="Use cpu, cuda or cuda:N."
-        )
     available = onnxruntime.get_available_providers()
     if "CUDAExecutionProvider" not in available:
         raise CalibrationError(
@@ -209,7 +220,8 @@ def calibration_providers(device: str) -> list[Any]:
             hint="On a GPU host: pip install -e '.[gpu]' (onnxruntime-gpu), or calibrate with "
             "--device cpu.",
         )
-    return [("CUDAExecutionProvider", {"device_id": index or "0"}), "CPUExecutionProvider"]
+    cuda = {"device_id": str(parsed.index or 0), "use_tf32": "1" if allow_tf32 else "0"}
+    return [("CUDAExecutionProvider", cuda), "CPUExecutionProvider"]
 
 
 def _ort_calibrator(
@@ -293,15 +305,17 @@ def compute_ranges(
     progress: Progress | None = None,
     timings: dict[str, float] | None = None,
     device: str = "cpu",
+    allow_tf32: bool = False,
 ) -> dict[str, tuple[float, float]]:
     """Run the calibration data through the model and return ``{tensor: (low, high)}``.
 
     ``timings`` (optional) receives the seconds spent collecting and computing the ranges.
-    ``device``: ``cpu``, or ``cuda`` / ``cuda:N`` for ONNX Runtime's CUDA provider.
+    ``device``: ``cpu``, or ``cuda`` / ``cuda:N`` for ONNX Runtime's CUDA provider (TF32 only
+    with ``allow_tf32``).
     """
     import onnxruntime
 
-    providers = calibration_providers(device)
+    providers = calibration_providers(device, allow_tf32)
     say = progress or (lambda _p, _d, _t: None)
     timings = timings if timings is not None else {}
     started = time.perf_counter()
@@ -359,6 +373,7 @@ def calibrate_ranges(
     input_name: str = "input",
     progress: Progress | None = None,
     device: str = "cpu",
+    allow_tf32: bool = False,
 ) -> Ranges:
     """Ranges from the cache when it matches, otherwise measured (and cached atomically).
 
@@ -366,7 +381,9 @@ def calibrate_ranges(
     """
     import onnxruntime
 
-    key, parts = cache_key(onnx_sha256, data_fingerprint, preprocessing, method)
+    key, parts = cache_key(
+        onnx_sha256, data_fingerprint, preprocessing, method, device_key(device, allow_tf32)
+    )
     cache = Path(cache_path) if cache_path else None
     note = "no cache requested"
     if cache is not None:
@@ -402,6 +419,7 @@ def calibrate_ranges(
         progress=progress,
         timings=phases,
         device=device,
+        allow_tf32=allow_tf32,
     )
     result = Ranges(
         ranges=measured,

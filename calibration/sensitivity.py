@@ -21,7 +21,12 @@ import numpy as np
 import onnx
 
 from calibration.evaluate import OutputAgreement, RunModel, agreement
-from calibration.placement import GraphIndex, plan_quantization, quantizable_groups
+from calibration.placement import (
+    DEFAULT_PLACEMENT,
+    GraphIndex,
+    plan_quantization,
+    quantizable_groups,
+)
 from calibration.qdq import build_qdq_model, with_fp16_float_part
 
 Progress = Callable[[str, int, int], None]
@@ -91,8 +96,10 @@ class _Evaluator:
         exclude: Sequence[str],
         run_model: RunModel,
         float_precision: str = "fp32",
+        placement: str = DEFAULT_PLACEMENT,
     ) -> None:
         self.model, self.index, self.ranges = model, index, ranges
+        self.placement = placement
         self.float_precision = float_precision
         self.run_model = run_model
         self.images, self.batch = images, batch
@@ -106,6 +113,7 @@ class _Evaluator:
             exclude=[*self.exclude, *exclude_groups],
             include_attention=self.include_attention,
             only_groups=only_groups,
+            placement=self.placement,
         )
         qdq = build_qdq_model(self.model, plan, self.ranges)
         if self.float_precision == "fp16":  # judge the file that will be written, not its FP32 twin
@@ -126,6 +134,7 @@ def analyze_sensitivity(
     target_agreement: float | None = None,
     run_model: RunModel,
     float_precision: str = "fp32",
+    placement: str = DEFAULT_PLACEMENT,
     progress: Progress | None = None,
 ) -> SensitivityReport:
     """Quantize each group alone; with ``target_agreement``, also run :func:`auto_exclude`.
@@ -140,8 +149,8 @@ def analyze_sensitivity(
     index = GraphIndex(model)
     evaluator = _Evaluator(
         model, index, ranges, images, batch, include_attention, exclude, run_model,
-        float_precision,
-    )
+        float_precision, placement,
+    )  # fmt: skip
     groups = quantizable_groups(index)
     total = len(groups) + 1
     say("sensitivity", 0, total)

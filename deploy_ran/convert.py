@@ -3,8 +3,8 @@
 ``convert(target, precision)`` is what ``export`` (FP32 and ``--precision fp16``), ``calibrate``
 and ``build-engine`` call, and what a Python user calls. It is the one place that
 
-* decides whether a target is a model name, an ONNX file or an engine (:func:`resolve_target`),
-  reading a file's precision once;
+* takes a :class:`deploy_ran.target.Target` (a model name, an ONNX file or an engine, its
+  precision read once) and decides what to do with it;
 * names the files it writes (``NAME.onnx`` → ``NAME.fp16.onnx`` / ``NAME.int8.onnx``) and refuses
   an output that would overwrite an input or a file the caller did not name;
 * runs the steps in order: export a model name to FP32 ONNX (:mod:`exporters.onnx`), convert to
@@ -12,12 +12,13 @@ and ``build-engine`` call, and what a Python user calls. It is the one place tha
 
 It sits above ``exporters`` and ``calibration`` and below the runners, so it runs no model itself:
 numerical checks come from the ``checks`` object the caller passes (:class:`Checks`;
-``deploy_ran.checks.RunnerChecks`` is the one the CLI uses). Without it every file is still
+``deploy_ran.compare.runner_checks.RunnerChecks`` is the one the CLI uses). Without it every file is still
 graph-checked but not compared with eager PyTorch.
 """
 
 from __future__ import annotations
 
+import functools
 import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields
@@ -27,12 +28,14 @@ from typing import Any, Protocol
 import numpy as np
 import onnx
 
+from calibration import defaults as cal
 from calibration.quantize import QuantizeResult, quantize_int8
-from deploy_ran.artifacts import load_onnx, precision_of
-from deploy_ran.errors import DeployRanError, UnknownModelError
+from deploy_ran.device import Device
+from deploy_ran.errors import DeployRanError
+from deploy_ran.export_match import differences, requested_fields
 from deploy_ran.fileio import check_writable, refuse_output_over_inputs
-from deploy_ran.models import closest_models, is_model_name
-from deploy_ran.trt_compat import ENGINE_SUFFIXES, TensorRTUnavailable, read_sidecar
+from deploy_ran.target import TARGET_KINDS, Target  # noqa: F401  (TARGET_KINDS: re-exported)
+from deploy_ran.trt_compat import TensorRTUnavailable
 from exporters.fp16 import Fp16Result, convert_to_fp16
 from exporters.onnx import DEFAULT_OPSET, ExportResult, export_onnx
 from exporters.tensorrt import (
@@ -43,13 +46,10 @@ from exporters.tensorrt import (
 )
 
 PRECISIONS = ("fp32", "fp16", "int8")
-TARGET_KINDS = ("model", "onnx", "engine", "served")
-#: URL schemes of a model served by Triton (``triton://HOST:8000/MODEL``; the runner parses them).
-SERVED_SCHEMES = ("triton", "triton+http", "triton+grpc")
 
 
 class Checks(Protocol):
-    """The numerical checks a conversion asks for; see ``deploy_ran.checks.RunnerChecks``."""
+    """The numerical checks a conversion asks for; see ``deploy_ran.compare.runner_checks.RunnerChecks``."""
 
     def check_export(self, eager: Any, onnx_file: Path) -> Any:
         """Compare eager PyTorch with the written ONNX file; raise to refuse the file."""
@@ -58,64 +58,24 @@ class Checks(Protocol):
         """Compare a reduced-precision file with its reference (module or FP32 file)."""
 
     def run_model(
-        self, model: onnx.ModelProto | Path, inputs: np.ndarray, batch_size: int
+        self,
+        model: onnx.ModelProto | Path,
+        inputs: np.ndarray,
+        batch_size: int,
+        *,
+        device: str = "cpu",
+        allow_tf32: bool = False,
     ) -> Mapping[str, np.ndarray]:
-        """Every output of ``model`` on ``inputs`` (for calibration's evaluation)."""
+        """Every output of ``model`` on ``inputs`` on ``device`` (for calibration's evaluation:
+        the agreement and sensitivity checks run where the ranges were measured)."""
 
 
 # ------------------------------------------------------------------------------------ targets
 
 
-@dataclass(frozen=True)
-class Target:
-    """What the user named, resolved once."""
-
-    kind: str  # "model" | "onnx" | "engine" | "served" (a triton:// URL)
-    text: str
-    path: Path | None = None
-    precision: str | None = None  # ONNX: read from the file; engine: from its sidecar; model: None
-
-    @property
-    def is_model(self) -> bool:
-        return self.kind == "model"
-
-
-def resolve_target(target: str | os.PathLike[str]) -> Target:
-    """A model name, an existing ``.onnx`` file or an existing ``.plan``/``.engine`` file.
-
-    An unknown name suggests the nearest model names; a file of another kind says what was expected.
-    """
-    text = os.fspath(target)
-    if "://" in text and text.split("://", 1)[0].lower() in SERVED_SCHEMES:
-        return Target("served", text)
-    path = Path(text)
-    suffix = path.suffix.lower()
-    if suffix == ".onnx":
-        model = load_onnx(path, load_weights=False)  # clear errors: missing, empty, corrupt
-        return Target("onnx", text, path, precision_of(model))
-    if suffix in ENGINE_SUFFIXES:
-        if not path.is_file():
-            raise DeployRanError(
-                f"Engine file {text} does not exist.",
-                hint="Check the path; build one with `python cli.py build-engine MODEL.onnx`.",
-            )
-        sidecar = read_sidecar(path) or {}
-        return Target("engine", text, path, sidecar.get("precision"))
-    if is_model_name(text):
-        return Target("model", text)
-    if path.exists():
-        raise DeployRanError(
-            f"Cannot tell what {text} is: expected a model name, a .onnx file or a .plan/.engine "
-            "file.",
-            hint="Rename the file with its real extension, or pass a model name.",
-        )
-    suggestions = closest_models(text)
-    raise UnknownModelError(
-        f"{text!r} is neither a model name nor an existing .onnx/.plan/.engine file.",
-        hint=(f"Did you mean: {', '.join(suggestions)}? " if suggestions else "")
-        + "Run `python cli.py models` for model names; a served model is "
-        "triton://HOST:8000/MODEL (or triton+grpc://HOST:8001/MODEL).",
-    )
+def resolve_target(target: str | os.PathLike[str] | Target) -> Target:
+    """``Target.parse``: kept under its old name for callers of the library."""
+    return Target.parse(target)
 
 
 # ------------------------------------------------------------------------------------ naming
@@ -179,26 +139,32 @@ class Fp16Config:
 class CalibrationConfig:
     """INT8 calibration settings (see :func:`calibration.quantize.quantize_int8`)."""
 
-    data: str | None = None  # images / glob / list / .npy / .npz[:key] / "synthetic"; None: built-in
-    method: str = "percentile"
-    percentile: float = 99.99
+    data: str | None = (
+        None  # images / glob / list / .npy / .npz[:key] / "synthetic"; None: built-in
+    )
+    method: str = cal.DEFAULT_METHOD
+    percentile: float = cal.DEFAULT_PERCENTILE
     bins: int | None = None
-    num_images: int = 512
-    batch: int = 8
-    seed: int = 0
+    num_images: int = cal.DEFAULT_NUM_IMAGES
+    batch: int = cal.DEFAULT_BATCH
+    seed: int = cal.DEFAULT_SEED
     exclude: tuple[str, ...] = ()
     include_attention: bool = False
     sensitivity: bool = False
     target_agreement: float | None = None
-    eval_images: int = 200
+    eval_images: int = cal.DEFAULT_EVAL_IMAGES
     use_cache: bool = True
     cache_path: Path | None = None
-    device: str = "cpu"  # where ONNX Runtime collects the ranges: cpu | cuda | cuda:N
+    device: str = cal.DEFAULT_DEVICE  # where ONNX Runtime collects the ranges: cpu | cuda | cuda:N
+    #: FP32 convolutions in TF32 on CUDA (ONNX Runtime's use_tf32); off: FP32 ranges are FP32.
+    allow_tf32: bool = False
     #: The non-quantized part in "fp32" or "fp16" (TensorRT's strongly typed INT8 engines run it
     #: in the file's precision; "fp16" is what NVIDIA's tooling writes).
-    float_precision: str = "fp32"
+    float_precision: str = cal.DEFAULT_FLOAT_PRECISION
     #: Refuse (AccuracyError, exit 1) a file that fails verify's INT8 criteria on its comparison set.
     require_pass: bool = True
+    #: Where Q/DQ go: "trt" (for TensorRT's fusions) or "conservative" (calibration.placement).
+    placement: str = cal.DEFAULT_PLACEMENT
 
     def data_file(self) -> Path | None:
         """The calibration data as a file path, when it is one (for the overwrite check)."""
@@ -257,6 +223,7 @@ def convert(
     checks: Checks | None = None,
     workdir: str | os.PathLike[str] | None = None,
     overwrite_intermediate: bool = False,
+    reuse_matching: bool = False,
     engine: EngineBuildOptions | None = None,
     plan: str | os.PathLike[str] | None = None,
     engine_log: Callable[[str, str], None] | None = None,
@@ -268,39 +235,66 @@ def convert(
     ``precision`` ``None`` keeps a file's own precision (a model name becomes FP32 ONNX).
     ``output`` names the final file (default beside the source, or in ``workdir`` for a model
     name). A model name converted to FP16/INT8 also writes its FP32 ONNX (``NAME.onnx`` beside the
-    output); that file was not named by the caller, so an existing one is refused unless
-    ``overwrite_intermediate``. With ``engine`` (build options) the precision ONNX is then built
-    into a TensorRT plan (``plan``, default beside it): :class:`EngineUnavailable` says when the
-    ONNX is written but TensorRT or a GPU is missing.
+    output). That file was not named by the caller: an existing one whose metadata matches the
+    request is reused, one that differs is refused (each field: existing vs requested) unless
+    ``overwrite_intermediate``. ``reuse_matching`` applies the same reuse to an FP32 final output
+    (``bench`` uses it for its exports). With ``engine`` (build options) the precision ONNX is
+    then built into a TensorRT plan (``plan``, default beside it): :class:`EngineUnavailable`
+    says when the ONNX is written but TensorRT or a GPU is missing.
     """
+    job = _Job(
+        Target.parse(target),
+        export or ExportConfig(),
+        fp16 or Fp16Config(),
+        calibration or CalibrationConfig(),
+        checks,
+        Path(output) if output is not None else None,
+        Path(workdir) if workdir is not None else None,
+        overwrite_intermediate,
+        reuse_matching,
+        progress or (lambda _msg: None),
+        calibration_progress,
+    )
+    want = _check_request(job, precision, building_engine=engine is not None)
+    if job.target.kind == "engine":
+        return ConversionResult(job.target, job.target.path, want, [f"using {job.target.text}"])
+    result = _fp32_step(job, want)
+    if result.precision != want:
+        _reduce_step(job, result, want)
     if engine is not None:
-        onnx_output = output
-        result = convert(
-            target, precision, output=onnx_output, export=export, fp16=fp16,
-            calibration=calibration, checks=checks, workdir=workdir,
-            overwrite_intermediate=overwrite_intermediate, progress=progress,
-            calibration_progress=calibration_progress,
-        )  # fmt: skip
-        if result.target.kind == "engine":
-            raise DeployRanError(
-                f"{result.target.text} is already an engine.",
-                hint="Build from the model name or its ONNX file.",
-            )
-        plan_path = Path(plan) if plan is not None else default_plan_path(result.path)
-        refuse_output_over_inputs({"plan": plan_path}, {"ONNX file": result.path})
-        result.onnx_path = result.path
-        try:
-            result.engine = build_engine(result.path, plan_path, engine, log=engine_log)
-        except TensorRTUnavailable as exc:
-            raise EngineUnavailable(exc, result) from None
-        result.path = result.engine.plan
-        result.steps.append(f"built {result.path} ({result.precision.upper()} TensorRT engine)")
-        return result
-    say = progress or (lambda _msg: None)
-    export = export or ExportConfig()
-    fp16 = fp16 or Fp16Config()
-    calibration = calibration or CalibrationConfig()
-    resolved = target if isinstance(target, Target) else resolve_target(target)
+        _engine_step(result, engine, plan, engine_log)
+    return result
+
+
+@dataclass
+class _Job:
+    """One conversion's inputs, resolved once and passed to each step."""
+
+    target: Target
+    export: ExportConfig
+    fp16: Fp16Config
+    calibration: CalibrationConfig
+    checks: Checks | None
+    output: Path | None
+    workdir: Path | None
+    overwrite_intermediate: bool
+    reuse_matching: bool
+    say: Callable[[str], None]
+    calibration_progress: Callable[[str, int, int], None] | None
+
+    def inputs(self, want: str) -> dict[str, Path | None]:
+        """The files this conversion reads: none of its outputs may replace one."""
+        return {
+            "checkpoint": self.export.checkpoint,
+            "calibration data": self.calibration.data_file() if want == "int8" else None,
+            "target": self.target.path,
+        }
+
+
+def _check_request(job: _Job, precision: str | None, building_engine: bool) -> str:
+    """The precision to produce, after every check that needs no work: a known precision,
+    existing calibration data, outputs that replace no input, a target that can be converted."""
+    resolved = job.target
     want = resolved.precision if precision is None and not resolved.is_model else precision
     want = want or "fp32"
     if want not in PRECISIONS:
@@ -308,112 +302,172 @@ def convert(
             f"Unknown precision {want!r}.", hint=f"Choose one of: {', '.join(PRECISIONS)}."
         )
     if want == "int8":
-        calibration.check_source()
-    folder = Path(workdir) if workdir is not None else None
-    out = Path(output) if output is not None else None
-    inputs = {
-        "checkpoint": export.checkpoint,
-        "calibration data": calibration.data_file() if want == "int8" else None,
-        "target": resolved.path,
-    }
-    refuse_output_over_inputs({"output": out}, inputs)
-    if want == "int8" and calibration.cache_path is not None:
-        refuse_output_over_inputs({"cache_path": calibration.cache_path}, inputs)
-
+        job.calibration.check_source()
+    refuse_output_over_inputs({"output": job.output}, job.inputs(want))
+    if want == "int8" and job.calibration.cache_path is not None:
+        refuse_output_over_inputs({"cache_path": job.calibration.cache_path}, job.inputs(want))
     if resolved.kind == "served":
         raise DeployRanError(
             f"{resolved.text} is a served model; it cannot be converted.",
             hint="Convert the model name or the ONNX file, then serve the result (triton-repo).",
         )
     if resolved.kind == "engine":
+        if building_engine:
+            raise DeployRanError(
+                f"{resolved.text} is already an engine.",
+                hint="Build from the model name or its ONNX file.",
+            )
         if want != resolved.precision:
             raise DeployRanError(
                 f"{resolved.text} is a built {str(resolved.precision).upper()} engine; it cannot "
                 f"become {want.upper()}.",
                 hint="Convert the ONNX file it was built from (or the model name) instead.",
             )
-        return ConversionResult(resolved, resolved.path, want, [f"using {resolved.text}"])
-
-    result = ConversionResult(resolved, resolved.path or Path(), "fp32")
-    if resolved.is_model:
-        if want == "fp32":
-            fp32_path = out or default_output(resolved.text, "fp32", folder)
-        else:
-            final = out or default_output(resolved.text, want, folder)
-            fp32_path = default_output(final, "fp32")
-            refuse_output_over_inputs({"FP32 file": fp32_path}, inputs)
-            if fp32_path.exists() and not overwrite_intermediate:
-                raise DeployRanError(
-                    f"{fp32_path} exists and was not named as an output; converting {resolved.text} "
-                    f"to {want.upper()} would replace it with a new FP32 export.",
-                    hint=f"Convert that file instead (pass {fp32_path} as the target), move it "
-                    "away, or choose another output folder.",
-                )
-        check_writable(fp32_path)
-        say(f"exporting {resolved.text} to FP32 ONNX")
-        result.export = export_onnx(
-            resolved.text,
-            fp32_path,
-            checkpoint=export.checkpoint,
-            image_size=export.image_size,
-            num_classes=export.num_classes,
-            batch=export.batch,
-            static_batch=export.static_batch,
-            opset=export.opset,
-            simplify_graph=export.simplify,
-            check=checks.check_export if checks is not None else None,
-            progress=say,
-            **export.options,
+    elif not resolved.is_model and job.export.model_specific():
+        raise DeployRanError(
+            f"{', '.join(job.export.model_specific())} cannot change {resolved.text}: an ONNX "
+            "file already fixes its weights, size and model options.",
+            hint="Pass a model name to export it with those, or drop them.",
         )
-        result.path, result.precision = fp32_path, "fp32"
-        result.steps.append(f"exported {fp32_path} (FP32)")
-    else:
-        given = export.model_specific()
-        if given:
-            raise DeployRanError(
-                f"{', '.join(given)} cannot change {resolved.text}: an ONNX file already fixes "
-                "its weights, size and model options.",
-                hint="Pass a model name to export it with those, or drop them.",
-            )
+    return want
+
+
+def _fp32_step(job: _Job, want: str) -> ConversionResult:
+    """The FP32 starting point: the ONNX file given, a matching existing export, or a new one."""
+    resolved = job.target
+    result = ConversionResult(resolved, resolved.path or Path(), "fp32")
+    if not resolved.is_model:
         result.path, result.precision = resolved.path, resolved.precision or "fp32"
         result.steps.append(f"using {resolved.path} ({result.precision.upper()})")
-
-    if result.precision == want:
         return result
+    if want == "fp32":
+        fp32_path = job.output or default_output(resolved.text, "fp32", job.workdir)
+        reusable = job.reuse_matching
+    else:
+        final = job.output or default_output(resolved.text, want, job.workdir)
+        fp32_path = default_output(final, "fp32")
+        refuse_output_over_inputs({"FP32 file": fp32_path}, job.inputs(want))
+        reusable = not job.overwrite_intermediate
+    if reusable and fp32_path.exists() and _matching_export(job, fp32_path, want):
+        result.path = fp32_path
+        result.steps.append(f"using {fp32_path} (FP32; its metadata matches the request)")
+        return result
+    check_writable(fp32_path)
+    job.say(f"exporting {resolved.text} to FP32 ONNX")
+    cfg = job.export
+    result.export = export_onnx(
+        resolved.text,
+        fp32_path,
+        checkpoint=cfg.checkpoint,
+        image_size=cfg.image_size,
+        num_classes=cfg.num_classes,
+        batch=cfg.batch,
+        static_batch=cfg.static_batch,
+        opset=cfg.opset,
+        simplify_graph=cfg.simplify,
+        check=job.checks.check_export if job.checks is not None else None,
+        progress=job.say,
+        **cfg.options,
+    )
+    result.path = fp32_path
+    result.steps.append(f"exported {fp32_path} (FP32)")
+    return result
+
+
+def _matching_export(job: _Job, path: Path, want: str) -> bool:
+    """Whether the existing ``path`` is the export this request would write. One that differs
+    is refused, field by field, where it was not named (a reduced precision's FP32 file); a
+    named FP32 output that differs is simply exported again."""
+    cfg = job.export
+    requested = requested_fields(
+        job.target.text,
+        checkpoint=cfg.checkpoint,
+        image_size=cfg.image_size,
+        num_classes=cfg.num_classes,
+        options=cfg.options,
+        batch=cfg.batch,
+        static_batch=cfg.static_batch,
+        opset=cfg.opset,
+    )
+    found = differences(path, requested)
+    if not found:
+        return True
+    if want == "fp32":
+        return False
+    raise DeployRanError(
+        f"{path} exists and differs from the FP32 export {job.target.text} needs for "
+        f"{want.upper()}: " + "; ".join(str(d) for d in found) + " (existing vs requested).",
+        hint=f"Pass {path} itself as the target to convert it, choose another output folder, "
+        "or allow replacing it (overwrite_intermediate=True).",
+        param="overwrite_intermediate",
+    )
+
+
+def _reduce_step(job: _Job, result: ConversionResult, want: str) -> None:
+    """FP32 → FP16 (exporters.fp16) or INT8 Q/DQ (calibration), judged by ``job.checks``."""
     if result.precision != "fp32":
         raise DeployRanError(
             f"{result.path} is already {result.precision.upper()}; it cannot become "
             f"{want.upper()}.",
             hint=f"Start from the FP32 ONNX file (or the model name) for {want.upper()}.",
         )
-    source = result.path
-    target_path = out or default_output(source, want)
+    source, checks = result.path, job.checks
+    target_path = job.output or default_output(source, want)
     if want == "fp16":
         reference = result.export.eager if result.export is not None else source
+        cfg = job.fp16
         result.fp16 = convert_to_fp16(
             source,
             target_path,
-            keep_fp32=fp16.keep_fp32,
-            default_keep_fp32=fp16.default_keep_fp32,
-            keep_fp32_nodes=fp16.keep_fp32_nodes,
+            keep_fp32=cfg.keep_fp32,
+            default_keep_fp32=cfg.default_keep_fp32,
+            keep_fp32_nodes=cfg.keep_fp32_nodes,
             check=(lambda f: checks.check_precision(reference, f)) if checks is not None else None,
-            progress=say,
+            progress=job.say,
         )
         result.path, result.precision = Path(result.fp16.path), "fp16"
         result.steps.append(f"converted to {result.path} (FP16)")
-        return result
-    say("calibrating INT8")
+        return
+    job.say("calibrating INT8")
     # CalibrationConfig's fields are quantize_int8's parameters, one for one.
-    settings = {f.name: getattr(calibration, f.name) for f in fields(calibration)}
+    settings = {f.name: getattr(job.calibration, f.name) for f in fields(job.calibration)}
     result.int8 = quantize_int8(
         source,
         target_path,
         **settings,
-        run_model=checks.run_model if checks is not None else None,
-        progress=calibration_progress,
+        run_model=_run_model_on(checks, job.calibration),
+        progress=job.calibration_progress,
     )
     result.path, result.precision = Path(result.int8.path), "int8"
-    result.steps.append(
-        f"calibrated {result.path} (INT8 Q/DQ; {result.int8.ranges.cache_note})"
+    result.steps.append(f"calibrated {result.path} (INT8 Q/DQ; {result.int8.ranges.cache_note})")
+
+
+def _engine_step(
+    result: ConversionResult,
+    options: EngineBuildOptions,
+    plan: str | os.PathLike[str] | None,
+    log: Callable[[str, str], None] | None,
+) -> None:
+    """Build the precision ONNX into a plan; :class:`EngineUnavailable` keeps what was done."""
+    plan_path = Path(plan) if plan is not None else default_plan_path(result.path)
+    refuse_output_over_inputs({"plan": plan_path}, {"ONNX file": result.path})
+    result.onnx_path = result.path
+    try:
+        result.engine = build_engine(result.path, plan_path, options, log=log)
+    except TensorRTUnavailable as exc:
+        raise EngineUnavailable(exc, result) from None
+    result.path = result.engine.plan
+    result.steps.append(f"built {result.path} ({result.precision.upper()} TensorRT engine)")
+
+
+def _run_model_on(checks: Checks | None, calibration: CalibrationConfig) -> Any:
+    """``checks.run_model`` bound to the calibration's device and arithmetic, so the comparison
+    with FP32 and the sensitivity table are measured where the ranges were (a CUDA calibration
+    judged on the CPU would hide what the GPU computes)."""
+    if checks is None:
+        return None
+    if not Device.parse(calibration.device).is_cuda and not calibration.allow_tf32:
+        return checks.run_model
+    return functools.partial(
+        checks.run_model, device=calibration.device, allow_tf32=calibration.allow_tf32
     )
-    return result

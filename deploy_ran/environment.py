@@ -101,3 +101,41 @@ def environment_tag(env: Mapping[str, Any]) -> str:
     if trt and re.match(r"^\d", trt):
         parts.append("trt" + _slug(trt))
     return "_".join(p for p in parts if p)
+
+
+def diagnose(env: Mapping[str, Any]) -> dict[str, Any]:
+    """``doctor``'s verdict on an environment: what works here, and the next step for what does not.
+
+    Returns ``{"verdict": one sentence, "works": [...], "next_steps": [...]}``; read from
+    :func:`collect_environment`'s dict, so it can be checked on any recorded environment.
+    """
+    providers = set(env.get("onnxruntime_providers") or ())
+    cuda = str(env.get("cuda_available")) == "True"
+    trt = str(env.get("tensorrt", ""))
+    trt_ok = bool(trt) and not trt.startswith(("not ", "bindings present"))
+    works = ["export, FP16 and INT8 Q/DQ ONNX, verify, evaluate, bench, infer on the CPU"]
+    steps: list[str] = []
+    if env.get("onnxslim") == "not installed":
+        steps.append("pip install onnxslim (export simplifies graphs with it)")
+    if cuda:
+        works.append("PyTorch on the GPU")
+        if "CUDAExecutionProvider" in providers:
+            works.append("ONNX Runtime on the GPU")
+        else:
+            steps.append('pip install -e ".[gpu]" (onnxruntime-gpu: ONNX Runtime on the GPU)')
+        if trt_ok:
+            works.append(f"TensorRT {trt} engine builds")
+        else:
+            steps.append('pip install -e ".[gpu]" (TensorRT bindings: engine builds)')
+    else:
+        steps.append(
+            "build engines on a GPU host: build-engine here writes the precision ONNX and exits 3 "
+            "with the command that finishes on the GPU host"
+        )
+    if cuda and trt_ok and "CUDAExecutionProvider" in providers:
+        verdict = "Ready for everything, TensorRT engines included."
+    elif cuda:
+        verdict = "GPU found; some GPU backends are missing (see the next steps)."
+    else:
+        verdict = "Ready for the CPU path; no GPU here, so no TensorRT engines or GPU timings."
+    return {"verdict": verdict, "works": works, "next_steps": steps}

@@ -15,9 +15,9 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import fcntl
 import fnmatch
 import glob
-import fcntl
 import hashlib
 import json
 import math

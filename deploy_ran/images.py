@@ -60,7 +60,6 @@ def find_images(source: str | Path | Iterable[str | Path], recursive: bool = Tru
         text = str(source)
         path = Path(text)
         if path.is_dir():
-            pattern = "**/*" if recursive else "*"
             found = walk_files(path) if recursive else (p for p in path.iterdir() if p.is_file())
             paths = sorted(p for p in found if p.suffix.lower() in IMAGE_EXTENSIONS)
             if not paths:

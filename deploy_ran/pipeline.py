@@ -31,7 +31,7 @@ class DemoResult:
     artifacts: dict[str, str] = field(default_factory=dict)
     parity: dict[str, dict[str, Any]] = field(default_factory=dict)
     bench: dict[str, Any] = field(default_factory=dict)
-    engine: str = ""
+    engine: str | None = None  # the plan; None where no engine was built (no TensorRT here)
 
 
 def _verify_data(path: Path, onnx_path: Path, count: int) -> Path:
@@ -67,7 +67,7 @@ def run_demo(
     """Run the whole pipeline for ``model`` into ``workdir``; see the module docstring."""
     from calibration.data import BUILTIN_NOTE
     from deploy_ran.bench import BenchSettings, run_benchmark
-    from deploy_ran.checks import RunnerChecks
+    from deploy_ran.compare.runner_checks import RunnerChecks
     from deploy_ran.convert import CalibrationConfig, ExportConfig, convert
     from deploy_ran.fileio import atomic_write_text, json_text
     from deploy_ran.tables import bench_table, environment_table

@@ -26,13 +26,13 @@ from typing import Any
 
 import numpy as np
 
+from deploy_ran.device import Device
 from deploy_ran.errors import DeployRanError
 from deploy_ran.fileio import read_regular_bytes
+from deploy_ran.target import ENGINE_SUFFIXES  # noqa: F401  (the one list; re-exported here)
 
 #: Exit code of commands that stop because TensorRT or a CUDA GPU is missing (documented).
 EXIT_NO_TENSORRT = 3
-#: File suffixes the toolkit treats as serialized TensorRT engines.
-ENGINE_SUFFIXES = (".plan", ".engine")
 
 
 class TensorRTUnavailable(DeployRanError):
@@ -72,27 +72,10 @@ def full_version(version: str) -> tuple[int, int, int, int]:
     return tuple(parts + [0] * (4 - len(parts)))  # type: ignore[return-value]
 
 
-def cuda_device_index(device: str, current: int | None = None) -> int:
-    """The CUDA device index of ``"cuda"`` / ``"cuda:N"`` (``"cuda"`` is the current device).
-
-    ``torch.cuda.set_device(torch.device("cuda"))`` raises ``ValueError`` (a device without an
-    index), so every CUDA consumer resolves the index here first. ``current`` defaults to
-    ``torch.cuda.current_device()``.
-    """
-    text = (device or "cuda").strip().lower()
-    kind, _, index = text.partition(":")
-    if kind != "cuda" or (index and not index.isdigit()):
-        raise DeployRanError(
-            f"{device!r} is not a CUDA device.",
-            hint="Use --device cuda or cuda:N (N: the GPU index, 0 for the first).",
-        )
-    if index:
-        return int(index)
-    if current is not None:
-        return current
-    import torch
-
-    return int(torch.cuda.current_device()) if torch.cuda.is_available() else 0
+def cuda_device_index(device: str | Device, current: int | None = None) -> int:
+    """The CUDA device index of ``"cuda"`` / ``"cuda:N"`` (``"cuda"`` is the current device);
+    see :meth:`deploy_ran.device.Device.cuda_index`, which does the work."""
+    return Device.parse(device, default="cuda").cuda_index(current)
 
 
 def network_flags(trt: Any) -> int:
@@ -146,29 +129,48 @@ def numpy_dtype(trt_dtype: Any) -> np.dtype:
     return np.dtype(_DTYPES[name])
 
 
-def make_logger(trt: Any, verbose: bool = False, echo=None) -> Any:
-    """A ``tensorrt.ILogger`` that keeps messages (to report parser and build errors).
+#: Messages a logger keeps (the newest): a runner's logger lives as long as the runner, and an
+#: unbounded list would grow with every warning TensorRT logs over a long serving run.
+LOGGER_KEEP = 1000
+
+
+def make_logger(trt: Any, verbose: bool = False, echo=None, keep: int = LOGGER_KEEP) -> Any:
+    """A ``tensorrt.ILogger`` that keeps the newest ``keep`` messages (to report parser, build
+    and run errors).
 
     TensorRT calls a Python logger for every message whatever its severity (a custom ``ILogger``
     has no minimum severity), and a build logs tens of thousands of VERBOSE lines: unless
     ``verbose``, they are dropped on arrival, as Polygraphy's logger and trtexec do by default.
+    ``error_count`` only grows (old messages are dropped, not uncounted), so "errors logged since"
+    is :meth:`errors_since` of a count taken before, whatever was dropped in between.
     """
+    from collections import deque
 
     class CapturingLogger(trt.ILogger):
         def __init__(self) -> None:
             trt.ILogger.__init__(self)
-            self.messages: list[tuple[str, str]] = []
+            self.messages: deque[tuple[str, str]] = deque(maxlen=keep)
+            self._errors: deque[str] = deque(maxlen=keep)
+            self.error_count = 0
 
         def log(self, severity: Any, msg: str) -> None:
             level = getattr(severity, "name", str(severity))
             if level == "VERBOSE" and not verbose:
                 return
             self.messages.append((level, msg))
+            if level in ("ERROR", "INTERNAL_ERROR"):
+                self._errors.append(msg)
+                self.error_count += 1
             if echo is not None and (verbose or level in ("ERROR", "INTERNAL_ERROR", "WARNING")):
                 echo(level, msg)
 
         def errors(self) -> list[str]:
-            return [m for level, m in self.messages if level in ("ERROR", "INTERNAL_ERROR")]
+            return list(self._errors)
+
+        def errors_since(self, count: int) -> list[str]:
+            """Errors logged after :attr:`error_count` was ``count`` (those still kept)."""
+            new = self.error_count - count
+            return list(self._errors)[-new:] if new > 0 else []
 
     return CapturingLogger()
 

@@ -2,8 +2,8 @@
 
 ``verify(reference, candidate)`` builds both sides (model name, ONNX file or engine), feeds them the
 same inputs (images preprocessed as the artifact says, ``.npy``/``.npz`` arrays, or a seeded random
-set), and hands both runners to the comparator (:func:`deploy_ran.comparator.compare`), which
-judges the candidate against the criteria of its precision (:mod:`deploy_ran.comparison` holds the
+set), and hands both runners to the comparator (:func:`deploy_ran.compare.run.compare`), which
+judges the candidate against the criteria of its precision (:mod:`deploy_ran.compare.criteria` holds the
 table of limits). Every criterion can be overridden or added to (``max_abs``, ``min_psnr``,
 ``min_top5``, and ``atol``/``rtol`` for an element-wise ``|c - r| ≤ atol + rtol·|r|`` check).
 The inputs that match worst are named (file names for images, ``file.npy[i]`` or ``random[i]``
@@ -20,12 +20,14 @@ from typing import Any
 
 import numpy as np
 
-from deploy_ran.comparator import VerifyResult, compare
-from deploy_ran.comparison import criteria_for, precision_family  # noqa: F401 - re-exported
+from deploy_ran.compare.criteria import criteria_for, precision_family  # noqa: F401 - re-exported
+from deploy_ran.compare.results import VerifyResult
+from deploy_ran.compare.run import compare
+from deploy_ran.device import Device
 from deploy_ran.errors import DeployRanError
 from deploy_ran.fileio import require_regular_file
-from deploy_ran.runners import BaseRunner, load_runner
-from deploy_ran.runners.loader import backend_for
+from deploy_ran.runners import BaseRunner, backend_for, honoured_options, load_runner
+from deploy_ran.target import Target
 
 # ------------------------------------------------------------------------------------ inputs
 
@@ -144,7 +146,7 @@ def _build_sides(
     reference: str | Path | BaseRunner,
     candidate: str | Path | BaseRunner,
     *,
-    device: str,
+    device: str | Device | None,
     checkpoint: str | Path | None,
     candidate_checkpoint: str | Path | None,
     reference_precision: str | None,
@@ -154,23 +156,32 @@ def _build_sides(
     image_size: int | None,
     options: dict[str, Any] | None,
     seed: int,
+    allow_tf32: bool = False,
 ) -> tuple[BaseRunner, BaseRunner, list[str]]:
     """Build both runners; a PyTorch side takes size/options/classes from the other side's file."""
     import torch
 
     notes: list[str] = []
-    sides: dict[str, Any] = {"reference": reference, "candidate": candidate}
+    # Each side is parsed once (kind and precision); the runners take the parsed Target.
+    sides: dict[str, Any] = {
+        k: v if isinstance(v, BaseRunner) else Target.parse(v)
+        for k, v in (("reference", reference), ("candidate", candidate))
+    }
     kinds = {k: "runner" if isinstance(v, BaseRunner) else backend_for(v) for k, v in sides.items()}
     settings = {
         "reference": (checkpoint, reference_precision),
         "candidate": (candidate_checkpoint or checkpoint, candidate_precision),
     }
     built: dict[str, BaseRunner] = {}
+    # TF32 only when asked (--allow-tf32): ONNX Runtime's CUDA provider and cuDNN take it;
+    # engines fix their arithmetic at build time and Triton in its config.
+    tf32 = {"allow_tf32": True} if allow_tf32 else {}
     try:
         for key in ("reference", "candidate"):  # files first: they tell the PyTorch side its shape
             if kinds[key] in ("ort", "trt", "triton"):
+                shared = honoured_options(sides[key], providers=providers, threads=threads)
                 built[key] = load_runner(
-                    sides[key], device=device, providers=providers, threads=threads
+                    sides[key], device=device, **shared, **(tf32 if kinds[key] == "ort" else {})
                 )
             elif kinds[key] == "runner":
                 built[key] = sides[key]
@@ -227,6 +238,7 @@ def _build_sides(
                     num_classes=classes if ckpt is None else None,
                     threads=threads,
                     options=opts,
+                    **tf32,
                 )
         if all(k == "torch" for k in kinds.values()) and checkpoint is None:
             notes.append("both sides are PyTorch with the same seeded random weights")
@@ -247,7 +259,7 @@ def verify(
     batch_size: int = 8,
     seed: int = 0,
     criteria: dict[str, float | None] | None = None,
-    device: str = "cpu",
+    device: str | Device | None = None,
     checkpoint: str | Path | None = None,
     candidate_checkpoint: str | Path | None = None,
     reference_precision: str | None = None,
@@ -258,11 +270,13 @@ def verify(
     options: dict[str, Any] | None = None,
     show_worst: int = 5,
     progress: Callable[[str, int, int], None] | None = None,
+    allow_tf32: bool = False,
 ) -> VerifyResult:
     """Compare ``candidate`` with ``reference`` on the same inputs; see the module docstring.
 
     ``progress(side, done, total)`` is called after each batch. Runners passed in are used as
-    they are and left open; runners built here are closed.
+    they are and left open; runners built here are closed. ``device`` ``None`` runs each side on
+    its backend's default device (the CPU; an engine on ``cuda``).
     """
     started = time.perf_counter()
     if batch_size < 1:
@@ -280,6 +294,7 @@ def verify(
         image_size=image_size,
         options=options,
         seed=seed,
+        allow_tf32=allow_tf32,
     )
     owned = [r for r, given in ((ref, reference), (cand, candidate)) if r is not given]
     try:

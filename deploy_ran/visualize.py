@@ -173,6 +173,10 @@ def attention_from_model(
     outputs = [np.asarray(result[n], dtype=np.float32) for n in names]
     maps = _split_maps(names, outputs, len(paths))
     items = [ImageAttention(p, c, m) for p, c, m in zip(paths, crops, maps)]
+    if checkpoint is None:
+        notes.append(
+            "random weights (no checkpoint given): the maps show no learned attention"
+        )
     return AttentionResult(name, "pytorch", size, items, notes)
 
 
@@ -200,11 +204,11 @@ def describe_onnx_for_attention(path: str | Path) -> OnnxAttentionInfo:
 
     from deploy_ran.artifacts import ArtifactInfo, get_metadata, load_onnx
     from deploy_ran.models import get_spec, is_model_name
+    from deploy_ran.onnx_graph import graph_inputs
 
     proto = load_onnx(path, load_weights=False)
     info = ArtifactInfo.from_props(get_metadata(proto))
-    initializers = {i.name for i in proto.graph.initializer}
-    inputs = [i for i in proto.graph.input if i.name not in initializers]
+    inputs = graph_inputs(proto)
     if len(inputs) != 1:
         raise OnnxFileError(
             f"{path} has {len(inputs)} inputs; the visualiser needs one image input.",
@@ -285,7 +289,7 @@ def attention_from_onnx(path: str | Path, images: Sequence[str | Path]) -> Atten
     paths = collect_images(images)
     batch, crops, paths = prepare_images(paths, desc.preprocessing, desc.notes)
     with OrtRunner(path) as runner:
-        result = runner.run_many(batch, None if runner.fixed_batch else CHUNK)
+        result = runner.run_many(batch, runner.batch_for(CHUNK))
     outputs = [np.asarray(result[name], dtype=np.float32) for name in desc.map_outputs]
     maps = _split_maps(desc.map_outputs, outputs, len(paths))
     items = [ImageAttention(p, c, m) for p, c, m in zip(paths, crops, maps)]
@@ -334,7 +338,22 @@ def upsample(values: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     )
 
 
+#: A map whose values span less than this is "flat" (a random-weight sigmoid mask sits at
+#: 0.489–0.5): stretching it to the full colour range would invent structure, so it is drawn on
+#: the fixed 0–1 scale and the report says so.
+FLAT_RANGE = 0.05
+
+
+def is_flat(values: np.ndarray) -> bool:
+    """Whether a map is nearly uniform and lies in [0, 1] (drawn unstretched)."""
+    lo, hi = float(values.min()), float(values.max())
+    return hi - lo < FLAT_RANGE and lo >= 0.0 and hi <= 1.0
+
+
 def _normalise(values: np.ndarray) -> np.ndarray:
+    """Stretch a map to [0, 1] for display, except a flat one (see :data:`FLAT_RANGE`)."""
+    if is_flat(values):
+        return values
     lo, hi = float(values.min()), float(values.max())
     return np.zeros_like(values) if hi - lo < 1e-12 else (values - lo) / (hi - lo)
 
@@ -375,7 +394,8 @@ def render_grid(
     columns = min(panels_per_image, MAX_COLUMNS)
     rows_per_image = math.ceil(panels_per_image / columns)
     rows = rows_per_image * len(result.items)
-    fig = Figure(figsize=(panel_inches * columns, panel_inches * rows + 0.4))
+    # constrained layout reserves room for every title, so a row's titles never cover the row above
+    fig = Figure(figsize=(panel_inches * columns, panel_inches * rows + 0.6), layout="constrained")
     axes = fig.subplots(rows, columns, squeeze=False)
     _draw(fig, axes, result, rows_per_image, cmap, alpha)
     with atomic_path(output, suffix=Path(output).suffix.lower()) as tmp:
@@ -400,9 +420,9 @@ def _draw(fig, axes, result: AttentionResult, rows_per_image: int, cmap: str, al
                 ax.imshow(crop)
                 ax.imshow(heat, cmap=cmap, alpha=alpha, vmin=0.0, vmax=1.0)
                 head = f" head {c + 1}" if channels > 1 else ""
-                ax.set_title(f"{amap.title}{head} ({h}×{w})", fontsize=8)
+                marker = " · flat" if is_flat(amap.values[c]) else ""
+                ax.set_title(f"{amap.title}{head}\n{h}×{w}{marker}", fontsize=7)
     fig.suptitle(f"{result.source} — attention ({result.backend})", fontsize=10)
-    fig.tight_layout()
 
 
 def visualize(
@@ -422,5 +442,11 @@ def visualize(
     )
     check_writable(output)
     result = compute_attention(source, images, checkpoint=checkpoint, image_size=image_size)
+    flat = sorted({m.name for i in result.items for m in i.maps if is_flat(m.values)})
+    if flat:
+        result.notes.append(
+            f"{len(flat)} map(s) nearly uniform (values span < {FLAT_RANGE:g}; marked 'flat'): drawn "
+            "on the fixed 0–1 scale, not stretched to look meaningful"
+        )
     render_grid(result, output)
     return result

@@ -40,9 +40,6 @@ DEFAULT_MODEL = "ran56_cifar"
 DEFAULT_SIZE = 32
 RECIPE_VERSION = 1
 METHODS = ("percentile", "minmax", "entropy")
-#: Methods also evaluated with ``--exclude auto``: entropy clips the first unit's input (see the
-#: README), and the sensitivity search finds that group and keeps it in FP32.
-AUTO_EXCLUDE_METHODS = ("entropy",)
 AUTO_TARGET_AGREEMENT = 0.99
 
 
@@ -241,6 +238,45 @@ class PrecisionRow:
     agreement: float  # top-1 agreement with FP32
     seconds: float = 0.0
     kept_fp32: list[str] = field(default_factory=list)  # groups --exclude auto kept in FP32
+    #: Paired comparison with FP32 on the same test images (deploy_ran.compare.paired): changed
+    #: predictions, exact McNemar p, 95 % interval on the accuracy difference.
+    paired: dict[str, Any] | None = None
+    #: INT8 coverage of the file (exporters.coverage), None for FP32/FP16 rows.
+    coverage: dict[str, Any] | None = None
+
+
+@dataclass(frozen=True)
+class Int8Variant:
+    """One INT8 file of the table: calibration method, Q/DQ placement, float part, --exclude auto."""
+
+    method: str
+    placement: str = "trt"
+    float_precision: str = "fp16"
+    auto: bool = False
+
+    def label(self) -> str:
+        text = f"INT8 {self.method}" + (" + exclude auto" if self.auto else "")
+        extra = [self.placement] if self.placement != "trt" else []
+        extra += (
+            [f"{self.float_precision.upper()} float part"] if self.float_precision != "fp16" else []
+        )
+        return text + (", " + ", ".join(extra) if extra else "")
+
+    def stem(self) -> str:
+        return (
+            f"digits.int8-{self.method}{'-auto' if self.auto else ''}-{self.placement}"
+            f"-{self.float_precision}"
+        )
+
+
+#: The table's rows: every method with the defaults (trt placement, FP16 float part), and the
+#: default method with each other placement x float part, as the README's digits table.
+DEFAULT_VARIANTS = (
+    *(Int8Variant(m) for m in METHODS),
+    Int8Variant("percentile", "trt", "fp32"),
+    Int8Variant("percentile", "conservative", "fp16"),
+    Int8Variant("percentile", "conservative", "fp32"),
+)
 
 
 def _predict(path: str | Path, x: np.ndarray, batch: int = 256) -> np.ndarray:
@@ -258,22 +294,22 @@ def evaluate_precisions(
     *,
     model: str = DEFAULT_MODEL,
     image_size: int | None = None,
-    methods: Sequence[str] = METHODS,
+    variants: Sequence[Int8Variant] = DEFAULT_VARIANTS,
     num_images: int = 512,
     calibration_key: str = "x_train",
-    auto_exclude: Sequence[str] = AUTO_EXCLUDE_METHODS,
-    fp16_float: Sequence[str] = ("percentile",),
     progress: Callable[[str], None] | None = None,
 ) -> list[PrecisionRow]:
-    """Export FP32, convert to FP16, calibrate INT8 per method; test accuracy and agreement.
+    """Export FP32, convert to FP16, calibrate each INT8 variant; test accuracy, agreement, and
+    the paired comparison with FP32 (changed predictions, exact McNemar p, 95 % interval).
 
-    Each method in ``auto_exclude`` gets a second INT8 row, ``"INT8 <method> + exclude auto"``:
-    calibrated the same way, with the most sensitive groups kept in FP32 until top-1 agreement
-    with FP32 on calibration images reaches ``AUTO_TARGET_AGREEMENT`` (``--exclude auto``).
+    A variant with ``auto`` keeps the most sensitive groups in FP32 until top-1 agreement with
+    FP32 on calibration images reaches ``AUTO_TARGET_AGREEMENT`` (``--exclude auto``).
     """
     from calibration.quantize import cache_path_for
-    from deploy_ran.checks import RunnerChecks
+    from deploy_ran.compare.paired import compare_paired
+    from deploy_ran.compare.runner_checks import RunnerChecks
     from deploy_ran.convert import CalibrationConfig, ExportConfig, convert
+    from exporters.coverage import int8_coverage
 
     say = progress or (lambda _m: None)
     workdir = Path(workdir)
@@ -308,20 +344,22 @@ def evaluate_precisions(
     )
 
     def row(label: str, path: Path, seconds: float, kept: Sequence[str] = ()) -> PrecisionRow:
+        import onnx
+
         pred = _predict(path, x_test).argmax(1)
         accuracy, agree = float((pred == y_test).mean()), float((pred == ref).mean())
-        return PrecisionRow(label, str(path), accuracy, agree, seconds, list(kept))
+        paired = compare_paired(ref, pred, y_test).as_dict()
+        coverage = int8_coverage(onnx.load(str(path))).as_dict() if "INT8" in label else None
+        return PrecisionRow(
+            label, str(path), accuracy, agree, seconds, list(kept), paired, coverage
+        )
 
     say("convert FP16")
     t = time.perf_counter()
     fp16 = convert(fp32.path, "fp16", output=workdir / "digits.fp16.onnx", checks=checks)
     rows.append(row("FP16", fp16.path, time.perf_counter() - t))
-    variants = [(m, False, "fp32") for m in methods] + [(m, True, "fp32") for m in auto_exclude]
-    variants += [(m, False, "fp16") for m in fp16_float]
-    for method, auto, float_part in variants:
-        label = f"INT8 {method} + exclude auto" if auto else f"INT8 {method}"
-        label += ", FP16 float part" if float_part == "fp16" else ""
-        name = f"digits.int8-{method}{'-auto' if auto else ''}{'-fp16' if float_part == 'fp16' else ''}"
+    for variant in variants:
+        label, name = variant.label(), variant.stem()
         say(f"calibrate {label}")
         t = time.perf_counter()
         result = convert(
@@ -330,19 +368,22 @@ def evaluate_precisions(
             output=workdir / f"{name}.onnx",
             calibration=CalibrationConfig(
                 data=f"{npz_path}:{calibration_key}",
-                method=method,
+                method=variant.method,
                 num_images=num_images,
-                exclude=("auto",) if auto else (),
-                target_agreement=AUTO_TARGET_AGREEMENT if auto else None,
-                # The ranges do not depend on what is excluded: both variants share one cache.
-                cache_path=cache_path_for(workdir / f"digits.int8-{method}.onnx"),
-                eval_images=200 if auto else 64,
-                float_precision=float_part,
+                exclude=("auto",) if variant.auto else (),
+                target_agreement=AUTO_TARGET_AGREEMENT if variant.auto else None,
+                # The ranges depend on neither placement, float part nor exclusions: one cache
+                # per method serves every variant.
+                cache_path=cache_path_for(workdir / f"digits.int8-{variant.method}.onnx"),
+                eval_images=200 if variant.auto else 64,
+                float_precision=variant.float_precision,
+                placement=variant.placement,
                 require_pass=False,  # measured here, whatever verify's criteria say
             ),
             checks=checks,
         ).int8
         assert result is not None
+        auto = variant.auto
         kept = result.sensitivity.excluded if auto and result.sensitivity is not None else []
         rows.append(row(label, result.path, time.perf_counter() - t, kept))
     return rows
@@ -435,17 +476,29 @@ def evaluate_cmd(
         print(json.dumps([asdict(r) for r in rows], indent=2))
         return
     table = Table(title=f"{model} on digits (test split, ONNX Runtime CPU)", title_justify="left")
-    columns = ("precision", "accuracy", "Δ vs FP32 (points)", "top-1 agreement with FP32")
+    columns = (
+        "precision", "accuracy", "Δ vs FP32 (points)", "95 % interval", "changed", "McNemar p",
+        "INT8 / FP16 / FP32 MiB per image",
+    )  # fmt: skip
     for col in (*columns, "kept in FP32"):
         table.add_column(col, justify="left" if col in ("precision", "kept in FP32") else "right")
     base = rows[0].accuracy
     for r in rows:
+        p, cov = r.paired, r.coverage
         table.add_row(
             r.precision,
             f"{r.accuracy:.2%}",
             f"{(r.accuracy - base) * 100:+.2f}",
-            f"{r.agreement:.2%}",
-            ", ".join(r.kept_fp32) or ("nothing" if r.precision.endswith("auto") else ""),
+            f"{p['ci_low'] * 100:+.2f} … {p['ci_high'] * 100:+.2f}" if p else "",
+            f"{p['changed']} ({p['lost']} lost, {p['gained']} gained)" if p else "",
+            f"{p['p_value']:.3f}" if p else "",
+            " / ".join(
+                f"{cov['activation_bytes_per_image'][k] / 2**20:.2f}"
+                for k in ("int8", "fp16", "fp32")
+            )
+            if cov
+            else "",
+            ", ".join(r.kept_fp32) or ("nothing" if "auto" in r.precision else ""),
         )
     console.print(table)
 

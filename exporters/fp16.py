@@ -9,7 +9,7 @@ Runtime's maintained converter (``onnxruntime.transformers.float16``):
 * a keep-in-FP32 list of op types (:data:`DEFAULT_KEEP_FP32`, extended with ``keep_fp32``) for
   ops whose FP16 arithmetic overflows or loses too much, each wrapped in Casts;
 * the static-graph checks of the FP32 export (constant Resize sizes, static shapes) run again;
-* the caller's check (``deploy_ran.checks``: ONNX Runtime against eager FP32 PyTorch or the FP32
+* the caller's check (``deploy_ran.compare.runner_checks``: ONNX Runtime against eager FP32 PyTorch or the FP32
   file) runs on the written file before it is renamed into place.
 
 On the CPU, ONNX Runtime runs FP16 ops it has no FP16 kernel for in FP32 behind inserted casts,
@@ -64,7 +64,7 @@ class Fp16Result:
     seconds: float
     graph: GraphReport
     # What the caller's check returned (a comparison with the FP32 reference, see
-    # deploy_ran.checks), or None when the conversion was not checked.
+    # deploy_ran.compare.runner_checks), or None when the conversion was not checked.
     check: Any = None
     size_bytes: int = 0
     source_size_bytes: int = 0
@@ -225,7 +225,7 @@ def convert_to_fp16(
 
     ``keep_fp32`` adds op types to :data:`DEFAULT_KEEP_FP32` (see :func:`keep_fp32_ops`);
     ``keep_fp32_nodes`` names single nodes to leave in FP32. ``check(written_file)`` runs on the
-    complete file under its temporary name before it is renamed into place (``deploy_ran.checks``
+    complete file under its temporary name before it is renamed into place (``deploy_ran.compare.runner_checks``
     compares it with the FP32 reference); whatever it raises aborts the conversion and nothing is
     written.
     """

@@ -1,4 +1,5 @@
-"""Read an ONNX file and describe it: I/O, opset, op histogram, Resize nodes, metadata.
+"""Read an ONNX file and describe it: I/O, opset, op histogram, Resize nodes, metadata, and the
+INT8 coverage (activation bytes per image by precision, :mod:`exporters.coverage`).
 
 Works on any ONNX file, not only the toolkit's; the static-graph checks run too, so ``inspect``
 tells whether a file keeps the promises ``export`` makes.
@@ -15,6 +16,7 @@ import numpy as np
 import onnx
 
 from deploy_ran.artifacts import get_metadata, load_onnx
+from exporters.coverage import Coverage, int8_coverage
 from exporters.graph_checks import GraphReport, check_graph
 
 _DTYPES = {v: k.lower() for k, v in onnx.TensorProto.DataType.items()}
@@ -40,9 +42,12 @@ class OnnxDescription:
     graph: GraphReport
     metadata: dict[str, str]
     static_batch: bool
+    #: Activation bytes per image by precision etc. (exporters.coverage); None if not computable.
+    coverage: Coverage | None = None
 
     def as_dict(self) -> dict[str, Any]:
         out = asdict(self)
+        out["coverage"] = self.coverage.as_dict() if self.coverage is not None else None
         out["graph"] = {
             "ok": self.graph.ok,
             "problems": self.graph.problems,
@@ -105,6 +110,10 @@ def inspect_onnx(path: str | Path) -> OnnxDescription:
         ops = Counter(n.op_type for n in model.graph.node)
         report = GraphReport([], [], ops.get("Shape", 0), ops, [f"shape inference failed: {exc}"])
     params = count_parameters(model)
+    try:
+        coverage = int8_coverage(model)
+    except Exception:  # noqa: BLE001 - a graph shape inference rejects has no coverage to show
+        coverage = None
     return OnnxDescription(
         path=str(path),
         size_bytes=path.stat().st_size,
@@ -117,4 +126,5 @@ def inspect_onnx(path: str | Path) -> OnnxDescription:
         graph=report,
         metadata=get_metadata(model),
         static_batch=static_batch,
+        coverage=coverage,
     )

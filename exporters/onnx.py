@@ -53,7 +53,7 @@ class ExportResult:
     seconds: float
     graph: GraphReport
     # What the caller's check returned (a comparison of eager PyTorch with this file, see
-    # deploy_ran.checks), or None when the export was not checked.
+    # deploy_ran.compare.runner_checks), or None when the export was not checked.
     check: Any = None
     simplified: bool = True
     nodes_before_simplify: int = 0
@@ -111,8 +111,18 @@ def torch_to_onnx(
 
 
 def simplify(model: onnx.ModelProto) -> onnx.ModelProto:
-    """onnxslim: constant folding, dead-node removal and fusions ONNX Runtime/TensorRT like."""
-    import onnxslim
+    """onnxslim: constant folding, dead-node removal and fusions ONNX Runtime/TensorRT like.
+    Without onnxslim installed (a bare GPU host) this is a clear error naming the way round it,
+    not a ModuleNotFoundError from deep inside the export."""
+    try:
+        import onnxslim
+    except ImportError:
+        raise ExportError(
+            "onnxslim is not installed, and export simplifies the graph with it.",
+            hint="pip install onnxslim (a dependency of deploy-ran), or export without "
+            "simplification (simplify=False).",
+            param="simplify",
+        ) from None
 
     with _quiet():
         return onnxslim.slim(model)
@@ -282,7 +292,7 @@ def export_onnx(
     """Export a registered model to a checked FP32 ONNX file (default ``NAME.onnx``).
 
     ``check(eager_model, written_file)`` runs on the complete file under its temporary name, before
-    it is renamed into place (:class:`deploy_ran.checks.RunnerChecks` compares eager PyTorch with
+    it is renamed into place (:class:`deploy_ran.compare.runner_checks.RunnerChecks` compares eager PyTorch with
     ONNX Runtime); whatever it raises aborts the export. Raises :class:`ExportError` (graph
     checks) or another :class:`DeployRanError` for bad input; in every case nothing is written.
     """

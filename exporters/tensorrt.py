@@ -25,6 +25,7 @@ import deploy_ran
 from deploy_ran.artifacts import ArtifactInfo, get_metadata, load_onnx, precision_of
 from deploy_ran.errors import DeployRanError
 from deploy_ran.fileio import atomic_path, check_writable, sha256_file
+from deploy_ran.onnx_graph import graph_inputs
 from deploy_ran.trt_compat import (
     SIDECAR_FORMAT,
     SIDECAR_VERSION,
@@ -88,8 +89,7 @@ class OnnxInput:
 
 def onnx_input(model: onnx.ModelProto) -> OnnxInput:
     """The single image input of a deploy-ran ONNX file."""
-    initializers = {i.name for i in model.graph.initializer}
-    inputs = [i for i in model.graph.input if i.name not in initializers]
+    inputs = graph_inputs(model)
     if len(inputs) != 1:
         raise DeployRanError(
             f"The ONNX file has {len(inputs)} inputs; deploy-ran builds engines for one image input.",

@@ -32,7 +32,7 @@ def small_size(name: str) -> int:
 def export_cache(tmp_path_factory):
     """``export(name, **kwargs)`` → ExportResult, checked against eager PyTorch (``result.check``),
     memoised for the whole session. ``check=False`` skips the comparison."""
-    from deploy_ran.checks import RunnerChecks
+    from deploy_ran.compare.runner_checks import RunnerChecks
     from exporters.onnx import export_onnx
 
     cache: dict[tuple, object] = {}

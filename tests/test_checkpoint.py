@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 import torch
 
+from deploy_ran.compare.metrics import relative_l2
 from deploy_ran.errors import CheckpointError
-from deploy_ran.metrics import relative_l2
 from deploy_ran.models import create_model
 from tests.port_weights import seeded_input, seeded_state_dict
 

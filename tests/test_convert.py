@@ -9,7 +9,7 @@ import onnx
 import pytest
 
 from deploy_ran.artifacts import precision_of
-from deploy_ran.checks import RunnerChecks
+from deploy_ran.compare.runner_checks import RunnerChecks
 from deploy_ran.convert import (
     CalibrationConfig,
     ExportConfig,
@@ -94,15 +94,21 @@ def test_int8_without_checks_is_written_unchecked_and_auto_refused(fp32_file, tm
     assert not (tmp_path / "v.onnx").exists()
 
 
-def test_model_name_to_fp16_writes_both_files_and_refuses_an_unnamed_existing_one(tmp_path):
+def test_model_name_to_fp16_writes_both_files_and_reuses_only_a_matching_fp32(tmp_path):
     out = tmp_path / "n.fp16.onnx"
     r = convert(MODEL, "fp16", output=out, export=ExportConfig(image_size=SIZE), checks=RunnerChecks())
     assert r.steps[0].startswith("exported") and (tmp_path / "n.onnx").exists()
     assert r.fp16.check.passed and r.export.check.passed
-    # The FP32 file beside it was not named: a second run must not replace it silently.
+    # The FP32 file beside it was not named: the same request reuses it, unchanged ...
     before = (tmp_path / "n.onnx").read_bytes()
-    with pytest.raises(DeployRanError, match="not named"):
-        convert(MODEL, "fp16", output=out, export=ExportConfig(image_size=SIZE))
+    again = convert(MODEL, "fp16", output=out, export=ExportConfig(image_size=SIZE))
+    assert again.export is None and "metadata matches" in again.steps[0]
+    assert (tmp_path / "n.onnx").read_bytes() == before
+    # ... and a different one is refused, saying how the file differs, and leaves it alone.
+    other = ExportConfig(image_size=SIZE, static_batch=True, batch=2)
+    with pytest.raises(DeployRanError, match=r"batch: dynamic vs static 2") as err:
+        convert(MODEL, "fp16", output=out, export=other)
+    assert "existing vs requested" in str(err.value)
     assert (tmp_path / "n.onnx").read_bytes() == before
 
 

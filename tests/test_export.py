@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from deploy_ran.artifacts import read_artifact_info
-from deploy_ran.checks import RunnerChecks
+from deploy_ran.compare.runner_checks import RunnerChecks
 from deploy_ran.errors import DeployRanError
 from deploy_ran.models import create_model, get_spec, list_models
 from exporters.graph_checks import check_graph

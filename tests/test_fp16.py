@@ -9,7 +9,7 @@ from typer.testing import CliRunner
 
 from cli import app
 from deploy_ran.artifacts import read_artifact_info
-from deploy_ran.checks import RunnerChecks
+from deploy_ran.compare.runner_checks import RunnerChecks
 from deploy_ran.errors import DeployRanError, OnnxFileError, ParityError
 from deploy_ran.models import create_model
 from exporters.fp16 import DEFAULT_KEEP_FP32, convert_to_fp16

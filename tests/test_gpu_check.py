@@ -1,4 +1,4 @@
-"""scripts/gpu_check.sh on a host without a GPU (a clean skip with the reason) and its report
+"""scripts/gpu_check.sh on a host without a GPU (exit 10 with the reason) and its report
 script on a fixture result (the GPU half cannot run here)."""
 
 from __future__ import annotations
@@ -22,23 +22,20 @@ def _report_module():
     return module
 
 
-def test_gpu_check_skips_without_a_gpu(tmp_path):
-    env = {
-        **os.environ,
-        "PYTHON": sys.executable,
-        "OUT": str(tmp_path / "out"),
-        "CUDA_VISIBLE_DEVICES": "",
-    }
+def test_gpu_check_says_no_gpu_without_one(tmp_path):
+    """No GPU is its own exit code (10) and message, never a SKIPPED with exit 0."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "CUDA_VISIBLE_DEVICES": ""}
     result = subprocess.run(
-        ["bash", str(ROOT / "scripts" / "gpu_check.sh")],
+        ["bash", str(ROOT / "scripts" / "gpu_check.sh"), "--out", str(tmp_path / "out"),
+         "--work", str(tmp_path / "work"), "--python", sys.executable],
         env=env,
         capture_output=True,
         text=True,
         timeout=120,
-    )
-    assert result.returncode == 0, result.stderr
-    assert "SKIPPED" in result.stderr and "no CUDA GPU" in result.stderr
-    assert not (tmp_path / "out").exists()  # nothing was started
+    )  # fmt: skip
+    assert result.returncode == 10, result.stderr
+    assert "no CUDA GPU" in result.stderr and "SKIPPED" not in result.stderr
+    assert not (tmp_path / "work" / "ran92.onnx").exists()  # nothing was started
 
 
 def test_report_from_a_fixture(tmp_path, capsys):

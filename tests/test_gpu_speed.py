@@ -23,7 +23,8 @@ from deploy_ran.bench.loader import decode_full, decode_reduced, loader_benchmar
 from deploy_ran.bench.report import csv_row
 from deploy_ran.bench.run import add_speedups
 from deploy_ran.errors import DeployRanError
-from deploy_ran.infer import LOADER_BOUND_WAIT, StackCollate, bound_by, prefetch
+from deploy_ran.infer.dataset import StackCollate, prefetch
+from deploy_ran.infer.result import LOADER_BOUND_WAIT, bound_by
 from deploy_ran.runners.base import RunnerError
 from deploy_ran.runners.ort_runner import CUDA_PROVIDER_DEFAULTS, cuda_provider_options
 from deploy_ran.runners.torch_runner import (
@@ -331,8 +332,10 @@ def test_cuda_provider_options_per_precision_and_overrides():
             "prefer_nhwc",
             "cudnn_conv_algo_search",
             "cudnn_conv_use_max_workspace",
+            "use_tf32",
         }
         assert opts == CUDA_PROVIDER_DEFAULTS[precision]
+        assert opts["use_tf32"] == "0"  # ORT's own default (on) would make FP32 rows TF32
     assert cuda_provider_options("fp16")["prefer_nhwc"] == "1"
     assert cuda_provider_options("fp32")["prefer_nhwc"] == "0"
     given = cuda_provider_options("fp16", {"prefer_nhwc": 0, "cudnn_conv_algo_search": "HEURISTIC"})
@@ -406,6 +409,7 @@ def test_ort_runner_passes_and_records_the_cuda_options(tmp_path, monkeypatch):
         "prefer_nhwc": "1",
         "cudnn_conv_algo_search": "HEURISTIC",
         "cudnn_conv_use_max_workspace": "1",
+        "use_tf32": "0",
     }
     assert recorded["layout"] == "NHWC (prefer_nhwc)"
 

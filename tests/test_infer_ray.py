@@ -30,7 +30,7 @@ cli = CliRunner()
 @pytest.fixture(scope="module")
 def local_ray():
     # Ray's servers listen on loopback only if its node IP stays 127.0.0.1, which needs this at
-    # ray's first import (see deploy_ran.infer_ray.LOOPBACK_ONLY_ENV).
+    # ray's first import (see deploy_ran.infer.ray_session.LOOPBACK_ONLY_ENV).
     env = {"RAY_USAGE_STATS_ENABLED": "0", "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0"}
     saved = {k: os.environ.get(k) for k in env}
     os.environ.update(env)
@@ -174,7 +174,7 @@ def test_ray_resumes_with_the_predictions_of_local_infer(
 
 
 def test_ray_refuses_bad_requests(local_ray, cifar_checkpoint, many_images, tmp_path):
-    from deploy_ran.infer_ray import run_inference_ray
+    from deploy_ran.infer.ray import run_inference_ray
 
     out = tmp_path / "x.jsonl"
     model = _model(cifar_checkpoint)
@@ -238,7 +238,7 @@ def test_ray_writes_the_bytes_of_local_infer_for_odd_names_and_bad_logits(
     local_ray, cifar_onnx, tmp_path
 ):
     """Names that are not UTF-8 and non-finite logits: same file, same producer record."""
-    from deploy_ran.infer_ray import run_inference_ray
+    from deploy_ran.infer.ray import run_inference_ray
 
     folder = tmp_path / "imgs"
     folder.mkdir()
@@ -264,7 +264,7 @@ def test_ray_writes_the_bytes_of_local_infer_for_odd_names_and_bad_logits(
 
 def test_without_ray(monkeypatch, many_images):
     """Ray options need --ray; a missing Ray names the extra to install (no Ray started)."""
-    from deploy_ran.infer_ray import import_ray
+    from deploy_ran.infer.ray_session import import_ray
 
     ray_only = cli.invoke(
         app, ["infer", "ran56_cifar", "--images", str(many_images), "--address", "auto"]

@@ -17,7 +17,8 @@ from PIL import Image
 
 from deploy_ran.errors import DeployRanError
 from deploy_ran.fileio import DiskFullError, OutputLockedError, exclusive_lock, owner_tag
-from deploy_ran.infer import InferenceError, _OutputWriter, producer_path, run_inference
+from deploy_ran.infer import InferenceError, producer_path, run_inference
+from deploy_ran.infer.writer import OutputWriter
 from deploy_ran.runners import load_runner
 
 
@@ -327,7 +328,7 @@ def test_a_model_that_fails_at_run_time_is_a_clear_error_and_leaves_no_file(
 
 def _full_disk_after(monkeypatch, writes: int) -> None:
     """Make the output's file object fail with ENOSPC after ``writes`` successful writes."""
-    original = _OutputWriter._open
+    original = OutputWriter._open
 
     class Full:
         def __init__(self, fh):
@@ -343,7 +344,7 @@ def _full_disk_after(monkeypatch, writes: int) -> None:
         def __getattr__(self, name):
             return getattr(self.fh, name)
 
-    monkeypatch.setattr(_OutputWriter, "_open", lambda self: Full(original(self)))
+    monkeypatch.setattr(OutputWriter, "_open", lambda self: Full(original(self)))
 
 
 def test_disk_full_is_a_clear_error_and_the_run_can_be_resumed(

@@ -8,7 +8,7 @@ import pytest
 
 from calibration.quantize import quantize_int8
 from deploy_ran.artifacts import precision_of, read_artifact_info
-from deploy_ran.checks import RunnerChecks
+from deploy_ran.compare.runner_checks import RunnerChecks
 from deploy_ran.errors import AccuracyError, DeployRanError
 from deploy_ran.runners.ort_runner import OrtRunner
 from deploy_ran.runners.reference_runner import ReferenceRunner

@@ -5,8 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from deploy_ran.comparator import compare
-from deploy_ran.comparison import compare_outputs, criteria_for, output_kind
+from deploy_ran.compare.criteria import criteria_for
+from deploy_ran.compare.judge import compare_outputs
+from deploy_ran.compare.kinds import output_kind
+from deploy_ran.compare.run import compare
 from deploy_ran.runners.base import BaseRunner, TensorSpec
 
 

@@ -7,8 +7,9 @@ import onnx
 import pytest
 import torch
 
-from deploy_ran.checks import RunnerChecks
-from deploy_ran.comparison import compare_outputs, criteria_for
+from deploy_ran.compare.criteria import criteria_for
+from deploy_ran.compare.judge import compare_outputs
+from deploy_ran.compare.runner_checks import RunnerChecks
 from deploy_ran.errors import ParityError
 from deploy_ran.runners.ort_runner import QDQ_ARITHMETIC, OrtRunner
 from deploy_ran.runners.reference_runner import ReferenceRunner, evaluable_copy

@@ -18,7 +18,7 @@ from calibration.ranges import CalibrationError, MethodConfig, cache_key, check_
 from calibration.sensitivity import AutoStep, GroupSensitivity, SensitivityReport, auto_exclude
 from cli import app
 from deploy_ran.artifacts import read_artifact_info
-from deploy_ran.checks import RunnerChecks
+from deploy_ran.compare.runner_checks import RunnerChecks
 from deploy_ran.errors import DeployRanError, OnnxFileError
 from exporters.graph_checks import check_graph
 

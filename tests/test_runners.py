@@ -7,8 +7,8 @@ import onnx
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
+from deploy_ran.compare.metrics import compare
 from deploy_ran.errors import DeployRanError, OnnxFileError, UnknownModelError
-from deploy_ran.metrics import compare
 from deploy_ran.runners import (
     BackendUnavailableError,
     InputSpecError,

@@ -24,10 +24,12 @@ from onnx import TensorProto, helper, numpy_helper
 
 pytest.importorskip("tritonclient.grpc", reason="the triton extra (tritonclient) is not installed")
 
+from deploy_ran.compare.metrics import compare  # noqa: E402
 from deploy_ran.errors import DeployRanError  # noqa: E402
-from deploy_ran.metrics import compare  # noqa: E402
-from deploy_ran.runners import load_runner  # noqa: E402
-from deploy_ran.runners.loader import backend_for  # noqa: E402
+from deploy_ran.runners import (
+    backend_for,  # noqa: E402
+    load_runner,  # noqa: E402
+)
 from deploy_ran.runners.triton_runner import TritonRunner, parse_target  # noqa: E402
 from deploy_ran.trt_compat import SIDECAR_FORMAT  # noqa: E402
 from exporters.triton import RepoOptions, TritonRepoError, parse, write_repository  # noqa: E402
@@ -127,7 +129,13 @@ def tiny_onnx(
     return path
 
 
-def fake_plan(tmp_path: Path, *, sidecar: bool = True, source: Path | None = None) -> Path:
+def fake_plan(
+    tmp_path: Path,
+    *,
+    sidecar: bool = True,
+    source: Path | None = None,
+    profile: tuple[int, int, int] = (1, 8, 16),
+) -> Path:
     """Plan bytes are opaque to the writer: a sidecar (and its source ONNX) describe them."""
     plan = tmp_path / "tiny.int8.plan"
     plan.write_bytes(b"not a real engine: the writer copies it, Triton would load it")
@@ -145,7 +153,7 @@ def fake_plan(tmp_path: Path, *, sidecar: bool = True, source: Path | None = Non
                 "name": "input",
                 "dtype": "float32",
                 "shape": [-1, 3, 8, 8],
-                "profile": {"min": [1, 3, 8, 8], "opt": [8, 3, 8, 8], "max": [16, 3, 8, 8]},
+                "profile": {k: [b, 3, 8, 8] for k, b in zip(("min", "opt", "max"), profile)},
             },
             "source_onnx": {
                 "path": str(source) if source else "gone.onnx",
@@ -223,7 +231,17 @@ def test_int8_onnx_with_tensorrt_accelerator_sets_int8_precision_mode(tmp_path):
     cfg = read_config(tmp_path / "repo", "tiny_int8")
     (accel,) = cfg.optimization.execution_accelerators.gpu_execution_accelerator
     assert accel.name == "tensorrt"
-    assert dict(accel.parameters) == {"precision_mode": "INT8"}  # no calibration table
+    params = dict(accel.parameters)
+    assert params["precision_mode"] == "INT8"
+    assert not any("calibration" in k for k in params)  # the Q/DQ nodes carry the scales
+    # An engine cache (no rebuild per restart) and one profile over the whole batch range.
+    assert params["trt_engine_cache_enable"] == "1"
+    assert params["trt_engine_cache_path"] == params["trt_timing_cache_path"]
+    assert params["trt_engine_cache_path"].endswith("/tiny_int8")
+    assert params["trt_profile_min_shapes"] == "input:1x3x8x8"
+    assert params["trt_profile_opt_shapes"] == "input:8x3x8x8"
+    assert params["trt_profile_max_shapes"] == f"input:{cfg.max_batch_size}x3x8x8"
+    assert int(params["max_workspace_size_bytes"]) == 1024 * 1024 * 1024
     assert cfg.instance_group[0].kind == 1  # KIND_GPU
     plain = tiny_onnx(tmp_path / "plain.onnx")
     write_repository([plain], tmp_path / "repo", RepoOptions())
@@ -320,7 +338,7 @@ def test_triton_targets_parse_and_dispatch():
     for bad in ("triton://host:8000/", "triton://host:8000/a/b", "triton://h/m?protocol=grpc"):
         with pytest.raises(DeployRanError):
             parse_target(bad)
-    with pytest.raises(DeployRanError, match="--provider"):
+    with pytest.raises(DeployRanError, match="providers"):
         load_runner("triton://127.0.0.1:9/m", providers="cpu")
 
 

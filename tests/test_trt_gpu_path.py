@@ -58,6 +58,9 @@ class FakeStream:
     def synchronize(self) -> None:
         pass
 
+    def wait_stream(self, other) -> None:
+        FAKE.waits.append((self, other))
+
 
 class FakeCuda:
     """State of the fake CUDA device: current stream, captures, replays, record_stream calls."""
@@ -71,6 +74,8 @@ class FakeCuda:
         self.replay_streams: list = []
         self.recorded: list = []
         self.set_device_calls: list[int] = []
+        self.capture_modes: list[str] = []
+        self.waits: list[tuple] = []  # (waiting stream, stream waited for)
 
 
 class FakeGraph:
@@ -123,7 +128,8 @@ def fake_cuda(monkeypatch, request):
             cuda.current = before
 
     @contextlib.contextmanager
-    def graph(g, stream=None, **kw):
+    def graph(g, stream=None, pool=None, capture_error_mode="global"):
+        cuda.capture_modes.append(capture_error_mode)
         before, cuda.current = cuda.current, stream
         cuda.capturing, cuda.captured_on = g, stream.cuda_stream
         cuda.captures.append(stream)
@@ -149,6 +155,7 @@ def fake_cuda(monkeypatch, request):
     monkeypatch.setattr(torch.cuda, "set_device", set_device)
     monkeypatch.setattr(torch.cuda, "Stream", FakeStream)
     monkeypatch.setattr(torch.cuda, "stream", stream)
+    monkeypatch.setattr(torch.cuda, "current_stream", lambda device=None: cuda.current)
     monkeypatch.setattr(torch.cuda, "graph", graph)
     monkeypatch.setattr(torch.cuda, "CUDAGraph", FakeGraph)
     monkeypatch.setattr(torch.cuda, "get_device_capability", lambda i=0: (9, 0))
@@ -165,8 +172,10 @@ def fake_cuda(monkeypatch, request):
 def test_cuda_device_index():
     assert cuda_device_index("cuda", current=3) == 3
     assert cuda_device_index("cuda:1") == 1
-    with pytest.raises(DeployRanError, match="not a CUDA device"):
+    with pytest.raises(DeployRanError, match="Unknown device 'cuda:x'"):
         cuda_device_index("cuda:x")
+    with pytest.raises(DeployRanError, match="not a CUDA device"):
+        cuda_device_index("cpu")
 
 
 def test_runner_on_plain_cuda_resolves_the_index(cifar_onnx, tmp_path, fake_cuda):
@@ -199,6 +208,18 @@ def test_cuda_graphs_replay_on_the_runner_stream_and_recapture(cifar_onnx, tmp_p
         np.testing.assert_allclose(out, _ort(cifar_onnx, x), rtol=1e-6, atol=1e-6)
     assert fake_cuda.replay_streams == [stream] * 3  # never the default stream
     assert fake_cuda.captures == [stream] * 3  # a shape change recaptures
+    # Thread-local capture, as trtexec: another thread's CUDA calls cannot break it.
+    assert fake_cuda.capture_modes == ["thread_local"] * 3
+
+
+def test_new_buffers_wait_for_the_stream_they_were_allocated_on(cifar_onnx, tmp_path, fake_cuda):
+    plan = tmp_path / "m.plan"
+    _build(cifar_onnx, plan)
+    with TrtRunner(plan, device="cuda:0") as runner:
+        for batch in (1, 2, 1):  # two sets of buffers; the third run reuses the first
+            runner.run(np.zeros((batch, 3, 32, 32), np.float32))
+        stream = runner._stream
+    assert fake_cuda.waits == [(stream, "default"), (stream, "default")]
 
 
 def test_failed_capture_is_an_error(cifar_onnx, tmp_path, fake_cuda):
@@ -329,6 +350,20 @@ def test_logger_drops_verbose_unless_verbose(monkeypatch):
         logger.log(trt.ILogger.Severity.ERROR, "bad")
     assert [m for _, m in quiet.messages] == ["bad"] and quiet.errors() == ["bad"]
     assert [m for _, m in loud.messages] == ["tactic 17", "bad"]
+
+
+def test_logger_keeps_only_the_newest_messages_and_counts_errors(monkeypatch):
+    trt = install(monkeypatch, V11)
+    logger = make_logger(trt, keep=3)
+    for i in range(5):
+        logger.log(trt.ILogger.Severity.WARNING, f"w{i}")
+    before = logger.error_count
+    for i in range(4):
+        logger.log(trt.ILogger.Severity.ERROR, f"e{i}")
+    assert [m for _, m in logger.messages] == ["e1", "e2", "e3"]  # bounded: a long run stays small
+    assert logger.errors() == ["e1", "e2", "e3"] and logger.error_count == 4
+    assert logger.errors_since(before) == ["e1", "e2", "e3"]  # e0 was dropped, the rest are new
+    assert logger.errors_since(logger.error_count) == []
 
 
 # ------------------------------------------------------------------ the stand-in itself

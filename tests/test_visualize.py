@@ -11,9 +11,9 @@ from typer.testing import CliRunner
 
 from cli import app
 from deploy_ran.artifacts import get_metadata, set_metadata
+from deploy_ran.compare.metrics import compare
 from deploy_ran.errors import DeployRanError, OnnxFileError, UnknownModelError
 from deploy_ran.images import ImageError, load_and_preprocess
-from deploy_ran.metrics import compare
 from deploy_ran.visualize import (
     attention_from_model,
     attention_from_onnx,

@@ -1,5 +1,5 @@
 """Where a benchmark's numbers go: JSON and CSV whose file name records the environment (CPU,
-GPU, library versions), and a PNG plot (throughput against batch size, latency percentiles).
+GPU, library versions), and a PNG plot (:mod:`deploy_ran.bench.plot`).
 
 Numbers measured on different machines are not comparable, so the default file name says where
 they were measured; every file is written atomically.
@@ -12,12 +12,12 @@ import io
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
+from deploy_ran.bench.plot import write_plot
 from deploy_ran.bench.result import BenchResult, BenchRow
 from deploy_ran.bench.timing import STAT_FIELDS
+from deploy_ran.device import describes_cuda
 from deploy_ran.environment import environment_tag
-from deploy_ran.fileio import atomic_path, atomic_write_text, check_writable, json_text
+from deploy_ran.fileio import atomic_write_text, check_writable, json_text
 
 DEFAULT_OUTPUT = Path("bench_results")
 CSV_FIELDS = (
@@ -40,6 +40,11 @@ CSV_FIELDS = (
     "layout",
     "mode",
     "compile_seconds",
+    "file_bytes",
+    "top1",
+    "top1_delta",
+    "top1_p",
+    "threads",
 )
 
 
@@ -68,6 +73,11 @@ def csv_row(row: BenchRow) -> dict[str, Any]:
         "layout": row.layout or "",
         "mode": row.mode or "",
         "compile_seconds": _fmt(row.compile_seconds),
+        "file_bytes": "" if row.file_bytes is None else row.file_bytes,
+        "top1": _fmt(row.top1),
+        "top1_delta": _fmt(row.top1_delta),
+        "top1_p": _fmt(row.top1_p),
+        "threads": row.runner.get("threads", "") if row.runner else "",
     }
     for s in STAT_FIELDS:
         out[f"{s}_ms"] = _fmt(getattr(row.latency, s) if row.latency else None)
@@ -76,7 +86,7 @@ def csv_row(row: BenchRow) -> dict[str, Any]:
 
 def default_stem(result: BenchResult) -> str:
     """``bench_MODEL_SIZEpx_DEVICE_<environment tag>``: the file name records the environment."""
-    device = "cuda" if result.device.startswith("cuda") else "cpu"
+    device = "cuda" if describes_cuda(result.device) else "cpu"
     return (
         f"bench_{result.model}_{result.image_size}px_{device}_{environment_tag(result.environment)}"
     )
@@ -116,59 +126,3 @@ def save_result(
         paths["png"] = png_path
     result.files = {k: str(v) for k, v in paths.items()}
     return paths
-
-
-def write_plot(result: BenchResult, path: str | Path) -> Path:
-    """PNG: throughput against batch size per backend, and latency percentiles per row."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    ran = [r for r in result.rows if r.status == "ran" and r.latency]
-    fig, (ax1, ax2) = plt.subplots(
-        1, 2, figsize=(13 + 0.6 * max(0, len(ran) - 6), 5.5), width_ratios=(1, 1.3)
-    )
-    labels = list(dict.fromkeys(r.label for r in ran))
-    for label in labels:
-        pts = sorted((r.batch_size, r.throughput) for r in ran if r.label == label)
-        ax1.plot([p[0] for p in pts], [p[1] for p in pts], marker="o", label=label)
-    ax1.set_xscale("log", base=2)
-    ax1.set_xticks(result.batch_sizes, [str(b) for b in result.batch_sizes])
-    ax1.minorticks_off()
-    ax1.set_xlabel("batch size")
-    ax1.set_ylabel("throughput (images/s)")
-    ax1.set_title("Throughput")
-    ax1.grid(True, alpha=0.3)
-    if labels:
-        ax1.legend(fontsize=8)
-    pcts = ("median", "p90", "p95", "p99")
-    width = 0.8 / len(pcts)
-    xs = np.arange(len(ran))
-    for i, pct in enumerate(pcts):
-        ax2.bar(xs + i * width, [getattr(r.latency, pct) for r in ran], width, label=pct)
-    ax2.set_xticks(xs + width * (len(pcts) - 1) / 2)
-    ax2.set_xticklabels(
-        [f"{r.label}\nbatch {r.batch_size}".replace(" · ", "\n") for r in ran],
-        fontsize=7,
-        rotation=30,
-        ha="right",
-    )
-    ax2.set_ylabel("latency (ms)")
-    ax2.set_title("Latency percentiles")
-    ax2.grid(True, axis="y", alpha=0.3)
-    if ran:
-        ax2.legend(fontsize=8)
-    env = result.environment
-    gpus = env.get("gpus") or ["no GPU"]
-    fig.suptitle(
-        f"{result.model} at {result.image_size}px on {result.device} · {env.get('cpu')} · "
-        f"{gpus[0]} · torch {env.get('torch')} · onnxruntime {env.get('onnxruntime')} · "
-        f"{result.threads} threads",
-        fontsize=9,
-    )
-    fig.tight_layout()
-    with atomic_path(path, suffix=".png") as tmp:
-        fig.savefig(tmp, format="png", dpi=110)
-    plt.close(fig)
-    return Path(path)

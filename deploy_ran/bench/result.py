@@ -6,7 +6,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from deploy_ran.bench.timing import MIN_ITERATIONS, LatencyStats
+from deploy_ran.bench.timing import CUDA_EVENTS, MIN_ITERATIONS, LatencyStats
+from deploy_ran.device import describes_cuda
 from deploy_ran.environment import environment_tag
 
 
@@ -34,6 +35,10 @@ class BenchRow:
     mode: str | None = None  # PyTorch: eager | compile
     compile_seconds: float | None = None  # compile mode: first run at this batch (untimed)
     runner: dict[str, Any] = field(default_factory=dict)
+    file_bytes: int | None = None  # size of the artifact (ONNX file, engine) this row ran
+    top1: float | None = None  # bench --data: top-1 on the labelled data (fraction)
+    top1_delta: float | None = None  # top1 - eager PyTorch FP32's top1 on the same images
+    top1_p: float | None = None  # exact McNemar p of that difference
 
     @property
     def speedup_vs_torch_fp32(self) -> float | None:
@@ -44,7 +49,7 @@ class BenchRow:
         """The timing method in a few words, e.g. ``host timer, copies included``."""
         if self.timer is None:
             return "-"
-        timer = "CUDA events" if self.timer.startswith("cuda") else "host timer"
+        timer = "CUDA events" if self.timer == CUDA_EVENTS else "host timer"
         copies = "copies included" if self.copies_included else "no copies"
         return f"{timer}, {copies}"
 
@@ -83,6 +88,14 @@ class BenchResult:
     files: dict[str, str] = field(default_factory=dict)  # kind ("json", "csv", "png") → path
     interleaved: bool = False
     loader: dict[str, Any] | None = None  # bench --loader: LoaderResult.as_dict() + feeding
+    machine: dict[str, Any] | None = None  # MachineReport.as_dict(): cores, load, threads
+    accuracy: dict[str, Any] | None = None  # bench --data: data, images, reference, per label
+    warnings: list[str] = field(default_factory=list)  # busy / oversubscribed machine
+
+    @property
+    def threads_per_backend(self) -> dict[str, Any]:
+        """Threads each row's backend reported using (``runner.describe()``), by label."""
+        return {r.label: r.runner.get("threads") for r in self.rows if r.runner}
 
     def row(self, backend: str, precision: str, batch_size: int) -> BenchRow | None:
         """The first row for a backend/precision/batch size (``None`` if absent)."""
@@ -125,7 +138,7 @@ class BenchResult:
             if self.interleaved
             else "batch size by batch size, each backend's runs back to back",
             "timer": "cuda events on the runner's stream"
-            if (self.device.startswith("cuda") and not self.copies_included)
+            if (describes_cuda(self.device) and not self.copies_included)
             else "host perf_counter (+ synchronize)",
             "throughput": "batch_size * runs / timed seconds",
             "speedup": "median latency of torch fp32 at the same batch size / row median",
@@ -150,5 +163,8 @@ class BenchResult:
             "baselines": self.baselines(),
             "rows": [r.as_dict() for r in self.rows],
             "notes": self.notes,
+            "warnings": self.warnings,
+            "machine": self.machine,
             **({"loader": self.loader} if self.loader is not None else {}),
+            **({"accuracy": self.accuracy} if self.accuracy is not None else {}),
         }

@@ -23,6 +23,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from deploy_ran.bench.machine import plan_threads
 from deploy_ran.bench.report import output_paths, save_result
 from deploy_ran.bench.result import BenchResult, BenchRow, is_torch_fp32_eager
 from deploy_ran.bench.settings import BenchSettings
@@ -33,11 +34,17 @@ from deploy_ran.bench.timing import (
     time_runner,
     warm_up,
 )
+from deploy_ran.device import Device, DeviceError, describes_cuda
 from deploy_ran.environment import collect_environment
 from deploy_ran.errors import DeployRanError
 from deploy_ran.fileio import temp_dir
-from deploy_ran.runners import BackendUnavailableError, BaseRunner, load_runner
-from deploy_ran.runners.loader import backend_for
+from deploy_ran.runners import (
+    BackendUnavailableError,
+    BaseRunner,
+    backend_for,
+    honoured_options,
+    load_runner,
+)
 
 Say = Callable[[str], None]
 
@@ -64,15 +71,19 @@ class _Config:
         return f"{self.backend}{precision}{self.suffix_hint}{self.suffix}"
 
 
-def run_benchmark(settings: BenchSettings, progress: Say | None = None) -> BenchResult:
+def run_benchmark(
+    settings: BenchSettings,
+    progress: Say | None = None,
+    row_done: Callable[[BenchRow], None] | None = None,
+) -> BenchResult:
     """Benchmark ``settings.model`` on each backend (see :mod:`deploy_ran.bench` for the method).
 
     Saves JSON/CSV (+ PNG) when ``settings.output`` is set (see
     :func:`deploy_ran.bench.report.save_result`). ``progress(message)`` is told what is being
-    done.
+    done; ``row_done(row)`` gets each row as soon as it is measured (a long run shows results
+    as they come, not only at the end).
     """
     from deploy_ran.models import get_spec
-    from deploy_ran.runners.ort_runner import default_threads
 
     say = progress or (lambda _m: None)
     started_at = datetime.now(timezone.utc).isoformat(timespec="seconds")
@@ -94,8 +105,14 @@ def run_benchmark(settings: BenchSettings, progress: Say | None = None) -> Bench
         output_paths(
             settings.output, "bench_check"
         )  # fail on an unwritable output before measuring
-    threads = settings.threads or default_threads()
+    machine = plan_threads(settings.threads, settings.on_gpu)
+    threads = machine.threads
     notes: list[str] = []
+    if machine.threads_from == "idle cores at start" and threads < machine.cores:
+        notes.append(
+            f"{threads} thread(s) per backend: the idle cores of {machine.cores} at the start "
+            f"(1-minute load {machine.load_before[0] if machine.load_before else '?'})"
+        )
 
     with contextlib.ExitStack() as stack:
         configs: list[_Config] = []
@@ -109,15 +126,22 @@ def run_benchmark(settings: BenchSettings, progress: Say | None = None) -> Bench
         rows: list[BenchRow] = []
         for batch in settings.batch_sizes:
             if settings.interleave:
-                rows.extend(_measure_interleaved(configs, batch, settings, say))
+                measured = _measure_interleaved(configs, batch, settings, say)
             else:
-                rows.extend(_measure_row(cfg, batch, settings, say) for cfg in configs)
+                measured = (_measure_row(cfg, batch, settings, say) for cfg in configs)
+            for row in measured:
+                rows.append(row)
+                if row_done is not None:
+                    row_done(row)
+        accuracy = _measure_accuracy(configs, settings, say) if settings.data else None
     add_speedups(rows)
+    add_accuracy(rows, accuracy)
+    machine.finish(_threads_used(rows), settings.on_gpu)
     loader = _measure_loader(settings.model, size, rows, say) if settings.loader else None
     result = BenchResult(
         model=settings.model,
         image_size=size,
-        device=settings.device,
+        device=settings.device or "cpu",
         batch_sizes=list(settings.batch_sizes),
         copies_included=settings.copies_included,
         cuda_graphs=settings.cuda_graphs,
@@ -131,6 +155,9 @@ def run_benchmark(settings: BenchSettings, progress: Say | None = None) -> Bench
         rows=rows,
         notes=notes,
         loader=loader,
+        machine=machine.as_dict(),
+        accuracy=accuracy,
+        warnings=machine.warnings,
     )
     if settings.output is not None:
         save_result(result, settings.output, plot=settings.plot)
@@ -194,7 +221,7 @@ def _torch_configs(settings: BenchSettings, size: int) -> list[_Config]:
     first); layouts that resolve to the same one for a precision are one row."""
     from deploy_ran.runners.torch_runner import default_channels_last
 
-    device_type = settings.device.split(":")[0]  # no CUDA check here: the runner's own says why
+    device_type = Device.parse(settings.device).kind  # no CUDA check: the runner's says why
     configs = []
     for precision in settings.torch_precisions:
         seen: set[bool] = set()
@@ -221,6 +248,7 @@ def _torch_configs(settings: BenchSettings, size: int) -> list[_Config]:
                             "options": settings.options,
                             # None keeps the runner's default (recorded as such in the row)
                             "channels_last": None if layout == "default" else channels_last,
+                            **({"allow_tf32": True} if settings.allow_tf32 else {}),
                             **({"mode": mode} if mode != "eager" else {}),
                         },
                         suffix_hint=(" channels_last" if channels_last else "")
@@ -250,7 +278,7 @@ def _ort_configs(
         else:
             folder = settings.workdir
             folder.mkdir(parents=True, exist_ok=True)
-        from deploy_ran.checks import RunnerChecks
+        from deploy_ran.compare.runner_checks import RunnerChecks
         from deploy_ran.convert import ExportConfig, convert
 
         say(f"exporting {model} to FP32 ONNX")
@@ -272,11 +300,13 @@ def _ort_configs(
             configs.append(
                 _Config("ort", "", "fp32", None, error=("failed", f"export: {exc.message}"))
             )
-    cuda = (
+    cuda: dict[str, Any] = (
         {"provider_options": {"CUDAExecutionProvider": dict(settings.ort_cuda_options)}}
         if settings.ort_cuda_options
         else {}
     )
+    if settings.allow_tf32:
+        cuda["allow_tf32"] = True
     for p in onnx_files:
         configs.append(
             _Config("ort", str(p), metas.get(p, {}).get("precision", "fp32"), str(p), dict(cuda))
@@ -310,16 +340,14 @@ def _load_runners(
             continue
         say(f"loading {cfg.label}")
         try:
-            cfg.runner = load_runner(
-                cfg.target,
-                device=settings.device,
-                threads=threads,
-                cuda_graph=settings.cuda_graphs,
-                **cfg.kwargs,
+            # The shared settings go to the backends that honour them (an engine has no threads).
+            shared = honoured_options(
+                cfg.target, threads=threads, cuda_graph=settings.cuda_graphs
             )
+            cfg.runner = load_runner(cfg.target, device=settings.device, **shared, **cfg.kwargs)
             cfg.precision = cfg.runner.precision
             stack.callback(cfg.runner.close)
-        except BackendUnavailableError as exc:
+        except (BackendUnavailableError, DeviceError) as exc:  # no GPU, or an engine on a CPU
             cfg.error = ("skipped", exc.message)
         except Exception as exc:  # any backend failure is a row, not a crash
             cfg.error = ("failed", _reason(exc))
@@ -354,6 +382,7 @@ def _new_row(cfg: _Config, batch: int, device: str) -> BenchRow:
         layout=described.get("layout"),
         mode=described.get("mode") or cfg.kwargs.get("mode") or None,
         runner=described,
+        file_bytes=_file_bytes(cfg.artifact),
     )
     if cfg.error is not None:
         row.status, row.reason = cfg.error
@@ -367,11 +396,11 @@ def _finish_row(row: BenchRow, samples: list[float], timer: str, copies: bool) -
     row.latency = LatencyStats.from_samples(samples)
     row.throughput = row.batch_size * len(samples) / (sum(samples) / 1e3)
     row.timer = timer
-    row.copies_included = copies or not row.device.startswith("cuda")
+    row.copies_included = copies or not describes_cuda(row.device)
 
 
 def _measure_row(cfg: _Config, batch: int, settings: BenchSettings, say: Say) -> BenchRow:
-    row = _new_row(cfg, batch, settings.device)
+    row = _new_row(cfg, batch, settings.device or "cpu")
     if row.status != "ran":
         return row
     assert cfg.runner is not None
@@ -412,7 +441,7 @@ def _measure_interleaved(
     (OpenMP, ONNX Runtime) and slows the next backend, so absolute latencies come out higher than
     in back-to-back runs on a quiet machine; the ratios are what interleaving protects.
     """
-    rows = [_new_row(cfg, batch, settings.device) for cfg in configs]
+    rows = [_new_row(cfg, batch, settings.device or "cpu") for cfg in configs]
     active: list[tuple[BenchRow, Callable[[], float], str]] = []
     for cfg, row in zip(configs, rows):
         if row.status != "ran":
@@ -487,3 +516,53 @@ def _measure_loader(model: str, size: int, rows: list[BenchRow], say: Say) -> di
                 },
             }
     return {**result.as_dict(), "feeding": feeding}
+
+
+# ------------------------------------------------------------------------------- accuracy
+
+
+def _file_bytes(artifact: str | None) -> int | None:
+    try:
+        return Path(artifact).stat().st_size if artifact else None
+    except OSError:
+        return None
+
+
+def _threads_used(rows: list[BenchRow]) -> dict[str, Any]:
+    return {r.label: r.runner.get("threads") for r in rows if r.runner}
+
+
+def _measure_accuracy(configs: list[_Config], settings: BenchSettings, say: Say) -> dict[str, Any]:
+    """Top-1 of every built runner on ``settings.data`` (see :mod:`deploy_ran.bench.accuracy`)."""
+    from deploy_ran.bench.accuracy import measure_accuracy
+
+    runners = {c.label: c.runner for c in configs if c.runner is not None}
+    reference = next(
+        (
+            c.label
+            for c in configs
+            if c.runner is not None
+            and c.backend == "torch"
+            and c.runner.precision == "fp32"
+            and c.kwargs.get("mode", "eager") == "eager"
+        ),
+        None,
+    )
+    say(f"accuracy on {settings.data}")
+    per_label, summary = measure_accuracy(
+        runners, settings.data, labels=settings.labels, reference=reference,
+        max_images=settings.data_images,
+    )  # fmt: skip
+    return {**summary, "rows": per_label}
+
+
+def add_accuracy(rows: list[BenchRow], accuracy: dict[str, Any] | None) -> None:
+    """Copy each configuration's top-1 (and Δ against eager FP32) onto its rows."""
+    if not accuracy:
+        return
+    for r in rows:
+        entry = accuracy["rows"].get(r.label)
+        if entry is not None:
+            r.top1 = entry["top1"]
+            r.top1_delta = entry.get("top1_delta")
+            r.top1_p = entry.get("top1_p")

@@ -12,8 +12,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from deploy_ran.device import Device
 from deploy_ran.errors import DeployRanError
-from deploy_ran.runners import BACKENDS
+from deploy_ran.runners import list_backends
 
 
 @dataclass(frozen=True)
@@ -30,10 +31,10 @@ class BenchSettings:
     - ``batch_sizes``: measured in increasing order, duplicates dropped.
     - ``warmup``: seconds of untimed runs per row (at least 2 runs). ``duration``: timed seconds
       per row, unless ``iterations`` (timed runs per row) is given.
-    - ``device``: ``cpu`` or ``cuda[:N]``. ``copies``: on a GPU, include host↔device copies.
+    - ``device``: ``cpu`` or ``cuda[:N]``; ``None``: the CPU for PyTorch and ONNX Runtime rows, CUDA
+      for engine rows (an engine never runs on a CPU; ``device="cpu"`` skips its rows). ``copies``: on a GPU, include host↔device copies.
       ``cuda_graphs``: capture CUDA graphs where the backend can (GPU only).
     - ``interleave``: the backends of one batch size take turns run by run.
-    - ``threads``: CPU threads for every backend (``None``: all cores).
     - ``torch_precisions``: one PyTorch row per precision (``fp32``, ``fp16``, ``autocast``).
     - ``torch_modes``: PyTorch rows per precision: ``eager`` and/or ``compile`` (``torch.compile``,
       compiled during the warm-up, compile time reported apart in the row). The eager FP32 row
@@ -44,9 +45,17 @@ class BenchSettings:
       for a precision give one row. The first layout's eager FP32 row is the FP32 baseline.
     - ``ort_cuda_options``: ONNX Runtime CUDA provider options over the per-precision defaults
       (``prefer_nhwc``, ``cudnn_conv_algo_search``, ``cudnn_conv_use_max_workspace``).
+    - ``allow_tf32``: let FP32 convolutions run in TF32 on CUDA (ONNX Runtime's ``use_tf32``,
+      PyTorch's cuDNN flag); off by default so FP32 rows are FP32. Recorded per row (``tf32``).
     - ``loader``: also measure one ``infer`` loader worker's images/s on 12-megapixel JPEGs at
       this benchmark's image size (full and reduced-size decoding, see
       :mod:`deploy_ran.bench.loader`), reported beside the backends' images/s.
+    - ``data``: labelled images (a ``VAL/<class>/*`` folder, a ``path,label`` CSV/TSV, an
+      ``.npz``; see :mod:`deploy_ran.evaluate.data`) to measure each row's top-1 on, and its
+      difference from eager PyTorch FP32 (:mod:`deploy_ran.bench.accuracy`); ``labels``: class
+      names in index order; ``data_images``: only the first N samples.
+    - ``threads``: ``None`` gives every CPU backend the idle cores at the start
+      (:mod:`deploy_ran.bench.machine`).
     - ``output``: a folder (file names from the environment) or ``FILE.json``; ``None`` saves
       nothing. ``plot``: also write the PNG.
     """
@@ -58,7 +67,7 @@ class BenchSettings:
     warmup: float = 1.0
     duration: float | None = 5.0
     iterations: int | None = None
-    device: str = "cpu"
+    device: str | None = None
     copies: bool = True
     cuda_graphs: bool = False
     interleave: bool = False
@@ -67,6 +76,7 @@ class BenchSettings:
     torch_modes: tuple[str, ...] = ("eager",)
     torch_layouts: tuple[str, ...] = ("default",)
     ort_cuda_options: dict[str, str] | None = field(default=None, hash=False)
+    allow_tf32: bool = False
     loader: bool = False
     image_size: int | None = None
     checkpoint: Path | None = None
@@ -74,16 +84,29 @@ class BenchSettings:
     workdir: Path | None = None
     output: Path | None = None
     plot: bool = True
+    data: str | None = None
+    labels: Path | None = None
+    data_images: int | None = None
 
     def __post_init__(self) -> None:
         # Accept any sequence / str path from callers; store the normalised, typed form.
         set_ = object.__setattr__
+        if self.device is not None:  # checked once; kept as text for reports
+            set_(self, "device", str(Device.parse(self.device)))
         set_(self, "batch_sizes", _batch_sizes(self.batch_sizes))
         set_(self, "artifacts", tuple(Path(a) for a in self.artifacts))
         set_(self, "torch_precisions", tuple(self.torch_precisions))
         set_(self, "torch_modes", _torch_modes(self.torch_modes))
         set_(self, "torch_layouts", _torch_layouts(self.torch_layouts))
-        for name in ("checkpoint", "workdir", "output"):
+        if self.data is not None:
+            set_(self, "data", str(self.data))
+        if self.data is None and (self.labels is not None or self.data_images is not None):
+            raise DeployRanError(
+                "labels and data_images apply to the accuracy measured on data.",
+                hint="Give data (labelled images), or drop labels/data_images.",
+                param="data",
+            )
+        for name in ("checkpoint", "workdir", "output", "labels"):
             value = getattr(self, name)
             if value is not None:
                 set_(self, name, Path(value))
@@ -116,7 +139,7 @@ class BenchSettings:
 
     @property
     def on_gpu(self) -> bool:
-        return self.device.startswith("cuda")
+        return Device.parse(self.device).is_cuda  # None: the CPU (engines still run on CUDA)
 
     @property
     def copies_included(self) -> bool:
@@ -157,7 +180,7 @@ def _choices(
 
 
 def _backends(backends: Sequence[str]) -> tuple[str, ...]:
-    return _choices(backends, BACKENDS, "backend", "backends", "('torch', 'ort')")
+    return _choices(backends, list_backends(), "backend", "backends", "('torch', 'ort')")
 
 
 def _torch_modes(modes: Sequence[str]) -> tuple[str, ...]:

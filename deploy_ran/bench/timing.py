@@ -25,6 +25,9 @@ import numpy as np
 
 from deploy_ran.runners import BaseRunner
 
+#: The name of the CUDA-event timer, as rows and reports record it.
+CUDA_EVENTS = "cuda events"
+
 MIN_ITERATIONS = 5
 STAT_FIELDS = ("min", "mean", "median", "p90", "p95", "p99", "max", "std")
 
@@ -72,7 +75,7 @@ def run_timer(
     """A function that runs ``runner`` once at ``batch`` and returns the latency in ms, and the
     name of its timer (see the module docstring for which timer is used when)."""
     x = random_batch(runner, batch)
-    if copies or not runner.device.startswith("cuda"):
+    if copies or not runner.is_cuda:
 
         def once() -> float:
             t0 = time.perf_counter()
@@ -83,7 +86,7 @@ def run_timer(
         return once, "host perf_counter"
     from deploy_ran.runners.cuda_timing import cuda_event_timer
 
-    return cuda_event_timer(runner, runner.stage(x)), "cuda events"
+    return cuda_event_timer(runner, runner.stage(x)), CUDA_EVENTS
 
 
 def warm_up(once: Callable[[], float], seconds: float) -> int:

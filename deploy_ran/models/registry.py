@@ -97,7 +97,14 @@ def register_model(spec: ModelSpec) -> ModelSpec:
 
 
 def list_models(pattern: str = "*") -> list[str]:
-    """Registered model names matching a shell-style ``pattern``, sorted."""
+    """Registered model names matching a shell-style ``pattern``, sorted.
+
+    A pattern without wildcards is a substring, as a person searching means it: ``resnet`` finds
+    every ``abn_resnet*`` model (timm's ``list_models('*resnet*')``), ``ran56`` also finds
+    ``ran56_cifar``.
+    """
+    if not any(ch in pattern for ch in "*?["):
+        pattern = f"*{pattern}*"
     return sorted((n for n in _REGISTRY if fnmatch.fnmatchcase(n, pattern)), key=_natural_key)
 
 

@@ -5,9 +5,13 @@
 ...     print(runner.input_spec, runner.precision)
 ...     logits = runner.run(batch)["logits"]
 
-Backends import lazily: TensorRT and CUDA are only touched by the runners that need them.
+Each backend module registers itself (``register_backend`` at its bottom, see ``registry.py``);
+the import list below registers them all, as ``deploy_ran/models/__init__.py`` does for models.
+A new backend: write its module, register it there, add it to this list. TensorRT, CUDA and the
+Triton client stay optional: backend modules import them only when a runner is built.
 """
 
+# isort: off
 from deploy_ran.runners.base import (
     BackendUnavailableError,
     BaseRunner,
@@ -15,10 +19,33 @@ from deploy_ran.runners.base import (
     RunnerError,
     TensorSpec,
 )
-from deploy_ran.runners.loader import BACKENDS, backend_for, load_runner
+from deploy_ran.runners.registry import (
+    Backend,
+    backend_for,
+    backend_of,
+    get_backend,
+    honoured_options,
+    list_backends,
+    load_runner,
+    register_backend,
+    served_schemes,
+)
+
+# The registration list: one import per backend, in order of precedence (first match wins).
+from deploy_ran.runners import torch_runner  # noqa: F401
+from deploy_ran.runners import ort_runner  # noqa: F401
+from deploy_ran.runners import trt_runner  # noqa: F401
+from deploy_ran.runners import triton_runner  # noqa: F401
+# isort: on
+
+from deploy_ran.runners.ort_runner import OrtRunner  # noqa: E402
+from deploy_ran.runners.reference_runner import ReferenceRunner  # noqa: E402
+from deploy_ran.runners.torch_runner import TorchRunner  # noqa: E402
+from deploy_ran.runners.triton_runner import TritonRunner  # noqa: E402
+from deploy_ran.runners.trt_runner import TrtRunner  # noqa: E402
 
 __all__ = [
-    "BACKENDS",
+    "Backend",
     "BackendUnavailableError",
     "BaseRunner",
     "InputSpecError",
@@ -30,29 +57,11 @@ __all__ = [
     "TritonRunner",
     "TrtRunner",
     "backend_for",
+    "backend_of",
+    "get_backend",
+    "honoured_options",
+    "list_backends",
     "load_runner",
+    "register_backend",
+    "served_schemes",
 ]
-
-
-def __getattr__(name: str):
-    if name == "TorchRunner":
-        from deploy_ran.runners.torch_runner import TorchRunner
-
-        return TorchRunner
-    if name == "OrtRunner":
-        from deploy_ran.runners.ort_runner import OrtRunner
-
-        return OrtRunner
-    if name == "ReferenceRunner":
-        from deploy_ran.runners.reference_runner import ReferenceRunner
-
-        return ReferenceRunner
-    if name == "TrtRunner":
-        from deploy_ran.runners.trt_runner import TrtRunner
-
-        return TrtRunner
-    if name == "TritonRunner":
-        from deploy_ran.runners.triton_runner import TritonRunner
-
-        return TritonRunner
-    raise AttributeError(name)

@@ -34,7 +34,9 @@ from typing import Any
 
 import numpy as np
 
+from deploy_ran.device import Device, describes_cuda
 from deploy_ran.errors import DeployRanError
+from deploy_ran.onnx_graph import batch_to_run
 
 
 class RunnerError(DeployRanError):
@@ -123,7 +125,7 @@ class BaseRunner(abc.ABC):
         self,
         *,
         name: str,
-        device: str,
+        device: str | Device,
         precision: str,
         input_spec: list[TensorSpec],
         output_names: list[str],
@@ -132,7 +134,8 @@ class BaseRunner(abc.ABC):
         num_classes: int | None = None,
     ) -> None:
         self.name = name  # what the user gave: a model name or a file path
-        self.device = device
+        #: Where it runs, as text for reports (``cuda:0``); :attr:`is_cuda` asks the parsed form.
+        self.device = str(device)
         self.precision = precision
         self._input_spec = list(input_spec)
         self._output_names = list(output_names)
@@ -155,6 +158,15 @@ class BaseRunner(abc.ABC):
     def fixed_batch(self) -> int | None:
         """The only batch size this runner accepts, or ``None`` for a dynamic batch."""
         return self._input_spec[0].fixed_batch if self._input_spec else None
+
+    @property
+    def is_cuda(self) -> bool:
+        """Whether this runner's work runs on a GPU (its outputs live in device memory)."""
+        return describes_cuda(self.device)
+
+    def batch_for(self, requested: int | None) -> int | None:
+        """The batch to feed this runner: its static batch when it has one, else ``requested``."""
+        return batch_to_run(self.fixed_batch, requested)
 
     @property
     def label(self) -> str:
@@ -269,7 +281,7 @@ class BaseRunner(abc.ABC):
         ``on_batch(n)`` is called after each batch with the number of samples it held.
         """
         fixed = self.fixed_batch
-        size = fixed or batch_size or len(inputs)
+        size = batch_to_run(fixed, batch_size) or len(inputs)
         if fixed is not None and batch_size not in (None, fixed):
             raise RunnerError(
                 f"{self.name} has a static batch of {fixed}; cannot run batches of {batch_size}.",

@@ -35,7 +35,6 @@ choice is reported by :meth:`describe` (``qdq_arithmetic``).
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Any
 
@@ -43,18 +42,23 @@ import numpy as np
 import onnx
 
 from deploy_ran.artifacts import ArtifactInfo, get_metadata, load_onnx, precision_of
+from deploy_ran.device import Device
 from deploy_ran.runners.base import BackendUnavailableError, BaseRunner, RunnerError, TensorSpec
+from deploy_ran.runners.ort_providers import (  # noqa: F401 - re-exported: callers import them here
+    CUDA_PROVIDER_DEFAULTS,
+    CUDNN_CONV_ALGO_SEARCH,
+    DEFAULT_TRT_PROFILE,
+    GPU_PROVIDERS,
+    PROVIDER_NAMES,
+    cuda_provider_options,
+    default_threads,
+    default_trt_cache_dir,
+    resolve_providers,
+    tensorrt_provider_options,
+)
+from deploy_ran.runners.registry import register_backend
+from deploy_ran.target import Target
 
-PROVIDER_NAMES = {
-    "cpu": "CPUExecutionProvider",
-    "cuda": "CUDAExecutionProvider",
-    "tensorrt": "TensorrtExecutionProvider",
-    "trt": "TensorrtExecutionProvider",
-    "openvino": "OpenVINOExecutionProvider",
-    "dml": "DmlExecutionProvider",
-    "coreml": "CoreMLExecutionProvider",
-}
-GPU_PROVIDERS = {"CUDAExecutionProvider", "TensorrtExecutionProvider"}
 #: How an INT8 Q/DQ file is evaluated (see the module docstring).
 QDQ_ARITHMETIC = {
     "float": "fake-quantize in float (ONNX Runtime Q/DQ fusions off), as TensorRT computes Q/DQ",
@@ -74,183 +78,6 @@ _ORT_DTYPES = {
 }
 
 
-# CUDA provider options per artifact precision (ONNX Runtime's names and string values).
-# NONE of these have been measured by the toolkit yet (no GPU where they were written); what is
-# known, from one H200 (onnxruntime-gpu with CUDA 13, ran92 at 224 px): the FP16 ONNX on ORT CUDA
-# with ORT's defaults (EXHAUSTIVE search, max workspace on, NCHW kernels) ran 114 / 2,556 / 3,141
-# images/s at batch 1 / 32 / 128, below eager PyTorch FP16 channels_last (2,234 at 32, 5,512 at
-# 256), and NCHW FP16 convolutions were PyTorch's bottleneck on that GPU (456 vs 5,545 images/s).
-# Hence FP16 prefers the provider's NHWC kernels; FP32 and INT8 (Q/DQ runs dequantised, in float)
-# keep NCHW until a GPU measurement says otherwise. EXHAUSTIVE search and the largest workspace
-# are ORT's own defaults, written out so that the results record them; replace any entry with
-# the measurement that justifies it (`bench --device cuda` with `provider_options` variants).
-CUDA_PROVIDER_DEFAULTS: dict[str, dict[str, str]] = {
-    "fp32": {
-        "prefer_nhwc": "0",
-        "cudnn_conv_algo_search": "EXHAUSTIVE",
-        "cudnn_conv_use_max_workspace": "1",
-    },
-    "fp16": {
-        "prefer_nhwc": "1",
-        "cudnn_conv_algo_search": "EXHAUSTIVE",
-        "cudnn_conv_use_max_workspace": "1",
-    },
-    "int8": {
-        "prefer_nhwc": "0",
-        "cudnn_conv_algo_search": "EXHAUSTIVE",
-        "cudnn_conv_use_max_workspace": "1",
-    },
-}
-CUDNN_CONV_ALGO_SEARCH = ("EXHAUSTIVE", "HEURISTIC", "DEFAULT")
-
-
-def cuda_provider_options(precision: str, given: dict[str, Any] | None = None) -> dict[str, str]:
-    """The CUDA provider's conv options for an artifact of ``precision``: the defaults of
-    :data:`CUDA_PROVIDER_DEFAULTS` under ``given`` (the caller's own options win). Checks the
-    values the toolkit knows, so a typo fails here rather than deep in ONNX Runtime."""
-    options = dict(CUDA_PROVIDER_DEFAULTS.get(precision, CUDA_PROVIDER_DEFAULTS["fp32"]))
-    options.update({k: str(v) for k, v in (given or {}).items()})
-    search = options["cudnn_conv_algo_search"]
-    if search not in CUDNN_CONV_ALGO_SEARCH:
-        raise RunnerError(
-            f"cudnn_conv_algo_search={search!r} is not an ONNX Runtime value.",
-            hint=f"Choose one of: {', '.join(CUDNN_CONV_ALGO_SEARCH)}.",
-        )
-    for key in ("prefer_nhwc", "cudnn_conv_use_max_workspace"):
-        if options[key] not in ("0", "1"):
-            raise RunnerError(
-                f"{key}={options[key]!r}: ONNX Runtime takes '0' or '1'.",
-                hint=f"Set {key} to '1' (on) or '0' (off).",
-            )
-    return options
-
-
-def default_threads() -> int:
-    """Cores this process may use (the affinity mask, not the machine's total)."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # macOS, Windows
-        return os.cpu_count() or 1
-
-
-def resolve_providers(
-    providers: str | list[str] | tuple[str, ...] | None, device: str
-) -> list[str]:
-    """Short or full provider names → ONNX Runtime names, checked against this installation.
-
-    The CPU provider is appended as the fallback for operators a GPU provider does not take.
-    """
-    import onnxruntime as ort
-
-    if providers is None:
-        providers = ["cuda"] if device.startswith("cuda") else ["cpu"]
-    if isinstance(providers, str):
-        providers = [p for p in providers.split(",") if p.strip()]
-    available = ort.get_available_providers()
-    full = []
-    for p in providers:
-        name = PROVIDER_NAMES.get(p.strip().lower(), p.strip())
-        if name not in available:
-            known = ", ".join(f"{k} ({v})" for k, v in PROVIDER_NAMES.items() if v in available)
-            hint = f"Available here: {known or ', '.join(available)}."
-            if name in GPU_PROVIDERS:
-                hint += (
-                    " GPU providers need the onnxruntime-gpu package (pip install -e '.[gpu]') "
-                    "with matching CUDA/cuDNN (and TensorRT for the TensorRT provider) on a GPU "
-                    "machine."
-                )
-            raise BackendUnavailableError(
-                f"ONNX Runtime execution provider {p.strip()!r} ({name}) is not available in "
-                f"this installation (onnxruntime {ort.__version__}).",
-                hint=hint,
-            )
-        if name not in full:
-            full.append(name)
-    if (
-        "TensorrtExecutionProvider" in full
-        and "CUDAExecutionProvider" not in full
-        and "CUDAExecutionProvider" in available
-    ):
-        # Nodes TensorRT rejects go to CUDA, not the CPU (ONNX Runtime's documented order).
-        full.insert(full.index("TensorrtExecutionProvider") + 1, "CUDAExecutionProvider")
-    if "CPUExecutionProvider" not in full:
-        full.append("CPUExecutionProvider")
-    return full
-
-
-#: Batch sizes of the TensorRT provider's optimisation profile (min, opt, max), as build-engine's.
-DEFAULT_TRT_PROFILE = (1, 8, 32)
-
-
-def default_trt_cache_dir(path: str | Path) -> Path:
-    """``ran92.onnx`` → ``ran92.onnx.ort-trt-cache/`` (engines and timing cache of the provider)."""
-    path = Path(path)
-    return path.with_name(path.name + ".ort-trt-cache")
-
-
-def tensorrt_provider_options(
-    proto: Any,
-    *,
-    device_id: int,
-    stream_handle: int | None,
-    precision: str,
-    cuda_graph: bool,
-    cache_dir: Path,
-    profile_batches: tuple[int, int, int] = DEFAULT_TRT_PROFILE,
-) -> dict[str, str]:
-    """Options of ONNX Runtime's TensorRT provider for one of the toolkit's ONNX files.
-
-    Explicit min/opt/max shapes for every dynamic-batch input (one engine for the whole batch
-    range), the engine and timing caches in ``cache_dir``, the runner's stream, and the precision
-    flags the provider's weakly typed build needs to honour an FP16 or Q/DQ ONNX.
-    """
-    lo, opt, hi = profile_batches
-    if not 1 <= lo <= opt <= hi:
-        raise RunnerError(
-            f"TensorRT provider profile {lo}/{opt}/{hi} is not ordered.",
-            hint="Use 1 <= min <= opt <= max batch.",
-        )
-    options = {
-        "device_id": str(device_id),
-        "trt_engine_cache_enable": "True",
-        "trt_engine_cache_path": str(cache_dir),
-        "trt_timing_cache_enable": "True",
-        "trt_timing_cache_path": str(cache_dir),
-    }
-    if stream_handle is not None:
-        options["user_compute_stream"] = str(stream_handle)
-    initializers = {i.name for i in proto.graph.initializer}
-    shapes: dict[str, list[str]] = {"min": [], "opt": [], "max": []}
-    for inp in proto.graph.input:
-        if inp.name in initializers:
-            continue
-        dims = [
-            d.dim_value if d.HasField("dim_value") else None for d in inp.type.tensor_type.shape.dim
-        ]
-        if not dims or dims[0] is not None:
-            continue  # a static shape needs no profile
-        if any(d is None for d in dims[1:]):
-            raise RunnerError(
-                f"Input {inp.name} has dynamic dimensions besides the batch; the TensorRT "
-                "provider needs a profile the toolkit cannot choose.",
-                hint="Export with a fixed image size (every deploy-ran export has one).",
-            )
-        for key, batch in (("min", lo), ("opt", opt), ("max", hi)):
-            shapes[key].append(f"{inp.name}:" + "x".join(str(d) for d in [batch, *dims[1:]]))
-    if shapes["min"]:
-        for key in ("min", "opt", "max"):
-            options[f"trt_profile_{key}_shapes"] = ",".join(shapes[key])
-    # Precision is explicit in the ONNX (FP16 tensors, Q/DQ); these flags only let the
-    # provider's (weakly typed) TensorRT build honour it.
-    if precision == "fp16":
-        options["trt_fp16_enable"] = "True"
-    if precision == "int8":
-        options["trt_int8_enable"] = "True"
-    if cuda_graph:
-        options["trt_cuda_graph_enable"] = "True"
-    return options
-
-
 class OrtRunner(BaseRunner):
     """Run an ONNX file in ONNX Runtime."""
 
@@ -260,7 +87,8 @@ class OrtRunner(BaseRunner):
         self,
         path: str | Path | onnx.ModelProto,
         *,
-        device: str = "cpu",
+        device: str | Device = "cpu",
+        precision: str | None = None,
         providers: str | list[str] | None = None,
         threads: int | None = None,
         inter_op_threads: int = 1,
@@ -273,28 +101,20 @@ class OrtRunner(BaseRunner):
         trt_cache_dir: str | Path | None = None,
         trt_profile_batches: tuple[int, int, int] = DEFAULT_TRT_PROFILE,
         qdq: str = "float",
+        allow_tf32: bool = False,
     ) -> None:
-        import onnxruntime as ort
-
         if qdq not in QDQ_ARITHMETIC:
             raise RunnerError(
                 f"Unknown Q/DQ arithmetic {qdq!r}.", hint=f"Choose one of: {', '.join(QDQ_ARITHMETIC)}."
             )
-
-        if isinstance(path, onnx.ModelProto):  # an in-memory model (calibration candidates)
-            proto, source = path, path.SerializeToString()
-            path = Path(f"<in-memory {path.graph.name or 'model'}>")
-        else:
-            path = Path(path)
-            proto = load_onnx(path)  # clear errors for missing/corrupt files
-            source = str(path)
-        props = get_metadata(proto)
-        info = ArtifactInfo.from_props(props)
-        precision = precision_of(proto)
+        path, proto, source = _open_model(path)
+        info = ArtifactInfo.from_props(get_metadata(proto))
+        precision = precision or precision_of(proto)  # a Target carries it: no second look
+        device = Device.parse(device)
         full = resolve_providers(providers, device)
         on_gpu = full[0] in GPU_PROVIDERS
-        if ":" in device:
-            device_id = int(device.split(":", 1)[1])
+        if device.index is not None:
+            device_id = device.index
         threads = threads if threads is not None else default_threads()
         if threads < 1 or inter_op_threads < 1:
             raise RunnerError(
@@ -303,89 +123,22 @@ class OrtRunner(BaseRunner):
             )
         if cuda_graph and not on_gpu:
             raise RunnerError("CUDA graphs need the CUDA provider.", hint="Use --device cuda.")
-
-        opts = ort.SessionOptions()
-        opts.intra_op_num_threads = threads
-        opts.inter_op_num_threads = inter_op_threads
-        opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-        levels = {
-            "disable": ort.GraphOptimizationLevel.ORT_DISABLE_ALL,
-            "basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
-            "extended": ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED,
-            "all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL,
-        }
-        if graph_optimization not in levels:
-            raise RunnerError(
-                f"Unknown graph optimization level {graph_optimization!r}.",
-                hint=f"Choose one of: {', '.join(levels)}.",
-            )
-        opts.graph_optimization_level = levels[graph_optimization]
-        opts.add_session_config_entry(
-            "session.intra_op.allow_spinning", "1" if allow_spinning else "0"
-        )
-        opts.log_severity_level = 3
-        if qdq == "float":
-            opts.add_session_config_entry("session.disable_quant_qdq", "1")
-
-        self._stream = None
+        opts = _session_options(threads, inter_op_threads, graph_optimization, allow_spinning, qdq)
+        self._stream = _new_cuda_stream(device_id) if on_gpu else None
         options = {k: dict(v) for k, v in (provider_options or {}).items()}
         if on_gpu:
-            self._stream = _new_cuda_stream(device_id)
-            cuda_opts = options.setdefault("CUDAExecutionProvider", {})
-            cuda_opts.update(cuda_provider_options(precision, cuda_opts))
-            cuda_opts.setdefault("device_id", str(device_id))
-            cuda_opts.setdefault("user_compute_stream", str(self._stream.cuda_stream))
-            if cuda_graph:
-                cuda_opts["enable_cuda_graph"] = "1"
-            if "TensorrtExecutionProvider" in full:
-                cache_dir = Path(trt_cache_dir) if trt_cache_dir else default_trt_cache_dir(path)
-                cache_dir.mkdir(parents=True, exist_ok=True)
-                trt_opts = options.setdefault("TensorrtExecutionProvider", {})
-                for key, value in tensorrt_provider_options(
-                    proto,
-                    device_id=device_id,
-                    stream_handle=self._stream.cuda_stream,
-                    precision=precision,
-                    cuda_graph=cuda_graph,
-                    cache_dir=cache_dir,
-                    profile_batches=trt_profile_batches,
-                ).items():
-                    trt_opts.setdefault(key, value)
-        provider_list = [(p, options.get(p, {})) for p in full]
-        try:
-            session = ort.InferenceSession(source, opts, providers=provider_list)
-        except Exception as exc:  # ORT raises its own exception types
-            raise RunnerError(
-                f"ONNX Runtime could not load {path}: {type(exc).__name__}: "
-                f"{str(exc).splitlines()[0] if str(exc) else ''}",
-                hint="Check the file with `python cli.py inspect FILE`; a graph that needs a newer "
-                "opset than this onnxruntime supports fails here.",
-            ) from None
-        got = session.get_providers()
-        if got[0] != full[0]:
-            raise BackendUnavailableError(
-                f"ONNX Runtime fell back from {full[0]} to {got[0]} (the provider failed to "
-                "initialise, usually missing CUDA/cuDNN/TensorRT libraries).",
-                hint="Run `python cli.py doctor`; fix the GPU libraries or use --device cpu.",
-            )
-
-        inputs = []
-        for i in session.get_inputs():
-            dtype = _ORT_DTYPES.get(i.type)
-            if dtype is None:
-                raise RunnerError(f"Input {i.name} of {path} has unsupported type {i.type}.")
-            shape = tuple(d if isinstance(d, int) and d > 0 else None for d in i.shape)
-            inputs.append(TensorSpec(i.name, shape, dtype))
-        self._outputs_meta = session.get_outputs()
+            self._gpu_provider_options(
+                options, proto, path, full, precision, device_id, cuda_graph, allow_tf32,
+                trt_cache_dir, trt_profile_batches,
+            )  # fmt: skip
+        session = _open_session(source, path, opts, full, options)
         self._session = session
-        self._providers = got
+        self._outputs_meta = session.get_outputs()
+        self._providers = session.get_providers()
+        cuda_given = options.get("CUDAExecutionProvider", {})
         self._cuda_options = (
-            {
-                k: v
-                for k, v in options.get("CUDAExecutionProvider", {}).items()
-                if k in CUDA_PROVIDER_DEFAULTS["fp32"]
-            }
-            if "CUDAExecutionProvider" in got
+            {k: v for k, v in cuda_given.items() if k in CUDA_PROVIDER_DEFAULTS["fp32"]}
+            if "CUDAExecutionProvider" in self._providers
             else {}
         )
         self._threads = threads
@@ -403,16 +156,8 @@ class OrtRunner(BaseRunner):
         self._graph_buffers: dict[tuple, tuple[int, Any, dict[str, Any], dict[str, Any]]] = {}
         self.path = path
         self.info = info
-        self.metadata = props
-        size = inputs[0].shape[-1] if inputs and inputs[0].shape else None
-        preprocessing = info.preprocessing or None
-        if preprocessing is None and info.mean and info.std and isinstance(size, int):
-            preprocessing = {
-                "resize_size": size,
-                "crop_size": size,
-                "mean": info.mean,
-                "std": info.std,
-            }
+        self.metadata = get_metadata(proto)
+        inputs = _input_specs(session, path)
         super().__init__(
             name=str(path),
             device=f"cuda:{device_id}" if on_gpu else "cpu",
@@ -420,9 +165,38 @@ class OrtRunner(BaseRunner):
             input_spec=inputs,
             output_names=[o.name for o in self._outputs_meta],
             model=info.model,
-            preprocessing=preprocessing,
+            preprocessing=_preprocessing(info, inputs),
             num_classes=info.num_classes,
         )
+
+    def _gpu_provider_options(
+        self, options, proto, path, full, precision, device_id, cuda_graph, allow_tf32,
+        trt_cache_dir, trt_profile_batches,
+    ) -> None:  # fmt: skip
+        """Fill ``options`` (provider → option strings) for the CUDA and TensorRT providers:
+        the per-precision CUDA defaults (TF32 off unless allowed), the runner's own stream, CUDA
+        graphs, and the TensorRT provider's caches and profile. The caller's options win."""
+        cuda_opts = options.setdefault("CUDAExecutionProvider", {})
+        cuda_opts.update(cuda_provider_options(precision, cuda_opts, allow_tf32=allow_tf32))
+        cuda_opts.setdefault("device_id", str(device_id))
+        cuda_opts.setdefault("user_compute_stream", str(self._stream.cuda_stream))
+        if cuda_graph:
+            cuda_opts["enable_cuda_graph"] = "1"
+        if "TensorrtExecutionProvider" not in full:
+            return
+        cache_dir = Path(trt_cache_dir) if trt_cache_dir else default_trt_cache_dir(path)
+        cache_dir.mkdir(parents=True, exist_ok=True)
+        trt_opts = options.setdefault("TensorrtExecutionProvider", {})
+        for key, value in tensorrt_provider_options(
+            proto,
+            device_id=device_id,
+            stream_handle=self._stream.cuda_stream,
+            precision=precision,
+            cuda_graph=cuda_graph,
+            cache_dir=cache_dir,
+            profile_batches=trt_profile_batches,
+        ).items():
+            trt_opts.setdefault(key, value)
 
     @property
     def session(self):
@@ -556,6 +330,8 @@ class OrtRunner(BaseRunner):
             "cuda_graph": self._cuda_graph,
             # conv options of the CUDA provider (CUDA_PROVIDER_DEFAULTS unless given); {} off CUDA
             "cuda_provider_options": dict(self._cuda_options),
+            # FP32 arithmetic of the CUDA provider: False = true FP32 (use_tf32=0); None off CUDA
+            "tf32": self._cuda_options.get("use_tf32") == "1" if self._cuda_options else None,
             "layout": "NHWC (prefer_nhwc)"
             if self._cuda_options.get("prefer_nhwc") == "1"
             else None,
@@ -583,3 +359,97 @@ def _new_cuda_stream(device_id: int):
             hint="Install a CUDA build of PyTorch next to onnxruntime-gpu, or use --device cpu.",
         )
     return torch.cuda.Stream(device=torch.device("cuda", device_id))
+
+
+def _open_model(path: str | Path | onnx.ModelProto) -> tuple[Path, onnx.ModelProto, Any]:
+    """(display path, proto, what ONNX Runtime loads): a file, or an in-memory model
+    (calibration candidates) as serialized bytes."""
+    if isinstance(path, onnx.ModelProto):
+        return Path(f"<in-memory {path.graph.name or 'model'}>"), path, path.SerializeToString()
+    path = Path(path)
+    return path, load_onnx(path), str(path)  # load_onnx: clear errors for missing/corrupt files
+
+
+def _session_options(
+    threads: int, inter_op_threads: int, graph_optimization: str, allow_spinning: bool, qdq: str
+) -> Any:
+    """``SessionOptions`` with explicit thread counts, optimisation level and Q/DQ arithmetic."""
+    import onnxruntime as ort
+
+    levels = {
+        "disable": ort.GraphOptimizationLevel.ORT_DISABLE_ALL,
+        "basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
+        "extended": ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED,
+        "all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL,
+    }
+    if graph_optimization not in levels:
+        raise RunnerError(
+            f"Unknown graph optimization level {graph_optimization!r}.",
+            hint=f"Choose one of: {', '.join(levels)}.",
+        )
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = threads
+    opts.inter_op_num_threads = inter_op_threads
+    opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    opts.graph_optimization_level = levels[graph_optimization]
+    opts.add_session_config_entry("session.intra_op.allow_spinning", "1" if allow_spinning else "0")
+    opts.log_severity_level = 3
+    if qdq == "float":
+        opts.add_session_config_entry("session.disable_quant_qdq", "1")
+    return opts
+
+
+def _open_session(source: Any, path: Path, opts: Any, full: list[str], options: dict) -> Any:
+    """The ``InferenceSession``, refusing a silent fall-back from the asked provider."""
+    import onnxruntime as ort
+
+    provider_list = [(p, options.get(p, {})) for p in full]
+    try:
+        session = ort.InferenceSession(source, opts, providers=provider_list)
+    except Exception as exc:  # ORT raises its own exception types
+        raise RunnerError(
+            f"ONNX Runtime could not load {path}: {type(exc).__name__}: "
+            f"{str(exc).splitlines()[0] if str(exc) else ''}",
+            hint="Check the file with `python cli.py inspect FILE`; a graph that needs a newer "
+            "opset than this onnxruntime supports fails here.",
+        ) from None
+    got = session.get_providers()
+    if got[0] != full[0]:
+        raise BackendUnavailableError(
+            f"ONNX Runtime fell back from {full[0]} to {got[0]} (the provider failed to "
+            "initialise, usually missing CUDA/cuDNN/TensorRT libraries).",
+            hint="Run `python cli.py doctor`; fix the GPU libraries or use --device cpu.",
+        )
+    return session
+
+
+def _input_specs(session: Any, path: Path) -> list[TensorSpec]:
+    inputs = []
+    for i in session.get_inputs():
+        dtype = _ORT_DTYPES.get(i.type)
+        if dtype is None:
+            raise RunnerError(f"Input {i.name} of {path} has unsupported type {i.type}.")
+        shape = tuple(d if isinstance(d, int) and d > 0 else None for d in i.shape)
+        inputs.append(TensorSpec(i.name, shape, dtype))
+    return inputs
+
+
+def _preprocessing(info: ArtifactInfo, inputs: list[TensorSpec]) -> dict | None:
+    """The artifact's preprocessing, or one made from its mean/std at its input size."""
+    size = inputs[0].shape[-1] if inputs and inputs[0].shape else None
+    if info.preprocessing:
+        return info.preprocessing
+    if info.mean and info.std and isinstance(size, int):
+        return {"resize_size": size, "crop_size": size, "mean": info.mean, "std": info.std}
+    return None
+
+
+def _from_target(target: Target, device: Device, **options: Any) -> OrtRunner:
+    """The registry's factory: an ONNX file, with the precision its Target already read."""
+    return OrtRunner(target.path, device=device, precision=target.precision, **options)
+
+
+register_backend(
+    "ort", lambda t: t.kind == "onnx", _from_target, options=("providers", "threads", "cuda_graph"),
+    fixed_by="an exported file already fixes its weights, input size and precision",
+)  # fmt: skip

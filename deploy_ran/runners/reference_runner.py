@@ -28,6 +28,7 @@ import numpy as np
 import onnx
 
 from deploy_ran.artifacts import ArtifactInfo, get_metadata, load_onnx, precision_of
+from deploy_ran.onnx_graph import graph_inputs
 from deploy_ran.runners.base import BaseRunner, RunnerError, TensorSpec
 
 _QDQ_OPS = {"QuantizeLinear", "DequantizeLinear"}
@@ -111,11 +112,8 @@ class ReferenceRunner(BaseRunner):
         else:
             proto = load_onnx(Path(path))
             name = str(path)
-        initializers = {i.name for i in proto.graph.initializer}
         specs = []
-        for graph_input in proto.graph.input:
-            if graph_input.name in initializers:
-                continue
+        for graph_input in graph_inputs(proto):
             tensor = graph_input.type.tensor_type
             dims = tuple(
                 d.dim_value if d.HasField("dim_value") and d.dim_value > 0 else None

@@ -29,7 +29,10 @@ import numpy as np
 import torch
 from torch import nn
 
+from deploy_ran.device import Device
 from deploy_ran.runners.base import BackendUnavailableError, BaseRunner, RunnerError, TensorSpec
+from deploy_ran.runners.registry import register_backend
+from deploy_ran.target import Target
 
 TORCH_PRECISIONS = ("fp32", "fp16", "autocast")
 TORCH_MODES = ("eager", "compile")
@@ -64,28 +67,21 @@ def default_channels_last(device_type: str, precision: str) -> bool:
     return CHANNELS_LAST_DEFAULTS.get((device_type, precision), False)
 
 
-def torch_device(device: str) -> torch.device:
-    """``cpu`` / ``cuda`` / ``cuda:N`` as a torch device, with a clear error when CUDA is absent."""
-    try:
-        dev = torch.device(device)
-    except RuntimeError:
-        raise RunnerError(
-            f"Unknown device {device!r}.", hint="Use --device cpu or --device cuda[:N]."
-        ) from None
-    if dev.type == "cuda":
+def torch_device(device: str | Device) -> torch.device:
+    """A :class:`Device` (or its text) as a torch device, with a clear error when CUDA is absent."""
+    parsed = Device.parse(device)
+    if parsed.is_cuda:
         if not torch.cuda.is_available():
             raise BackendUnavailableError(
                 "CUDA is not available to PyTorch on this machine (CPU-only build or no GPU).",
                 hint="Use --device cpu, or install a CUDA build of PyTorch on a GPU machine.",
             )
-        if dev.index is not None and dev.index >= torch.cuda.device_count():
+        if parsed.index is not None and parsed.index >= torch.cuda.device_count():
             raise BackendUnavailableError(
-                f"{device} does not exist; this machine has {torch.cuda.device_count()} GPU(s).",
+                f"{parsed} does not exist; this machine has {torch.cuda.device_count()} GPU(s).",
                 hint="Use --device cuda:0.",
             )
-    elif dev.type != "cpu":
-        raise RunnerError(f"Unsupported device {device!r}.", hint="Use --device cpu or cuda.")
-    return dev
+    return parsed.torch_device
 
 
 class TorchRunner(BaseRunner):
@@ -100,7 +96,7 @@ class TorchRunner(BaseRunner):
         checkpoint: str | Path | None = None,
         image_size: int | None = None,
         num_classes: int | None = None,
-        device: str = "cpu",
+        device: str | Device = "cpu",
         precision: str = "fp32",
         channels_last: bool | None = None,
         threads: int | None = None,
@@ -109,8 +105,10 @@ class TorchRunner(BaseRunner):
         compile_mode: str | None = None,
         compile_backend: str = "inductor",
         output_names: list[str] | None = None,
+        allow_tf32: bool = False,
         **options: Any,
     ) -> None:
+        self._allow_tf32 = allow_tf32  # FP32 convolutions in TF32 only when asked (--allow-tf32)
         if precision not in TORCH_PRECISIONS:
             raise RunnerError(
                 f"Unknown PyTorch precision {precision!r}.",
@@ -261,7 +259,7 @@ class TorchRunner(BaseRunner):
     def _forward(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
         # FP32 means FP32: cuDNN would otherwise run convolutions in TF32 on Ampere and later
         # (PyTorch's default), and an FP32 reference would differ from itself by ~1e-3.
-        tf32 = self.torch_precision != "fp32"
+        tf32 = self.torch_precision != "fp32" or self._allow_tf32
         with (
             torch.inference_mode(),
             torch.backends.cudnn.flags(enabled=torch.backends.cudnn.enabled, allow_tf32=tf32),
@@ -340,6 +338,10 @@ class TorchRunner(BaseRunner):
             "compile_seconds": self.compile_seconds,
             "cuda_graph": self._cuda_graph,
             "checkpoint": self.checkpoint,
+            # FP32 arithmetic of cuDNN convolutions; None where TF32 cannot apply (CPU)
+            "tf32": (self.torch_precision != "fp32" or self._allow_tf32)
+            if self._torch_device.type == "cuda"
+            else None,
         }
 
 
@@ -362,3 +364,22 @@ class _GraphInput:
 
     def __init__(self, key: tuple[int, ...]) -> None:
         self.key = key
+
+
+def _from_target(target: Target, device: Device, **options: Any) -> TorchRunner:
+    """The registry's factory: a model name, its precision defaulting to FP32."""
+    model_options = options.pop("options", None) or {}
+    options.setdefault("precision", "fp32")
+    return TorchRunner(target.text, device=device, **options, **model_options)
+
+
+register_backend(
+    "torch",
+    lambda target: target.kind == "model",
+    _from_target,
+    options=(
+        "precision", "checkpoint", "image_size", "num_classes", "options", "threads",
+        "cuda_graph", "channels_last",
+    ),
+    fixed_by="a model name runs in eager PyTorch (ONNX Runtime providers apply to .onnx files)",
+)  # fmt: skip

@@ -26,9 +26,13 @@ from urllib.parse import parse_qs, urlsplit
 import numpy as np
 
 from deploy_ran.artifacts import ArtifactInfo
+from deploy_ran.device import Device
 from deploy_ran.runners.base import BackendUnavailableError, BaseRunner, RunnerError, TensorSpec
+from deploy_ran.runners.registry import register_backend
+from deploy_ran.target import Target
 
-SCHEMES = {"triton": "http", "triton+http": "http", "triton+grpc": "grpc"}  # convert.SERVED_SCHEMES
+#: URL scheme → protocol: the one list (the registry's ``served_schemes()`` reads it from here).
+SCHEMES = {"triton": "http", "triton+http": "http", "triton+grpc": "grpc"}
 DEFAULT_PORTS = {"http": 8000, "grpc": 8001}
 METADATA_PARAMETER = "deploy_ran"  # written by exporters.triton (same name there)
 LATENCY_NOTE = (
@@ -316,3 +320,18 @@ class TritonRunner(BaseRunner):
     @property
     def label(self) -> str:
         return f"triton {self.precision} ({self.target.protocol} {self.target.url})"
+
+
+def _from_target(target: Target, device: Device, **options: Any) -> TritonRunner:
+    """The registry's factory: the server decides where the model runs, so only the CPU
+    default (the client's side) is taken; a CUDA device is refused by the runner."""
+    return TritonRunner(target.text, device=None if device.is_cpu else str(device), **options)
+
+
+register_backend(
+    "triton",
+    lambda target: target.kind == "served" and target.scheme in SCHEMES,
+    _from_target,
+    fixed_by="the Triton server runs the model as its config.pbtxt says",
+    schemes=tuple(SCHEMES),
+)

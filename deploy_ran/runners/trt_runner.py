@@ -9,9 +9,19 @@ engine runs on the runner's own ``torch.cuda.Stream`` through ``set_input_shape`
 ``set_tensor_address`` and ``execute_async_v3``, and output shapes come from the execution
 context. One process, one CUDA context: no pycuda (NVIDIA's samples moved to cuda-python in
 TensorRT 10.14, and TensorRT 11 has no calibrators for pycuda to feed). With ``cuda_graph=True``,
-the enqueue is captured in a CUDA graph on the runner's stream and replayed there; a new input
-shape (or new buffers) recaptures, as Polygraphy's ``TrtRunner`` does, because a graph holds the
-shapes and addresses of one capture and an execution context serves one shape at a time.
+the enqueue is captured in a CUDA graph on the runner's stream and replayed there. A graph holds
+the shapes and addresses of one capture and an execution context serves one shape at a time, so
+this runner recaptures on a new input shape (or new buffers): its own choice, to serve
+``bench``'s several batch sizes with one runner; trtexec (``--useCudaGraph``) captures once per
+context and one shape. The capture is thread-local (``capture_error_mode="thread_local"``, as
+trtexec's ``cudaStreamCaptureModeThreadLocal``): another thread's CUDA calls (a data loader, a
+second runner) neither invalidate it nor fail because of it, as PyTorch's default global mode
+would make them.
+
+Buffers come from PyTorch's caching allocator on the current stream; before the runner's stream
+first writes a new buffer it waits for the current stream (``wait_stream``), so a block freed
+there with work still queued is not overwritten early. The TensorRT logger keeps only its newest
+messages (``trt_compat.LOGGER_KEEP``).
 
 These calls exist unchanged in TensorRT 10.3, 10.16 and 11.4 (tests/test_trt_api_surface.py).
 """
@@ -24,12 +34,14 @@ from typing import Any
 import numpy as np
 
 from deploy_ran.artifacts import ArtifactInfo
+from deploy_ran.device import Device
 from deploy_ran.runners.base import BackendUnavailableError, BaseRunner, RunnerError, TensorSpec
+from deploy_ran.runners.registry import register_backend
+from deploy_ran.target import Target
 from deploy_ran.trt_compat import (
     ENGINE_SUFFIXES,
     TensorRTUnavailable,
     compatibility_problems,
-    cuda_device_index,
     current_gpu,
     deserialize_engine,
     import_tensorrt,
@@ -51,7 +63,7 @@ class TrtRunner(BaseRunner):
         self,
         path: str | Path,
         *,
-        device: str = "cuda",
+        device: str | Device = "cuda",
         cuda_graph: bool = False,
         check_compatibility: bool = True,
         _host_buffers: bool = False,
@@ -60,6 +72,8 @@ class TrtRunner(BaseRunner):
         of ``tests/trt_standin``; real engines need device memory."""
         import torch
 
+        # An engine runs only on a GPU: "cpu" is refused, never quietly turned into "cuda".
+        device = Device.parse(device, default="cuda").require_cuda(f"The TensorRT engine {path}")
         path = Path(path)
         if not path.is_file():
             raise RunnerError(
@@ -83,9 +97,9 @@ class TrtRunner(BaseRunner):
                     f"Cannot run TensorRT engine {path}: PyTorch sees no CUDA device.",
                     hint="TensorRT engines run on NVIDIA GPUs; install a CUDA build of PyTorch there.",
                 )
-            # An engine only runs on a GPU. "cuda" has no index, and torch.cuda.set_device
-            # raises ValueError on an index-less device: resolve it first.
-            index = cuda_device_index("cuda" if device in ("cpu", "") else device)
+            # "cuda" has no index, and torch.cuda.set_device raises ValueError on an index-less
+            # device: resolve it first.
+            index = device.cuda_index()
             torch_device = torch.device("cuda", index)
             torch.cuda.set_device(index)
             device = f"cuda:{index}"
@@ -219,6 +233,12 @@ class TrtRunner(BaseRunner):
             buffers[name] = self._alloc(shape, _torch_dtype(dtype.name))
         if len(self._buffers) >= 8:  # bound memory for odd batch sizes (staged feeds keep theirs)
             self._buffers.pop(next(iter(self._buffers)))
+        if self._stream is not None:
+            import torch
+
+            # The blocks were handed out on the current stream, where work that used them
+            # before may still be queued: the runner's stream writes them only after it.
+            self._stream.wait_stream(torch.cuda.current_stream(self._torch_device))
         self._buffers[shapes] = buffers
         return buffers
 
@@ -268,8 +288,8 @@ class TrtRunner(BaseRunner):
             key = (shapes, id(buffers))
             if self._graph is None or self._graph[0] != key:
                 # A graph replays the shapes and addresses of its capture, and the context holds
-                # one set of shapes: a new shape drops the graph and recaptures (Polygraphy's
-                # TrtRunner; trtexec captures once per context).
+                # one set of shapes: a new shape drops the graph and recaptures (this runner's
+                # choice, see the module docstring; trtexec captures once per context).
                 self._graph = None
                 self._graph = (key, self._capture(shapes, buffers), buffers)
             with torch.cuda.stream(self._stream):  # replay() launches on the current stream
@@ -301,15 +321,17 @@ class TrtRunner(BaseRunner):
         self._stream.synchronize()
         hint = "Run without --cuda-graphs (this engine or TensorRT version cannot be captured)."
         graph = torch.cuda.CUDAGraph()
-        logged = len(self._logger.errors())
+        logged = self._logger.error_count
         try:
-            with torch.cuda.graph(graph, stream=self._stream):
+            # thread_local: other threads' CUDA calls during the capture are neither captured
+            # nor made to fail (trtexec's cudaStreamCaptureModeThreadLocal).
+            with torch.cuda.graph(graph, stream=self._stream, capture_error_mode="thread_local"):
                 ok = self._context.execute_async_v3(self.stream_handle)
         except RuntimeError as exc:  # e.g. cudaErrorStreamCaptureInvalidated
             raise RunnerError(
                 f"CUDA-graph capture of {self.path} failed: {exc}".splitlines()[0], hint=hint
             ) from None
-        errors = self._logger.errors()[logged:]
+        errors = self._logger.errors_since(logged)
         if not ok or errors:
             raise RunnerError(
                 f"CUDA-graph capture of {self.path} failed "
@@ -361,3 +383,18 @@ def _torch_dtype(name: str):
         "int64": torch.int64,
         "bool": torch.bool,
     }[name]
+
+
+def _from_target(target: Target, device: Device, **options: Any) -> TrtRunner:
+    """The registry's factory: a serialized engine on a GPU."""
+    return TrtRunner(target.path, device=device, **options)
+
+
+register_backend(
+    "trt",
+    lambda target: target.kind == "engine",
+    _from_target,
+    options=("cuda_graph",),
+    fixed_by="a built engine already fixes its weights, input size, precision and runtime",
+    default_device="cuda",
+)

@@ -19,6 +19,7 @@ import onnx
 from deploy_ran.artifacts import external_data_files, get_metadata, load_onnx, precision_of
 from deploy_ran.errors import DeployRanError
 from deploy_ran.fileio import sha256_file
+from deploy_ran.onnx_graph import graph_inputs
 from deploy_ran.trt_compat import read_sidecar, sidecar_path
 
 
@@ -76,6 +77,8 @@ class Artifact:
     batched: bool  # the leading dimension of every tensor is a dynamic batch
     precision: str
     max_batch_limit: int | None = None  # a plan's profile max batch
+    #: A plan's optimisation profile as batch sizes (min, opt, max), from its sidecar.
+    profile_batches: tuple[int, int, int] | None = None
     metadata: dict[str, Any] = field(default_factory=dict)  # JSON parameter in the config
     preprocessing: dict[str, Any] | None = None
     num_classes: int | None = None
@@ -88,8 +91,6 @@ class Artifact:
 
 
 def _onnx_io(model: onnx.ModelProto) -> tuple[list[TensorIO], list[TensorIO]]:
-    initializers = {i.name for i in model.graph.initializer}
-
     def describe(vi: onnx.ValueInfoProto, where: str) -> TensorIO:
         tt = vi.type.tensor_type
         if tt.elem_type not in ONNX_TO_TRITON:
@@ -102,7 +103,7 @@ def _onnx_io(model: onnx.ModelProto) -> tuple[list[TensorIO], list[TensorIO]]:
         dims = tuple(d.dim_value if d.HasField("dim_value") else -1 for d in tt.shape.dim)
         return TensorIO(vi.name, ONNX_TO_TRITON[tt.elem_type], dims)
 
-    inputs = [describe(v, "Input") for v in model.graph.input if v.name not in initializers]
+    inputs = [describe(v, "Input") for v in graph_inputs(model)]
     outputs = [describe(v, "Output") for v in model.graph.output]
     return inputs, outputs
 
@@ -204,8 +205,12 @@ def read_plan(path: str | Path, max_batch: int | None) -> Artifact:
             hint="Rebuild the engine with `python cli.py build-engine`.",
         )
     the_input = TensorIO(spec["name"], dtype, shape)
-    profile_max = (spec.get("profile") or {}).get("max") or []
+    profile = spec.get("profile") or {}
+    profile_max = profile.get("max") or []
     limit = int(profile_max[0]) if profile_max else None
+    profile_batches = None
+    if all(profile.get(k) for k in ("min", "opt", "max")):
+        profile_batches = tuple(int(profile[k][0]) for k in ("min", "opt", "max"))
     batched = shape[0] == -1
     notes: list[str] = []
     outputs: list[TensorIO] | None = None
@@ -245,6 +250,7 @@ def read_plan(path: str | Path, max_batch: int | None) -> Artifact:
         batched=batched,
         precision=str(sidecar.get("precision", "unknown")),
         max_batch_limit=limit if batched else None,
+        profile_batches=profile_batches if batched else None,  # type: ignore[arg-type]
         metadata={
             "file": path.name,
             "sha256": sha256_file(path),

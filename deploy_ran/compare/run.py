@@ -1,70 +1,26 @@
-"""The comparator: run two runners on the same inputs and judge the candidate (Polygraphy's split).
+"""Run two runners side by side on the same inputs and judge the candidate (Polygraphy's split).
 
 ``compare(reference_runner, candidate_runner, inputs, criteria)`` is the one way the toolkit
 measures agreement between two artifacts: ``verify``, the export check (eager PyTorch vs the ONNX
 file), the FP16 check and the INT8 evaluation after calibration all come through here, with the
 batching policy of :meth:`BaseRunner.run_many` (a static-batch remainder is padded and the padding
-dropped) and the thresholds of :mod:`deploy_ran.comparison`.
+dropped) and the thresholds of :mod:`deploy_ran.compare.criteria`.
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
-from typing import Any
 
 import numpy as np
 
-from deploy_ran.comparison import (
-    Check,
-    Comparison,
-    OutputReport,
-    Verdict,
-    WorstInput,
-    compare_outputs,
-    criteria_for,
-    precision_family,
-)
+from deploy_ran.compare.criteria import criteria_for, precision_family
+from deploy_ran.compare.judge import compare_outputs
+from deploy_ran.compare.results import VerifyResult
 from deploy_ran.errors import DeployRanError
 from deploy_ran.runners import BaseRunner
 
 Progress = Callable[[str, int, int], None]  # (side, done, total)
-
-
-@dataclass
-class VerifyResult(Verdict):
-    """What a comparison of two runners compared, measured and decided."""
-
-    reference: dict[str, Any]
-    candidate: dict[str, Any]
-    precision: str
-    criteria: dict[str, float]
-    inputs: dict[str, Any]
-    outputs: list[OutputReport]
-    checks: list[Check]
-    worst: list[WorstInput]
-    notes: list[str]
-    seconds: float
-    #: Further comparisons made on the same candidate file, by name (e.g. ``fp16_strict``: the
-    #: FP16 file under float16-strict evaluation, see ``deploy_ran.checks``), as JSON-ready dicts.
-    extra: dict[str, Any] = field(default_factory=dict)
-
-    def max_rel_l2(self) -> float:
-        return max((o.agreement.rel_l2 for o in self.outputs), default=0.0)
-
-    def as_dict(self) -> dict[str, Any]:
-        comparison = Comparison(self.criteria, self.outputs, self.checks, self.worst, self.notes)
-        return {
-            "passed": self.passed,
-            "reference": self.reference,
-            "candidate": self.candidate,
-            "precision": self.precision,
-            "inputs": self.inputs,
-            **{k: v for k, v in comparison.as_dict().items() if k != "passed"},
-            "seconds": self.seconds,
-            **({"extra": self.extra} if self.extra else {}),
-        }
 
 
 def run_side(

@@ -4,7 +4,7 @@ The conversion layer (:mod:`deploy_ran.convert`) sits below the runners, so it c
 takes a :class:`deploy_ran.convert.Checks` object instead and calls it at the right moment (after
 the file is written to its temporary name, before it is renamed into place). :class:`RunnerChecks`
 is that object: eager PyTorch in a :class:`TorchRunner`, ONNX files in an :class:`OrtRunner`, the
-comparison by :func:`deploy_ran.comparator.compare`. Pass ``checks=RunnerChecks()`` to
+comparison by :func:`deploy_ran.compare.run.compare`. Pass ``checks=RunnerChecks()`` to
 :func:`deploy_ran.convert.convert` to get exactly what the CLI checks.
 
 Precision as TensorRT computes it:
@@ -27,7 +27,8 @@ import numpy as np
 import onnx
 from torch import nn
 
-from deploy_ran.comparator import VerifyResult, compare
+from deploy_ran.compare.results import VerifyResult
+from deploy_ran.compare.run import compare
 from deploy_ran.errors import ParityError
 from deploy_ran.runners.ort_runner import QDQ_ARITHMETIC, OrtRunner
 from deploy_ran.runners.reference_runner import ReferenceRunner
@@ -164,11 +165,20 @@ class RunnerChecks:
             )
 
     def run_model(
-        self, model: onnx.ModelProto | Path, inputs: np.ndarray, batch_size: int
+        self,
+        model: onnx.ModelProto | Path,
+        inputs: np.ndarray,
+        batch_size: int,
+        *,
+        device: str = "cpu",
+        allow_tf32: bool = False,
     ) -> dict[str, np.ndarray]:
-        """Every output of ``model`` (a file or an in-memory graph) on ``inputs``, on the CPU.
+        """Every output of ``model`` (a file or an in-memory graph) on ``inputs``, on ``device``
+        (``cpu``, or ``cuda[:N]`` when calibration ran there; TF32 only with ``allow_tf32``).
 
         Q/DQ graphs are evaluated as TensorRT computes them (:attr:`qdq_arithmetic`).
         """
-        with OrtRunner(model, threads=self.threads, qdq="float") as runner:
+        with OrtRunner(
+            model, device=device, threads=self.threads, qdq="float", allow_tf32=allow_tf32
+        ) as runner:
             return runner.run_many(inputs, None if runner.fixed_batch else batch_size)

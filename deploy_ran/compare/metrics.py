@@ -6,6 +6,7 @@ so "relative L2 1e-5" means the same thing everywhere. Arrays are compared in fl
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass
 
 import numpy as np
@@ -92,3 +93,54 @@ def compare(
         top1=topk_agreement(reference, candidate, 1) if is_logits else None,
         top5=topk_agreement(reference, candidate, 5) if is_logits else None,
     )
+
+
+def per_sample_rel_l2(ref: np.ndarray, cand: np.ndarray) -> np.ndarray:
+    """Relative L2 of each sample (row), inf where the reference row is zero and the candidate not."""
+    r = ref.reshape(len(ref), -1).astype(np.float64)
+    d = cand.reshape(len(cand), -1).astype(np.float64) - r
+    num = np.linalg.norm(d, axis=1)
+    den = np.linalg.norm(r, axis=1)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        out = np.where(den > 0, num / np.where(den > 0, den, 1), np.where(num > 0, np.inf, 0.0))
+    return np.nan_to_num(out, nan=np.inf)
+
+
+def centred_cosine(reference: np.ndarray, candidate: np.ndarray) -> float | None:
+    """Cosine of the two tensors after removing each map's mean (per sample, per channel).
+
+    For (N, C, H, W) maps the mean over H, W is removed; for (N, D) the mean over D. This is the
+    Pearson correlation of the maps, blind to a shared offset (values near 0.5) that makes the plain
+    cosine ≈ 1 for any map. ``None`` when the reference is constant (nothing spatial to compare).
+    """
+    r = np.asarray(reference, dtype=np.float64)
+    c = np.asarray(candidate, dtype=np.float64)
+    axes = tuple(range(2, r.ndim)) if r.ndim >= 3 else tuple(range(1, r.ndim))
+    if not axes:
+        return None
+    rc = (r - r.mean(axis=axes, keepdims=True)).ravel()
+    cc = (c - c.mean(axis=axes, keepdims=True)).ravel()
+    nr, nc = np.linalg.norm(rc), np.linalg.norm(cc)
+    scale = max(1.0, float(np.abs(r).max()) if r.size else 1.0)
+    if nr <= 1e-9 * scale * math.sqrt(max(rc.size, 1)):
+        return None
+    if nc == 0.0:
+        return 0.0
+    return float(np.dot(rc, cc) / (nr * nc))
+
+
+def input_centred_cosine(reference: np.ndarray, candidate: np.ndarray) -> float | None:
+    """Cosine after removing each output element's mean over the inputs (axis 0).
+
+    What is left is how the output changes with the input. ``None`` with fewer than two inputs or
+    when the reference does not change with the input at all.
+    """
+    r = np.asarray(reference, dtype=np.float64)
+    c = np.asarray(candidate, dtype=np.float64)
+    if len(r) < 2:
+        return None
+    rc, cc = (r - r.mean(axis=0)).ravel(), (c - c.mean(axis=0)).ravel()
+    nr, nc = np.linalg.norm(rc), np.linalg.norm(cc)
+    if nr <= 1e-9 * max(1.0, float(np.abs(r).max())) * math.sqrt(rc.size):
+        return None
+    return 0.0 if nc == 0.0 else float(np.dot(rc, cc) / (nr * nc))

@@ -1,0 +1,77 @@
+"""The calibration memory estimate: sizes from shape inference, said before the run, and a batch
+that would not fit refused with the batch that would."""
+
+from __future__ import annotations
+
+import numpy as np
+import onnx
+import pytest
+from onnx import helper, numpy_helper
+
+from calibration.memory import (
+    DEVICE_FACTOR,
+    HOST_FACTOR,
+    CalibrationMemoryError,
+    bytes_per_image,
+    estimate_memory,
+)
+
+
+def _tiny() -> onnx.ModelProto:
+    w = numpy_helper.from_array(np.ones((4, 3, 3, 3), np.float32), "w")
+    x = helper.make_tensor_value_info("input", onnx.TensorProto.FLOAT, ["batch", 3, 8, 8])
+    y = helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT, ["batch", 4, 8, 8])
+    nodes = [
+        helper.make_node("Conv", ["input", "w"], ["c"], pads=[1, 1, 1, 1]),
+        helper.make_node("Relu", ["c"], ["y"]),
+    ]
+    graph = helper.make_graph(nodes, "g", [x], [y], initializer=[w])
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+
+
+def test_bytes_per_image_from_shape_inference():
+    per_image, unknown = bytes_per_image(_tiny(), ["input", "c", "y", "nowhere"])
+    assert per_image == 4 * (3 * 8 * 8 + 4 * 8 * 8 + 4 * 8 * 8)
+    assert unknown == 1  # "nowhere" has no shape: not counted, and said so
+
+
+def test_a_batch_that_fits_passes_and_is_described():
+    per_image, _ = bytes_per_image(_tiny(), ["c", "y"])
+    est = estimate_memory(_tiny(), ["c", "y"], 8, "cuda:0", host_free=10**9, device_free=10**9)
+    assert est.device_needed == int(DEVICE_FACTOR * per_image * 8)
+    assert est.host_needed == int(HOST_FACTOR * per_image * 8)
+    assert "batch 8" in est.summary() and "cuda:0" in est.summary()
+    est.require_fits()
+    assert estimate_memory(_tiny(), ["c"], 8, "cpu", host_free=10**9).device_needed is None
+
+
+def test_a_batch_that_would_not_fit_is_refused_with_one_that_would():
+    per_image, _ = bytes_per_image(_tiny(), ["c", "y"])
+    # Room for ~10 images on the device, plenty on the host.
+    device_free = int(10 * DEVICE_FACTOR * per_image / 0.8)
+    est = estimate_memory(_tiny(), ["c", "y"], 64, "cuda", host_free=10**12, device_free=device_free)
+    assert est.largest_batch() == 10
+    with pytest.raises(CalibrationMemoryError, match="batch 64 would not fit") as info:
+        est.require_fits()
+    assert "batch=10" in info.value.hint and info.value.param == "batch"
+    smaller = estimate_memory(
+        _tiny(), ["c", "y"], 10, "cuda", host_free=10**12, device_free=device_free
+    )
+    smaller.require_fits()
+
+
+def test_nothing_fits_and_fixed_batches_say_so():
+    est = estimate_memory(_tiny(), ["c", "y"], 4, "cpu", host_free=10)
+    with pytest.raises(CalibrationMemoryError) as info:
+        est.require_fits()
+    assert "more memory" in info.value.hint
+    with pytest.raises(CalibrationMemoryError, match="would not fit") as info:
+        estimate_memory(_tiny(), ["c"], 4, "cpu", host_free=10).require_fits(fixed_batch=True)
+    assert "dynamic batch" in info.value.hint
+
+
+def test_unreadable_free_memory_refuses_nothing():
+    est = estimate_memory(_tiny(), ["c"], 4096, "cuda", host_free=None, device_free=None)
+    est = type(est)(**{**est.as_dict(), "host_free": None, "device_free": None})
+    assert est.largest_batch() == 4096
+    est.require_fits()
