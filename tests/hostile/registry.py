@@ -3,7 +3,7 @@
 A new command enters the hostile sweep with one line here; ``test_every_command_is_registered``
 fails while a typer command is missing. Templates use ``{target}`` (the thing a command runs or
 reads: an ONNX file by default; the ``onnx``, ``plan`` and ``url`` cases replace it), ``{images}``,
-``{labels}``, ``{data}``, ``{checkpoint}`` and ``{out}`` (the only folder a command may write in).
+``{labels}``, ``{data}``, ``{labelled}`` (a class-per-folder image set), ``{checkpoint}`` and ``{out}`` (the only folder a command may write in).
 ``extra`` adds the option a slot needs when the minimal invocation does not use it.
 """
 
@@ -94,6 +94,14 @@ COMMANDS: dict[str, Command] = {
             frozenset({"onnx", "plan", "url", "images", "data", "output"}),
             extra={"images": ("--data", "{images}"), "data": ("--data", "{data}")},
             output="{out}/v.json",
+        ),
+        Command(
+            "evaluate",
+            ("evaluate", "{target}", "--data", "{labelled}", "--labels", "{labels}", "--batch",
+             "2", "--output", "{out}/e.json"),
+            frozenset({"onnx", "plan", "url", "images", "data", "labels", "output"}),
+            tokens={"images": "{labelled}", "data": "{labelled}"},
+            output="{out}/e.json",
         ),
         Command(
             "bench",

@@ -73,6 +73,10 @@ def valid(tmp_path_factory, cifar_onnx, cifar_checkpoint):
     images.mkdir()
     for i in range(3):
         png(images / f"im{i}.png", (34 + i, 32), seed=i)
+    for k, cls in enumerate(("class 0", "class 1")):
+        (folder / "labelled" / cls).mkdir(parents=True)
+        for i in range(2):
+            png(folder / "labelled" / cls / f"im{i}.png", (32, 32), seed=10 + 2 * k + i)
     (folder / "labels.txt").write_text("".join(f"class {i}\n" for i in range(10)))
     np.save(folder / "data.npy", np.random.default_rng(0).normal(size=(2, 3, 32, 32)).astype("f4"))
     onnx_path = folder / "m.onnx"
@@ -84,6 +88,7 @@ def valid(tmp_path_factory, cifar_onnx, cifar_checkpoint):
         "images": str(images),
         "labels": str(folder / "labels.txt"),
         "data": str(folder / "data.npy"),
+        "labelled": str(folder / "labelled"),
         "checkpoint": str(cifar_checkpoint),
     }
 
