@@ -98,6 +98,28 @@ def clean_stale_temps(path: str | os.PathLike[str]) -> list[Path]:
     return removed
 
 
+def clean_stale_temps_in(folder: str | os.PathLike[str]) -> list[Path]:
+    """Remove every ``.NAME.<pid>-<host>.*.tmp`` file or folder in ``folder`` whose writer is
+    dead, whatever NAME: a repository whose earlier run was killed while staging a model that
+    this run does not write gets its leftovers removed too. Best effort, never raises."""
+    pattern = re.compile(r"^\..+\.(\d+)-([0-9a-f]{8})\.[^/]*\.tmp$")
+    removed: list[Path] = []
+    try:
+        entries = list(os.scandir(folder))
+    except OSError:
+        return removed
+    for entry in entries:
+        found = pattern.match(entry.name)
+        if found and _stale(*found.groups()):
+            with contextlib.suppress(OSError):
+                if entry.is_dir(follow_symlinks=False):
+                    shutil.rmtree(entry.path)
+                else:
+                    os.unlink(entry.path)
+                removed.append(Path(entry.path))
+    return removed
+
+
 def temp_sibling(path: str | os.PathLike[str], suffix: str = "") -> Path:
     """Create an empty temporary file beside ``path``, named so that it can be cleaned later."""
     path = Path(path)

@@ -26,7 +26,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from deploy_ran.fileio import atomic_path, read_utf8_lines
+from deploy_ran.fileio import (
+    atomic_path,
+    clean_stale_temps,
+    clean_stale_temps_in,
+    owner_tag,
+    read_utf8_lines,
+)
 from exporters.triton import config as configs
 from exporters.triton.artifact import Artifact, TritonRepoError, read_artifact
 from exporters.triton.preprocess_model import model_source
@@ -198,6 +204,7 @@ def write_repository(
         _check_replaceable(repo / name, next(f for _, f in planned if f.name == name))
 
     repo.mkdir(exist_ok=True)
+    clean_stale_temps_in(repo)  # staging folders of runs killed with SIGKILL, whatever model
     for _, folder in planned:
         say(f"writing {repo / folder.name}")
         target = repo / folder.name
@@ -250,7 +257,16 @@ def _materialise(root: Path, folder: ModelFolder) -> list[Path]:
 
 
 def _new_folder(repo: Path, folder: ModelFolder) -> list[Path]:
-    staging = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", suffix=".tmp", dir=repo))
+    """Build the model folder under a staging name and rename it into place.
+
+    The staging name carries the writer's PID and host (``.NAME.<pid>-<host>.XXXX.tmp``), so a
+    run killed by SIGKILL (which cannot clean up) leaves a folder the next run recognises as
+    a dead writer's and removes; a live writer's is never touched.
+    """
+    clean_stale_temps(repo / folder.name)
+    staging = Path(
+        tempfile.mkdtemp(prefix=f".{folder.name}.{owner_tag()}.", suffix=".tmp", dir=repo)
+    )
     try:
         written = _materialise(staging, folder)
         os.chmod(staging, 0o777 & ~_umask())
