@@ -13,6 +13,13 @@ import sys
 from pathlib import Path
 from typing import Annotated, Any
 
+if __name__ == "__main__" or Path(sys.argv[0]).name == "deploy-ran":
+    # The imports below take seconds (PyTorch): a signal meanwhile ends the run with the usual
+    # message and 128 + signal, not an import traceback; main() installs the real handlers.
+    from deploy_ran.signals import exit_on_signal_while_loading
+
+    exit_on_signal_while_loading()
+
 import typer
 from rich.markup import escape
 

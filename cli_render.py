@@ -19,7 +19,7 @@ from rich.console import Console
 from rich.markup import escape
 
 from deploy_ran.errors import DeployRanError, system_error
-from deploy_ran.signals import stop_signal
+from deploy_ran.signals import STOPPED, stop_signal
 
 # Piped output (CI logs, `| less`) gets wide tables instead of rich's 80-column fallback.
 console = Console(width=None if sys.stdout.isatty() else 140)
@@ -57,10 +57,7 @@ def _stop_on_signal(exc: BaseException) -> None:
     if signum is None:
         return
     name = signal.Signals(signum).name
-    err_console.print(
-        f"[yellow]Stopped by {name}; temporary files were removed, outputs left as they were.[/]",
-        highlight=False,
-    )
+    err_console.print(f"[yellow]{escape(STOPPED.format(name=name))}[/]", highlight=False)
     raise typer.Exit(128 + signum) from None
 
 
