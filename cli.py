@@ -35,7 +35,7 @@ from cli_options.triton import TRITON_REPO
 from cli_render import Progress, console, err_console, print_error, show
 from deploy_ran.errors import DeployRanError
 from deploy_ran.fileio import json_text, refuse_output_over_inputs
-from deploy_ran.signals import install_signal_handlers
+from deploy_ran.signals import exit_on_signal_while_loading, install_signal_handlers
 
 app = typer.Typer(
     name="deploy-ran",
@@ -512,7 +512,10 @@ def triton_repo_cmd(
 def main() -> None:
     """Entry point of the ``deploy-ran`` console script."""
     install_signal_handlers()  # SIGTERM unwinds like Ctrl-C: temp files are removed
-    app()
+    try:
+        app()
+    finally:  # interpreter teardown (atexit, PyTorch's finalizers): a signal ends it quietly
+        exit_on_signal_while_loading()
 
 
 if __name__ == "__main__":

@@ -113,7 +113,9 @@ def exit_on_signal_while_loading() -> None:
 
     Importing the CLI's modules (PyTorch, ONNX) takes seconds, before any command has written
     anything; a signal then would otherwise print an import traceback (SIGINT) or end without a
-    word (SIGTERM). Signals a parent set to be ignored stay ignored.
+    word (SIGTERM). The CLI sets them again once a command has returned, for the interpreter's
+    teardown (atexit and finalizers, where a raised ``KeyboardInterrupt`` prints "Exception
+    ignored" and a traceback). Signals a parent set to be ignored stay ignored.
     """
     if threading.current_thread() is not threading.main_thread():
         return

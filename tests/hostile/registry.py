@@ -31,6 +31,8 @@ class Command:
     tokens: dict[str, str] = field(default_factory=dict)
     #: further exit codes any case may give (build-engine without TensorRT ends with 3)
     also: tuple[int, ...] = ()
+    #: slots whose cases run the whole command on good images (seconds each): marked slow
+    slow_slots: frozenset[str] = frozenset()
     #: too slow for the default sweep (model export, benchmarks): marked slow
     slow: bool = False
 
@@ -64,6 +66,7 @@ COMMANDS: dict[str, Command] = {
             frozenset({"onnx", "images", "data", "output"}),
             tokens={"data": "{images}"},
             output="{out}/m.int8.onnx",
+            slow_slots=frozenset({"images", "data"}),
         ),
         Command(
             "build-engine",
@@ -87,6 +90,7 @@ COMMANDS: dict[str, Command] = {
             frozenset({"images", "checkpoint", "output"}),
             extra={"checkpoint": ("--checkpoint", "{checkpoint}")},
             output="{out}/a.png",
+            slow_slots=frozenset({"images", "data"}),
         ),
         Command(
             "verify",
@@ -102,6 +106,7 @@ COMMANDS: dict[str, Command] = {
             frozenset({"onnx", "plan", "url", "images", "data", "labels", "output"}),
             tokens={"images": "{labelled}", "data": "{labelled}"},
             output="{out}/e.json",
+            slow_slots=frozenset({"images", "data"}),
         ),
         Command(
             "bench",

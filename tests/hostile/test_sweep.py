@@ -146,7 +146,7 @@ def pairs() -> list:
         for case in CASES:
             if case.slot not in cmd.slots:
                 continue
-            marks = [pytest.mark.slow] if cmd.slow else []
+            marks = [pytest.mark.slow] if cmd.slow or case.slot in cmd.slow_slots else []
             params.append(pytest.param(cmd.name, case.name, id=f"{cmd.name}:{case.name}", marks=marks))
     return params
 
