@@ -25,6 +25,7 @@ from typing import Any
 
 import onnx
 
+from deploy_ran.device import Device
 from deploy_ran.errors import DeployRanError
 
 DEVICE_FACTOR = 1.5
@@ -136,14 +137,14 @@ def host_free_bytes() -> int | None:
     return None
 
 
-def device_free_bytes(device: str) -> int | None:
+def device_free_bytes(device: str | Device) -> int | None:
     """Free memory of a CUDA device (PyTorch's ``mem_get_info``), None when unreadable."""
     try:
         import torch
 
         if not torch.cuda.is_available():
             return None
-        index = int(device.partition(":")[2] or 0)
+        index = Device.parse(device).cuda_index(current=0)
         return int(torch.cuda.mem_get_info(index)[0])
     except Exception:  # noqa: BLE001 - an unreadable figure means "no refusal", never a crash
         return None

@@ -42,6 +42,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from deploy_ran.device import Device
 from deploy_ran.errors import DeployRanError
 from deploy_ran.infer.ray_session import (
     import_ray,
@@ -175,20 +176,21 @@ def _check_devices(device: str, gpus_per_worker: float, workers: int | None) -> 
             hint="Use e.g. workers=2.",
             param="workers",
         )
-    if device not in ("cpu", "cuda"):
+    parsed = Device.parse(device)
+    if parsed.index is not None:
         raise DeployRanError(
             f"device={device!r} cannot be used on Ray.",
             hint="Ray gives each worker its GPUs: use device='cuda' with gpus_per_worker, or "
             "device='cpu'.",
             param="device",
         )
-    if device == "cuda" and gpus_per_worker == 0:
+    if parsed.is_cuda and gpus_per_worker == 0:
         raise DeployRanError(
             "device='cuda' on Ray needs GPUs for the workers.",
             hint="Set gpus_per_worker=1 (or a fraction such as 0.5 to share a GPU).",
             param="gpus_per_worker",
         )
-    if device == "cpu" and gpus_per_worker > 0:
+    if not parsed.is_cuda and gpus_per_worker > 0:
         raise DeployRanError(
             f"gpus_per_worker={gpus_per_worker:g} gives each worker a GPU that device='cpu' "
             "would not use.",

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from deploy_ran.device import Device
 from deploy_ran.errors import DeployRanError
 from deploy_ran.infer.dataset import (
     ImageDataset,
@@ -213,7 +214,7 @@ def _run(
     )  # fmt: skip
     fixed = runner.fixed_batch
     batch = fixed or batch_size
-    pinned = str(runner.device).startswith("cuda")
+    pinned = Device.parse(runner.device).is_cuda
     loader = _make_loader(runner, paths, pending, batch, workers, pinned) if pending else []
     clock = _LoopClock()
     batches = _predicted_batches(

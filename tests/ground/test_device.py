@@ -63,7 +63,7 @@ def test_cuda_index_and_require_cuda():
 
 
 # Files the `rooms` lane is moving into packages; they adopt Device after it lands.
-_PENDING = {"deploy_ran/infer.py", "deploy_ran/infer_ray.py"}
+_PENDING: set[str] = set()  # files still to move onto Device (none left)
 # Deciding from a device's text: its prefix, a comparison, a regex of the syntax, torch's parser.
 _DECIDING = re.compile(
     r"""startswith\(\s*["']cuda|device\w*\s*(==|!=|not in|in)\s*\(?["'](cpu|cuda)|"""
