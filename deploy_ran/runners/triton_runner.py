@@ -165,6 +165,17 @@ class TritonRunner(BaseRunner):
         self.model_version = str(metadata.get("versions", [self.target.version or "?"])[-1])
         self.max_batch_size = int(config.get("max_batch_size", 0) or 0)
         self.config = config
+        if any(t.get("datatype") == "BYTES" for t in metadata.get("inputs", [])):
+            self._close()
+            raise RunnerError(
+                f"{self.target.model!r} on {self.target.url} takes encoded bytes (BYTES input), "
+                "like the --preprocess ensemble of triton-repo; this runner sends preprocessed "
+                "tensors.",
+                hint=f"Point verify/infer/bench at the model behind it (for NAME_ensemble: "
+                f"triton://{self.target.url}/NAME). To call the ensemble yourself, send "
+                "InferInput('IMAGE', [n, 1], 'BYTES') filled with np.array([[file_bytes], ...], "
+                "dtype=np.object_) (np.object is gone in NumPy 2).",
+            )
         inputs = [self._spec(t) for t in metadata.get("inputs", [])]
         outputs = [t["name"] for t in metadata.get("outputs", [])]
         self._input_dtypes = {t["name"]: t["datatype"] for t in metadata.get("inputs", [])}

@@ -116,6 +116,23 @@ def model_folders(artifact: Artifact, name: str, options: configs.RepoOptions) -
     return folders
 
 
+def ensemble_usage(name: str, artifact: Artifact) -> str:
+    """How to call the ``--preprocess`` ensemble: what a client sends and gets back.
+
+    verify/infer/bench send preprocessed tensors, so they talk to the model itself; the
+    ensemble takes encoded image files. The NumPy spelling matters: ``np.object`` was removed
+    in NumPy 2 (``np.object_`` or plain ``object`` work in both).
+    """
+    outputs = ", ".join(o.name for o in artifact.outputs or []) or "the model's outputs"
+    return (
+        f"{name}_ensemble takes encoded image files (JPEG/PNG bytes), one per row: "
+        f"tritonclient.http.InferInput('{configs.IMAGE_INPUT}', [n, 1], 'BYTES') filled with "
+        "set_data_from_numpy(np.array([[open(p, 'rb').read()] for p in paths], dtype=np.object_)); "
+        f"it returns {outputs}. verify/infer/bench send preprocessed tensors: point them at "
+        f"triton://HOST:8000/{name}."
+    )
+
+
 def _check_preprocessable(artifact: Artifact) -> None:
     needed = {"resize_size", "crop_size", "mean", "std"}
     if not artifact.preprocessing or not needed <= set(artifact.preprocessing):
@@ -185,6 +202,8 @@ def write_repository(
             result.configs[folder.name] = text
         result.artifacts[name] = artifact
         result.notes.extend(f"{name}: {note}" for note in artifact.notes)
+        if options.preprocess:
+            result.notes.append(ensemble_usage(name, artifact))
 
     names = [f.name for _, f in planned]
     dupes = sorted({n for n in names if names.count(n) > 1})
