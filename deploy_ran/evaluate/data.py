@@ -28,6 +28,7 @@ from typing import Any
 import numpy as np
 
 from deploy_ran.errors import DeployRanError
+from deploy_ran.fileio import read_regular_bytes, walk_files
 from deploy_ran.images import IMAGE_EXTENSIONS, display_path
 
 LIST_SUFFIXES = (".csv", ".tsv")
@@ -174,11 +175,9 @@ def _read_folder(root: Path, names: list[str] | None) -> LabelledData:
     paths: list[Path] = []
     labels: list[int] = []
     for cls in classes:
-        files = sorted(
-            p
-            for p in (root / cls).rglob("*")
-            if p.suffix.lower() in IMAGE_EXTENSIONS and p.is_file()
-        )
+        files = [  # walk_files: regular files only, each folder once (symlink loops end)
+            p for p in walk_files(root / cls) if p.suffix.lower() in IMAGE_EXTENSIONS
+        ]
         paths += files
         labels += [index[cls]] * len(files)
     if not paths:
@@ -193,9 +192,9 @@ def _read_folder(root: Path, names: list[str] | None) -> LabelledData:
 
 
 def _read_list(path: Path, names: list[str] | None) -> LabelledData:
-    try:
-        text = path.read_text(encoding="utf-8-sig")
-    except (OSError, UnicodeDecodeError) as exc:
+    try:  # only a regular file: a FIFO named list.csv would block the read
+        text = read_regular_bytes(path, "labelled list", max_bytes=256 << 20).decode("utf-8-sig")
+    except (DeployRanError, UnicodeDecodeError) as exc:
         raise DataError(
             f"Cannot read {display_path(path)} ({exc}).", hint="A UTF-8 text list."
         ) from None
@@ -244,9 +243,10 @@ def _npz_and_split(text: str) -> tuple[Path | None, str | None]:
 
 
 def _read_npz(path: Path, split: str | None, names: list[str] | None) -> LabelledData:
-    if not path.is_file():
+    if not path.is_file():  # is_file: a regular file (a FIFO or a device is not)
         raise DataError(
-            f"{display_path(path)} does not exist.", hint="Check the path given to --data."
+            f"{display_path(path)} does not exist or is not a regular file.",
+            hint="Check the path given to --data.",
         )
     xk, yk = ("x", "y") if split is None else (f"x_{split}", f"y_{split}")
     try:
