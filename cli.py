@@ -13,12 +13,8 @@ import sys
 from pathlib import Path
 from typing import Annotated, Any
 
-if __name__ == "__main__" or Path(sys.argv[0]).name == "deploy-ran":
-    # The imports below take seconds (PyTorch): a signal meanwhile ends the run with the usual
-    # message and 128 + signal, not an import traceback; main() installs the real handlers.
-    from deploy_ran.signals import exit_on_signal_while_loading
-
-    exit_on_signal_while_loading()
+if __name__ == "__main__" or Path(sys.argv[0]).name == "deploy-ran":  # imports take seconds:
+    __import__("deploy_ran.signals").signals.exit_on_signal_while_loading()  # signals end quietly
 
 import typer
 from rich.markup import escape
@@ -35,7 +31,7 @@ from cli_options.triton import TRITON_REPO
 from cli_render import Progress, console, err_console, print_error, show
 from deploy_ran.errors import DeployRanError
 from deploy_ran.fileio import json_text, refuse_output_over_inputs
-from deploy_ran.signals import exit_on_signal_while_loading, install_signal_handlers
+from deploy_ran.signals import run_cli
 
 app = typer.Typer(
     name="deploy-ran",
@@ -511,11 +507,7 @@ def triton_repo_cmd(
 
 def main() -> None:
     """Entry point of the ``deploy-ran`` console script."""
-    install_signal_handlers()  # SIGTERM unwinds like Ctrl-C: temp files are removed
-    try:
-        app()
-    finally:  # interpreter teardown (atexit, PyTorch's finalizers): a signal ends it quietly
-        exit_on_signal_while_loading()
+    run_cli(app)  # SIGTERM unwinds like Ctrl-C: temp files are removed
 
 
 if __name__ == "__main__":

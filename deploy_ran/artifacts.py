@@ -18,7 +18,7 @@ from typing import Any
 import onnx
 
 from deploy_ran.errors import DeployRanError, OnnxFileError
-from deploy_ran.fileio import require_regular_file, resolve_inside
+from deploy_ran.reading import require_regular_file, resolve_inside
 
 PRODUCER = "deploy-ran"
 

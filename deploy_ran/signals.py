@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import signal
 import threading
+from collections.abc import Callable
 from types import FrameType
+from typing import Any
 
 #: Signals that mean "stop now, but tidily".
 HANDLED = ("SIGTERM", "SIGHUP")
@@ -123,3 +125,13 @@ def exit_on_signal_while_loading() -> None:
         signum = getattr(signal, name, None)
         if signum is not None and signal.getsignal(signum) is not signal.SIG_IGN:
             signal.signal(signum, _exit_while_loading)
+
+
+def run_cli(app: Callable[[], Any]) -> None:
+    """Run a command-line app with the handlers above: raising ones while it runs, quiet exits
+    in the interpreter's teardown after it (atexit, finalizers)."""
+    install_signal_handlers()
+    try:
+        app()
+    finally:
+        exit_on_signal_while_loading()

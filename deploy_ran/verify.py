@@ -25,7 +25,7 @@ from deploy_ran.compare.results import VerifyResult
 from deploy_ran.compare.run import compare
 from deploy_ran.device import Device
 from deploy_ran.errors import DeployRanError
-from deploy_ran.fileio import require_regular_file
+from deploy_ran.reading import require_regular_file
 from deploy_ran.runners import BaseRunner, backend_for, honoured_options, load_runner
 from deploy_ran.target import Target
 

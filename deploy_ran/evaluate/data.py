@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 
 from deploy_ran.errors import DeployRanError
-from deploy_ran.fileio import read_regular_bytes, walk_files
+from deploy_ran.reading import read_regular_bytes, walk_files
 from deploy_ran.images import IMAGE_EXTENSIONS, display_path
 
 LIST_SUFFIXES = (".csv", ".tsv")

@@ -20,7 +20,7 @@ import torch
 from torch import nn
 
 from deploy_ran.errors import CheckpointError, DeployRanError
-from deploy_ran.fileio import require_regular_file
+from deploy_ran.reading import require_regular_file
 
 _CONTAINER_KEYS = ("state_dict", "model", "model_state_dict", "net", "module")
 _PREFIXES = ("module.", "_orig_mod.", "model.")

@@ -26,13 +26,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from deploy_ran.fileio import (
-    atomic_path,
-    clean_stale_temps,
-    clean_stale_temps_in,
-    owner_tag,
-    read_utf8_lines,
-)
+from deploy_ran.fileio import atomic_path, clean_stale_temps, clean_stale_temps_in, owner_tag
+from deploy_ran.reading import read_utf8_lines
 from exporters.triton import config as configs
 from exporters.triton.artifact import Artifact, TritonRepoError, read_artifact
 from exporters.triton.preprocess_model import model_source

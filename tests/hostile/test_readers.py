@@ -11,9 +11,9 @@ import pytest
 from corpus import loop_folder, png, tiny_onnx
 from deploy_ran.artifacts import load_onnx
 from deploy_ran.errors import DeployRanError, OnnxFileError
-from deploy_ran.fileio import (
+from deploy_ran.fileio import check_name_length
+from deploy_ran.reading import (
     NotARegularFileError,
-    check_name_length,
     glob_files,
     read_regular_bytes,
     read_utf8_lines,
