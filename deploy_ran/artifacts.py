@@ -157,7 +157,7 @@ def load_onnx(path: str | Path, load_weights: bool = True) -> onnx.ModelProto:
         ) from None
     if model.ir_version <= 0 or not model.opset_import:  # protobuf parses most bytes as *something*
         raise OnnxFileError(
-            f"{path} is not an ONNX model (no IR version or opset: it parsed as an empty "
+            f"{path} is not a valid ONNX file (no IR version or opset: it parsed as an empty "
             "message, so it is some other format).",
             hint="Is it a TensorRT plan, a checkpoint or a truncated file? Pass the .onnx export.",
         )

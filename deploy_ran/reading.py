@@ -37,6 +37,11 @@ class NotARegularFileError(DeployRanError):
     """
 
 
+def _cap(what: str) -> str:
+    """``labels file`` → ``Labels file``: messages start with what was read."""
+    return what[:1].upper() + what[1:]
+
+
 def _kind(mode: int) -> str:
     for test, name in _KINDS:
         if test(mode):
@@ -59,17 +64,17 @@ def require_regular_file(
         mode = os.stat(path).st_mode
     except FileNotFoundError:
         raise DeployRanError(
-            f"The {what} {shown} does not exist.", hint="Check the path.", param=param
+            f"{_cap(what)} {shown} does not exist.", hint="Check the path.", param=param
         ) from None
     except OSError as exc:  # ELOOP (symlink loop), ENAMETOOLONG, EACCES, ENOTDIR
         raise DeployRanError(
-            f"The {what} {shown} cannot be read ({exc.strerror or exc}).",
+            f"{_cap(what)} {shown} cannot be read ({exc.strerror or exc}).",
             hint="Check the path: a symlink loop, a name too long, or missing permissions.",
             param=param,
         ) from None
     if not stat.S_ISREG(mode):
         raise NotARegularFileError(
-            f"The {what} {shown} is {_kind(mode)}, not a regular file.",
+            f"{_cap(what)} {shown} is {_kind(mode)}, not a regular file.",
             hint=f"Give the path of a regular {what}; folders, pipes and devices are not read.",
             param=param,
         )
@@ -94,7 +99,7 @@ def read_regular_bytes(
         fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
     except OSError as exc:
         raise DeployRanError(
-            f"The {what} {shown} cannot be opened ({exc.strerror or exc}).",
+            f"{_cap(what)} {shown} cannot be opened ({exc.strerror or exc}).",
             hint="Check the path and its permissions.",
             param=param,
         ) from None
@@ -102,13 +107,13 @@ def read_regular_bytes(
         info = os.fstat(fd)
         if not stat.S_ISREG(info.st_mode):
             raise NotARegularFileError(
-                f"The {what} {shown} is {_kind(info.st_mode)}, not a regular file.",
+                f"{_cap(what)} {shown} is {_kind(info.st_mode)}, not a regular file.",
                 hint=f"Give the path of a regular {what}.",
                 param=param,
             )
         if max_bytes is not None and info.st_size > max_bytes:
             raise DeployRanError(
-                f"The {what} {shown} is {info.st_size:,} bytes, more than the {max_bytes:,} "
+                f"{_cap(what)} {shown} is {info.st_size:,} bytes, more than the {max_bytes:,} "
                 f"a {what} can sensibly hold.",
                 hint=f"Check that this is the {what} you meant.",
                 param=param,
@@ -135,7 +140,7 @@ def read_utf8_lines(
         line = data.count(b"\n", 0, exc.start) + 1
         shown = os.fsencode(path).decode("utf-8", "backslashreplace")
         raise DeployRanError(
-            f"The {what} {shown} is not UTF-8 text (byte 0x{data[exc.start]:02x} on line {line}).",
+            f"{_cap(what)} {shown} is not UTF-8 text (byte 0x{data[exc.start]:02x} on line {line}).",
             hint=f"Convert it to UTF-8, e.g. iconv -f latin1 -t utf-8 {shown} > {what.split()[0]}"
             ".utf8.txt",
             param=param,
@@ -235,14 +240,14 @@ def resolve_inside(
     base = Path(folder).resolve()
     if os.path.isabs(name):
         raise DeployRanError(
-            f"The {what} {name!r} is an absolute path; it must be relative to {base}.",
+            f"{_cap(what)} {name!r} is an absolute path; it must be relative to {base}.",
             hint="Keep the files a model names beside it, with relative names.",
             param=param,
         )
     target = (base / name).resolve()
     if target != base and base not in target.parents:
         raise DeployRanError(
-            f"The {what} {name!r} resolves to {target}, outside {base}.",
+            f"{_cap(what)} {name!r} resolves to {target}, outside {base}.",
             hint="Keep the files a model names inside its folder (no '..', no links out).",
             param=param,
         )
