@@ -13,6 +13,9 @@ import sys
 from pathlib import Path
 from typing import Annotated, Any
 
+if __name__ == "__main__" or Path(sys.argv[0]).name == "deploy-ran":  # imports take seconds:
+    __import__("deploy_ran.signals").signals.exit_on_signal_while_loading()  # signals end quietly
+
 import typer
 from rich.markup import escape
 
@@ -30,7 +33,7 @@ from cli_options.triton import TRITON_REPO
 from cli_render import Progress, console, err_console, print_error, show
 from deploy_ran.errors import DeployRanError
 from deploy_ran.fileio import json_text, refuse_output_over_inputs
-from deploy_ran.signals import install_signal_handlers
+from deploy_ran.signals import run_cli
 
 app = typer.Typer(
     name="deploy-ran",
@@ -483,8 +486,7 @@ def triton_repo_cmd(
 
 def main() -> None:
     """Entry point of the ``deploy-ran`` console script."""
-    install_signal_handlers()  # SIGTERM unwinds like Ctrl-C: temp files are removed
-    app()
+    run_cli(app)  # SIGTERM unwinds like Ctrl-C: temp files are removed
 
 
 if __name__ == "__main__":

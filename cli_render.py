@@ -20,7 +20,7 @@ from rich.console import Console
 from rich.markup import escape
 
 from deploy_ran.errors import DeployRanError, system_error
-from deploy_ran.signals import stop_signal
+from deploy_ran.signals import STOPPED, stop_signal
 
 # Piped output (CI logs, `| less`) gets wide tables instead of rich's 80-column fallback.
 console = Console(width=None if sys.stdout.isatty() else 140)
@@ -63,11 +63,20 @@ def _stop_on_signal(exc: BaseException) -> None:
     if signum is None:
         return
     name = signal.Signals(signum).name
-    err_console.print(
-        f"[yellow]Stopped by {name}; temporary files were removed, outputs left as they were.[/]",
-        highlight=False,
-    )
+    err_console.print(f"[yellow]{escape(STOPPED.format(name=name))}[/]", highlight=False)
     raise typer.Exit(128 + signum) from None
+
+
+def _tolerant_streams() -> None:
+    """Print names that are not UTF-8 (``caf\\xe9.png`` from a latin-1 system) as escapes
+    instead of failing on them: a file name is the user's, not a reason to crash."""
+    for stream in (sys.stdout, sys.stderr):
+        reconfigure = getattr(stream, "reconfigure", None)
+        if reconfigure is not None:
+            try:
+                reconfigure(errors="backslashreplace")
+            except (ValueError, OSError):
+                pass
 
 
 @contextlib.contextmanager
@@ -75,6 +84,7 @@ def errors_as_exit_codes(flags: dict[str, str] | None = None) -> Iterator[None]:
     """A user's error → its message, hint (in flags) and exit code; a signal → 128 + signal."""
     import typer
 
+    _tolerant_streams()
     try:
         yield
     except (KeyboardInterrupt, DeployRanError, OSError, MemoryError) as exc:
