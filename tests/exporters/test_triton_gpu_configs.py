@@ -13,7 +13,7 @@ from exporters.triton import RepoOptions, write_repository
 from exporters.triton.artifact import TritonRepoError
 
 _spec = importlib.util.spec_from_file_location(
-    "triton_helpers", Path(__file__).resolve().parents[1] / "test_triton.py"
+    "triton_helpers", Path(__file__).resolve().parents[1] / "triton" / "test_triton_server.py"
 )
 helpers = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(helpers)

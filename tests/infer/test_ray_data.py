@@ -22,8 +22,8 @@ from typer.testing import CliRunner
 from cli import app
 from deploy_ran.errors import DeployRanError
 from deploy_ran.infer import NONFINITE_ERROR, producer_path, run_inference
+from tests.paths import ROOT
 
-ROOT = Path(__file__).resolve().parents[1]
 cli = CliRunner()
 
 

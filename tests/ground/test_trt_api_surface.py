@@ -15,14 +15,13 @@ the real bindings by tools/trt_api/regenerate.sh):
 from __future__ import annotations
 
 import ast
-from pathlib import Path
 
 import pytest
 
+from tests.paths import ROOT
 from tests.trt_standin import SUPPORTED_VERSIONS, build_module, load_surface
 from tests.trt_standin.module import IHostMemory, StandinSignatureError, _check_method
 
-ROOT = Path(__file__).resolve().parents[1]
 PROJECT_FILES = sorted(
     p
     for folder in ("deploy_ran", "exporters", "calibration")

@@ -26,8 +26,7 @@ from deploy_ran.fileio import (
     temp_dir,
     temp_sibling,
 )
-
-ROOT = Path(__file__).resolve().parents[1]
+from tests.paths import ROOT
 
 
 def _dead_pid() -> int:

@@ -20,6 +20,7 @@ from deploy_ran.fileio import DiskFullError, OutputLockedError, exclusive_lock, 
 from deploy_ran.infer import InferenceError, producer_path, run_inference
 from deploy_ran.infer.writer import OutputWriter
 from deploy_ran.runners import load_runner
+from tests.paths import ROOT
 
 
 class _Crash(Exception):
@@ -79,7 +80,7 @@ def test_two_resume_runs_at_once_write_each_image_once(cifar_checkpoint, tmp_pat
             folder / f"{i:03d}.png"
         )
     out = tmp_path / "preds.jsonl"
-    root = Path(__file__).resolve().parents[1]
+    root = ROOT
     cmd = [sys.executable, "cli.py", "infer", "ran56_cifar", "--checkpoint", str(cifar_checkpoint)]
     cmd += ["--images", str(folder), "--batch", "2", "--workers", "0", "--threads", "1"]
     cmd += ["--output", str(out), "--resume"]

@@ -7,13 +7,11 @@ from __future__ import annotations
 import csv
 import importlib.util
 import json
-from pathlib import Path
 
 import pytest
 
 from deploy_ran.bench import BenchResult, BenchRow, LatencyStats
-
-ROOT = Path(__file__).resolve().parents[1]
+from tests.paths import ROOT
 
 
 @pytest.fixture(scope="module")

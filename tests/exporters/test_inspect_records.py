@@ -1,4 +1,4 @@
-"""Issue 10's smaller fixes: Resize shapes recorded, parameters = weights, sane ABN random init."""
+"""What an export records and inspect reports: every Resize output shape, parameters = weights."""
 
 from __future__ import annotations
 
@@ -36,12 +36,3 @@ def test_parameters_count_weights_not_shape_constants(export_cache):
     eager = sum(p.numel() for p in create_model("ran56_cifar").parameters())
     # The simplifier folds BatchNorm into convolutions (2C weights become a C bias): within 2 %.
     assert abs(weights - eager) / eager < 0.02
-
-
-def test_abn_resnet110_random_weights_keep_activations_sane():
-    model = create_model("abn_resnet110_cifar", return_attention=True).eval()
-    with torch.no_grad():
-        logits, attention = model(torch.randn(2, 3, 32, 32))
-    assert logits.abs().max() < 100  # was ~1e9 with every residual branch at full scale
-    assert 0 < attention.min() and attention.max() < 1  # not a saturated 0/1 map
-    assert attention.std() > 1e-3

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pytest
 import torch
@@ -11,9 +10,8 @@ import torch
 from deploy_ran.compare.metrics import relative_l2
 from deploy_ran.errors import CheckpointError
 from deploy_ran.models import create_model
+from tests.paths import DATA
 from tests.port_weights import seeded_input, seeded_state_dict
-
-DATA = Path(__file__).parent / "data"
 
 
 @pytest.fixture(scope="module")

@@ -13,6 +13,7 @@ import torch
 
 from deploy_ran.errors import DeployRanError, UnknownModelError
 from deploy_ran.models import count_macs, count_params, create_model, get_spec, list_models
+from tests.paths import ROOT
 
 # The table: name -> (params target, tolerance, MACs target, tolerance).
 IMAGENET_TARGETS = {
@@ -129,7 +130,6 @@ def test_weights_without_checkpoint_are_seeded_and_leave_global_rng_alone():
 
 
 # --- How the registry is filled: timm's way, no circle, no ONNX ---------------------------------
-ROOT = Path(__file__).resolve().parents[1]
 MODELS_DIR = ROOT / "deploy_ran" / "models"
 
 

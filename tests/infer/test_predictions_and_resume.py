@@ -21,8 +21,8 @@ from deploy_ran.errors import DeployRanError
 from deploy_ran.images import find_images, load_and_preprocess
 from deploy_ran.infer import run_inference
 from deploy_ran.runners import load_runner
+from tests.paths import ROOT
 
-ROOT = Path(__file__).resolve().parents[1]
 cli = CliRunner()
 
 
