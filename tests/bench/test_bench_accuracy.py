@@ -8,9 +8,7 @@ import numpy as np
 import onnxruntime as ort
 import pytest
 from PIL import Image
-from typer.testing import CliRunner
 
-from cli import app
 from deploy_ran.bench import BenchSettings, run_benchmark
 from deploy_ran.bench import machine as machine_mod
 from deploy_ran.bench.machine import MachineReport, idle_cores, plan_threads
@@ -80,15 +78,15 @@ def test_bench_rows_carry_top1_delta_and_file_size(
     assert "top1" in (tmp_path / "b.csv").read_text().splitlines()[0]
 
 
-def test_bench_cli_data_column(cifar_onnx, val_folder, tmp_path):
+def test_bench_cli_data_column(cli, cifar_onnx, val_folder, tmp_path):
     args = ["bench", "ran56_cifar", "--backends", "ort", "--artifacts", str(cifar_onnx),
             "--iterations", "2", "--warmup", "0", "--threads", "1", "--no-plot",
             "-o", str(tmp_path / "c.json"), "--data", str(val_folder)]  # fmt: skip
-    result = CliRunner().invoke(app, args)
+    result = cli(args)
     assert result.exit_code == 0, result.output
     assert "top-1 %" in result.output and "accuracy: top-1 on 12 labelled" in result.output
     assert "no eager FP32 row" in result.output  # ORT only: nothing to take Δ against
-    bad = CliRunner().invoke(app, [*args[:-2], "--labels", str(tmp_path / "l.txt")])
+    bad = cli([*args[:-2], "--labels", str(tmp_path / "l.txt")])
     assert bad.exit_code == 2 and "--data" in bad.output
 
 

@@ -6,9 +6,7 @@ import json
 import shutil
 
 import pytest
-from typer.testing import CliRunner
 
-from cli import app
 from deploy_ran.bench import BenchSettings, run_benchmark
 from deploy_ran.bench.targets import resolve_bench_targets
 from deploy_ran.errors import DeployRanError
@@ -35,10 +33,10 @@ def test_artifacts_of_another_size_are_refused(cifar_onnx):
         resolve_bench_targets("ran56_cifar", (cifar_onnx,), None, 64)
 
 
-def test_bench_onnx_file_on_the_command_line(cifar_onnx, tmp_path):
+def test_bench_onnx_file_on_the_command_line(cli, cifar_onnx, tmp_path):
     out = tmp_path / "b.json"
     args = ["bench", str(cifar_onnx), "--iterations", "2", "--warmup", "0", "--threads", "1"]
-    result = CliRunner().invoke(app, [*args, "--output", str(out), "--no-plot"])
+    result = cli([*args, "--output", str(out), "--no-plot"])
     assert result.exit_code == 0, result.output
     rows = json.loads(out.read_text())["rows"]
     assert [(r["backend"], r["status"], r["artifact"]) for r in rows] == [

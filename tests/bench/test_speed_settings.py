@@ -177,19 +177,15 @@ def test_torch_layouts_give_one_row_per_distinct_layout():
     assert err.value.param == "torch_layouts"
 
 
-def test_bench_cli_takes_layouts_and_refuses_unknown_ones(tmp_path):
-    from typer.testing import CliRunner
-
+def test_bench_cli_takes_layouts_and_refuses_unknown_ones(cli, tmp_path):
     import cli_args
-    from cli import app
     from deploy_ran.runners.torch_runner import TORCH_LAYOUTS
 
     assert cli_args.TORCH_LAYOUTS == TORCH_LAYOUTS and cli_args.TORCH_PRECISIONS == TORCH_PRECISIONS
-    bad = CliRunner().invoke(app, ["bench", "ran56_cifar", "--torch-layouts", "nchw,nhwc"])
+    bad = cli(["bench", "ran56_cifar", "--torch-layouts", "nchw,nhwc"])
     assert bad.exit_code == 2 and "--torch-layouts" in bad.output and "'nhwc'" in bad.output
     out = tmp_path / "b.json"
-    ok = CliRunner().invoke(
-        app,
+    ok = cli(
         [
             "bench", "ran56_cifar", "--backends", "torch", "--torch-layouts", "nchw,channels_last",
             "--iterations", "2", "--warmup", "0", "--threads", "1", "--no-plot", "-o", str(out),

@@ -8,21 +8,16 @@ import sys
 
 import onnx
 import pytest
-from typer.testing import CliRunner
 
-from cli import app
 from deploy_ran.artifacts import read_artifact_info
 from deploy_ran.trt_compat import read_sidecar
 from tests.trt_standin import install
 
-runner = CliRunner()
 
-
-def test_model_name_to_int8_engine(image_folder, tmp_path, monkeypatch):
+def test_model_name_to_int8_engine(cli, image_folder, tmp_path, monkeypatch):
     install(monkeypatch, "11.4.0.106")
     plan = tmp_path / "ran56_cifar.int8.plan"
-    result = runner.invoke(
-        app,
+    result = cli(
         [
             "build-engine",
             "ran56_cifar",
@@ -48,11 +43,11 @@ def test_model_name_to_int8_engine(image_folder, tmp_path, monkeypatch):
     assert "exported" in result.output and "calibrated" in result.output
 
 
-def test_without_tensorrt_writes_the_fp16_onnx_and_exits_3(cifar_onnx, tmp_path, monkeypatch):
+def test_without_tensorrt_writes_the_fp16_onnx_and_exits_3(cli, cifar_onnx, tmp_path, monkeypatch):
     source = tmp_path / "m.onnx"
     shutil.copy(cifar_onnx, source)
     monkeypatch.setitem(sys.modules, "tensorrt", None)
-    result = runner.invoke(app, ["build-engine", str(source), "--fp16", "--max-batch", "16"])
+    result = cli(["build-engine", str(source), "--fp16", "--max-batch", "16"])
     assert result.exit_code == 3, result.output
     fp16 = tmp_path / "m.fp16.onnx"
     assert fp16.exists() and read_artifact_info(fp16).precision == "fp16"
@@ -64,34 +59,30 @@ def test_without_tensorrt_writes_the_fp16_onnx_and_exits_3(cifar_onnx, tmp_path,
     assert not list(tmp_path.glob("*.plan*"))
 
 
-def test_missing_calibration_folder_fails_before_any_work(tmp_path, monkeypatch):
+def test_missing_calibration_folder_fails_before_any_work(cli, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    result = runner.invoke(
-        app, ["build-engine", "ran56_cifar", "--int8", "--calib-data", "no_such_dir"]
-    )
+    result = cli(["build-engine", "ran56_cifar", "--int8", "--calib-data", "no_such_dir"])
     assert result.exit_code == 2
     assert "Calibration data no_such_dir does not exist" in result.output
     assert list(tmp_path.iterdir()) == []
 
 
-def test_precision_cannot_go_backwards(cifar_onnx, tmp_path, monkeypatch):
+def test_precision_cannot_go_backwards(cli, cifar_onnx, tmp_path, monkeypatch):
     install(monkeypatch, "10.16.1.11")
-    fp16 = runner.invoke(
-        app, ["export", str(cifar_onnx), "--precision", "fp16", "-o", str(tmp_path / "m.fp16.onnx")]
+    fp16 = cli(
+        ["export", str(cifar_onnx), "--precision", "fp16", "-o", str(tmp_path / "m.fp16.onnx")]
     )
     assert fp16.exit_code == 0, fp16.output
-    result = runner.invoke(app, ["build-engine", str(tmp_path / "m.fp16.onnx"), "--int8"])
+    result = cli(["build-engine", str(tmp_path / "m.fp16.onnx"), "--int8"])
     assert result.exit_code == 2 and "already FP16" in result.output
-    both = runner.invoke(app, ["build-engine", str(cifar_onnx), "--fp16", "--int8"])
+    both = cli(["build-engine", str(cifar_onnx), "--fp16", "--int8"])
     assert both.exit_code == 2 and "exclude each other" in both.output
 
 
-def test_onnx_keeps_its_precision_and_layer_info_is_printed(cifar_onnx, tmp_path, monkeypatch):
+def test_onnx_keeps_its_precision_and_layer_info_is_printed(cli, cifar_onnx, tmp_path, monkeypatch):
     install(monkeypatch, "10.3.0")
     plan = tmp_path / "m.plan"
-    result = runner.invoke(
-        app, ["build-engine", str(cifar_onnx), "--layer-info", "--output", str(plan)]
-    )
+    result = cli(["build-engine", str(cifar_onnx), "--layer-info", "--output", str(plan)])
     assert result.exit_code == 0, result.output
     assert read_sidecar(plan)["precision"] == "fp32"
     assert "Layer precisions" in result.output
@@ -99,7 +90,7 @@ def test_onnx_keeps_its_precision_and_layer_info_is_printed(cifar_onnx, tmp_path
 
 
 @pytest.mark.parametrize("flag", ["--checkpoint", "--image-size"])
-def test_model_options_do_not_apply_to_onnx_files(cifar_onnx, flag, tmp_path):
+def test_model_options_do_not_apply_to_onnx_files(cli, cifar_onnx, flag, tmp_path):
     value = str(tmp_path / "w.pt") if flag == "--checkpoint" else "64"
-    result = runner.invoke(app, ["build-engine", str(cifar_onnx), flag, value])
+    result = cli(["build-engine", str(cifar_onnx), flag, value])
     assert result.exit_code == 2 and "cannot change" in result.output

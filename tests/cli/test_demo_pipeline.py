@@ -4,15 +4,11 @@ from __future__ import annotations
 
 import json
 
-from typer.testing import CliRunner
-
-from cli import app
 from deploy_ran.artifacts import read_artifact_info
 
 
-def test_demo_runs_every_step(tmp_path):
-    result = CliRunner().invoke(
-        app,
+def test_demo_runs_every_step(cli, tmp_path):
+    result = cli(
         [
             "demo",
             "--model",

@@ -4,9 +4,6 @@ from __future__ import annotations
 
 import json
 
-from typer.testing import CliRunner
-
-from cli import app
 from deploy_ran.environment import diagnose
 
 CPU_ONLY = {
@@ -48,8 +45,8 @@ def test_missing_onnxslim_is_a_next_step():
     )
 
 
-def test_doctor_json_carries_the_verdict():
-    result = CliRunner().invoke(app, ["doctor", "--json"])
+def test_doctor_json_carries_the_verdict(cli):
+    result = cli(["doctor", "--json"])
     assert result.exit_code == 0, result.output
     out = json.loads(result.output)
     assert out["verdict"] == diagnose(out)["verdict"] and "next_steps" in out

@@ -7,10 +7,8 @@ import io
 import json
 
 from rich.console import Console
-from typer.testing import CliRunner
 
 import cli_render
-from cli import app
 from deploy_ran.bench import BenchSettings, run_benchmark
 
 
@@ -67,14 +65,14 @@ def test_bench_hands_each_row_over_as_it_is_measured(tmp_path):
     assert seen == result.rows and len(seen) == 2
 
 
-def test_bench_json_stays_parseable_and_rows_are_reported_without_it(tmp_path):
+def test_bench_json_stays_parseable_and_rows_are_reported_without_it(cli, tmp_path):
     args = ["bench", "ran56_cifar", "--checkpoint", str(tmp_path / "missing.pt"),
             "--iterations", "1", "--no-plot", "-o", str(tmp_path / "b.json")]  # fmt: skip
-    quiet = CliRunner().invoke(app, [*args, "--json"])
+    quiet = cli([*args, "--json"])
     assert quiet.exit_code == 0, quiet.output
     assert json.loads(quiet.stdout)["rows"]  # stdout is exactly the JSON
     assert "benchmarking" not in quiet.stderr
-    loud = CliRunner().invoke(app, args, env={"COLUMNS": "200"})
+    loud = cli(args, env={"COLUMNS": "200"})
     assert loud.exit_code == 0, loud.output
     assert "benchmarking ran56_cifar" in loud.stderr
     assert "torch fp32" in loud.stderr and "failed" in loud.stderr  # the row, as it finished

@@ -7,10 +7,11 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
-from cli import app, command
+from cli import command
 from cli_options import GroupValues, groups
 from cli_options.calibration import CALIBRATION
 from deploy_ran.errors import DeployRanError
+from tests.tiny_graphs import one_node_onnx
 
 WIDE = {"COLUMNS": "200"}
 
@@ -62,19 +63,18 @@ WIDE = {"COLUMNS": "200"}
         ),
     ],
 )
-def test_a_flag_that_does_not_apply_is_refused_with_the_reason(tmp_path, args, reason):
+def test_a_flag_that_does_not_apply_is_refused_with_the_reason(cli, tmp_path, args, reason):
     args = [str(tmp_path / a) if a == "m.onnx" else a for a in args]
-    result = CliRunner().invoke(app, args, env=WIDE)
+    result = cli(args, env=WIDE)
     assert result.exit_code == 2, result.output
     assert reason in result.output
     assert "Hint:" in result.output
     assert not list(tmp_path.iterdir())  # refused before any work: nothing written
 
 
-def test_a_flag_that_applies_is_accepted():
+def test_a_flag_that_applies_is_accepted(cli):
     """The same flags with --int8 get past the refusal (the target then fails: no such file)."""
-    result = CliRunner().invoke(
-        app,
+    result = cli(
         ["build-engine", "no_such.onnx", "--int8", "--calib-data", "d", "--method", "entropy"],
         env=WIDE,
     )
@@ -111,15 +111,13 @@ def test_library_hints_reach_the_cli_in_flags():
     assert "require_pass" not in out and "num_images" not in out
 
 
-def test_infer_hint_about_an_existing_output_names_the_flags(tmp_path):
+def test_infer_hint_about_an_existing_output_names_the_flags(cli, tmp_path):
     """The library says ``resume=True`` / ``overwrite=True``; the user reads ``--resume``."""
     images = tmp_path / "imgs"
     images.mkdir()
     output = tmp_path / "p.jsonl"
     output.write_text('{"path": "a.jpg"}\n')
-    result = CliRunner().invoke(
-        app, ["infer", "ran56_cifar", "--images", str(images), "-o", str(output)], env=WIDE
-    )
+    result = cli(["infer", "ran56_cifar", "--images", str(images), "-o", str(output)], env=WIDE)
     assert result.exit_code == 2, result.output
     assert "--resume" in result.output and "--overwrite" in result.output
     assert "resume=True" not in result.output and "overwrite=True" not in result.output
@@ -133,29 +131,23 @@ def test_a_switch_turned_off_in_a_hint_reads_leave_out():
     assert text == "Set --device cuda, or leave out --cuda-graphs."
 
 
-def _identity_onnx(path):
-    import onnx
-    from onnx import TensorProto, helper
-
-    x = helper.make_tensor_value_info("input", TensorProto.FLOAT, ["b", 3, 32, 32])
-    y = helper.make_tensor_value_info("out", TensorProto.FLOAT, ["b", 3, 32, 32])
-    graph = helper.make_graph([helper.make_node("Identity", ["input"], ["out"])], "g", [x], [y])
-    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)]), path)
-
-
-def test_a_differing_export_beside_the_output_is_refused_with_the_force_flag(tmp_path, monkeypatch):
+def test_a_differing_export_beside_the_output_is_refused_with_the_force_flag(
+    cli, tmp_path, monkeypatch
+):
     monkeypatch.chdir(tmp_path)
-    _identity_onnx(tmp_path / "ran56_cifar.onnx")  # not a deploy-ran export: it differs
+    one_node_onnx(
+        tmp_path / "ran56_cifar.onnx", shape=("b", 3, 32, 32)
+    )  # not a deploy-ran export: it differs
     before = (tmp_path / "ran56_cifar.onnx").read_bytes()
     args = ["build-engine", "ran56_cifar", "--int8", "--calib-data", "synthetic"]
-    result = CliRunner().invoke(app, [*args, "--image-size", "32"], env=WIDE)
+    result = cli([*args, "--image-size", "32"], env=WIDE)
     assert result.exit_code == 2, result.output
     assert "differs" in result.output and "(--force)" in result.output
     assert "overwrite_intermediate" not in result.output
     assert (tmp_path / "ran56_cifar.onnx").read_bytes() == before  # untouched
 
 
-def test_force_asks_the_library_to_replace_the_differing_export(tmp_path, monkeypatch):
+def test_force_asks_the_library_to_replace_the_differing_export(cli, tmp_path, monkeypatch):
     import deploy_ran.convert
 
     seen = {}
@@ -165,9 +157,9 @@ def test_force_asks_the_library_to_replace_the_differing_export(tmp_path, monkey
         raise DeployRanError("stopped by the test")
 
     monkeypatch.setattr(deploy_ran.convert, "convert", fake_convert)
-    CliRunner().invoke(app, ["build-engine", "ran56_cifar", "--fp16", "--force"])
+    cli(["build-engine", "ran56_cifar", "--fp16", "--force"])
     assert seen["overwrite_intermediate"] is True
-    CliRunner().invoke(app, ["build-engine", "ran56_cifar", "--fp16"])
+    cli(["build-engine", "ran56_cifar", "--fp16"])
     assert seen["overwrite_intermediate"] is False
-    CliRunner().invoke(app, ["export", "ran56_cifar", "--precision", "fp16", "--force"])
+    cli(["export", "ran56_cifar", "--precision", "fp16", "--force"])
     assert seen["overwrite_intermediate"] is True  # the same setting, the same flag

@@ -6,12 +6,6 @@ from __future__ import annotations
 import shutil
 import sys
 
-from typer.testing import CliRunner
-
-from cli import app
-
-runner = CliRunner()
-
 
 def _folder_with_export(tmp_path, cifar_onnx, monkeypatch):
     """A folder holding ``ran56_cifar.onnx`` as `export ran56_cifar --checkpoint W` writes it."""
@@ -21,10 +15,12 @@ def _folder_with_export(tmp_path, cifar_onnx, monkeypatch):
     return (tmp_path / "ran56_cifar.onnx").read_bytes()
 
 
-def test_build_engine_reuses_a_matching_export(cifar_onnx, cifar_checkpoint, tmp_path, monkeypatch):
+def test_build_engine_reuses_a_matching_export(
+    cli, cifar_onnx, cifar_checkpoint, tmp_path, monkeypatch
+):
     before = _folder_with_export(tmp_path, cifar_onnx, monkeypatch)
     args = ["build-engine", "ran56_cifar", "--checkpoint", str(cifar_checkpoint), "--fp16"]
-    result = runner.invoke(app, args)
+    result = cli(args)
     assert result.exit_code == 3, result.output  # TensorRT missing, the FP16 ONNX written
     assert "using ran56_cifar.onnx (FP32; its metadata matches" in result.output
     assert (tmp_path / "ran56_cifar.fp16.onnx").exists()
@@ -32,10 +28,10 @@ def test_build_engine_reuses_a_matching_export(cifar_onnx, cifar_checkpoint, tmp
 
 
 def test_build_engine_refuses_an_export_that_differs_and_says_how(
-    cifar_onnx, cifar_checkpoint, tmp_path, monkeypatch
+    cli, cifar_onnx, cifar_checkpoint, tmp_path, monkeypatch
 ):
     before = _folder_with_export(tmp_path, cifar_onnx, monkeypatch)
-    result = runner.invoke(app, ["build-engine", "ran56_cifar", "--fp16", "--image-size", "64"])
+    result = cli(["build-engine", "ran56_cifar", "--fp16", "--image-size", "64"])
     assert result.exit_code == 2
     text = " ".join(result.output.split())
     assert "Error (--force)" in text and "image_size: 32 vs 64" in text

@@ -5,9 +5,7 @@ from __future__ import annotations
 import onnx
 import pytest
 import torch
-from typer.testing import CliRunner
 
-from cli import app
 from deploy_ran.artifacts import read_artifact_info
 from deploy_ran.compare.runner_checks import RunnerChecks
 from deploy_ran.errors import DeployRanError, OnnxFileError, ParityError
@@ -16,7 +14,6 @@ from exporters.fp16 import DEFAULT_KEEP_FP32, convert_to_fp16
 from exporters.graph_checks import check_graph
 
 FLOAT, FLOAT16 = onnx.TensorProto.FLOAT, onnx.TensorProto.FLOAT16
-runner = CliRunner()
 
 
 @pytest.fixture(scope="module")
@@ -109,10 +106,9 @@ def test_fp16_and_int8_inputs_are_refused(fp32, tmp_path):
         convert_to_fp16(fp32.path, fp32.path)
 
 
-def test_cli_export_fp16_writes_both_and_checks_against_eager(tmp_path):
+def test_cli_export_fp16_writes_both_and_checks_against_eager(cli, tmp_path):
     out = tmp_path / "m.fp16.onnx"
-    result = runner.invoke(
-        app,
+    result = cli(
         ["export", "ran56_cifar", "--precision", "fp16", "--static-batch", "--output", str(out)],
     )
     assert result.exit_code == 0, result.output
@@ -121,12 +117,11 @@ def test_cli_export_fp16_writes_both_and_checks_against_eager(tmp_path):
     assert read_artifact_info(out).precision == "fp16"
     assert read_artifact_info(tmp_path / "m.onnx").precision == "fp32"
 
-    converted = runner.invoke(
-        app,
+    converted = cli(
         ["export", str(tmp_path / "m.onnx"), "--precision", "fp16", "--keep-fp32", "Sigmoid"],
     )
     assert converted.exit_code == 0, converted.output
     assert (tmp_path / "m.fp16.onnx").exists()
 
-    int8 = runner.invoke(app, ["export", "ran56_cifar", "--precision", "int8"])
+    int8 = cli(["export", "ran56_cifar", "--precision", "int8"])
     assert int8.exit_code == 2 and "calibrate" in int8.output

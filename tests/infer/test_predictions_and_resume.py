@@ -14,16 +14,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PIL import Image
-from typer.testing import CliRunner
 
-from cli import app
 from deploy_ran.errors import DeployRanError
 from deploy_ran.images import find_images, load_and_preprocess
 from deploy_ran.infer import run_inference
 from deploy_ran.runners import load_runner
 from tests.paths import ROOT
-
-cli = CliRunner()
 
 
 def _lines(path: Path) -> list[dict]:
@@ -157,9 +153,9 @@ def test_resume_after_killing_the_process(cifar_checkpoint, tmp_path):
         )
 
 
-def test_bad_requests_fail_before_any_work(cifar_onnx, image_folder, tmp_path):
-    missing = cli.invoke(
-        app, ["infer", str(cifar_onnx), "--images", str(tmp_path / "nowhere"), "-o", "x.jsonl"]
+def test_bad_requests_fail_before_any_work(cli, cifar_onnx, image_folder, tmp_path):
+    missing = cli(
+        ["infer", str(cifar_onnx), "--images", str(tmp_path / "nowhere"), "-o", "x.jsonl"]
     )
     assert missing.exit_code == 2 and "does not exist" in missing.output
     labels = tmp_path / "labels.txt"

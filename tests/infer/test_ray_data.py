@@ -17,14 +17,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PIL import Image
-from typer.testing import CliRunner
 
-from cli import app
 from deploy_ran.errors import DeployRanError
 from deploy_ran.infer import NONFINITE_ERROR, producer_path, run_inference
 from tests.paths import ROOT
-
-cli = CliRunner()
 
 
 @pytest.fixture(scope="module")
@@ -118,7 +114,7 @@ def _csv(path: Path) -> list[dict]:
 
 
 def test_ray_resumes_with_the_predictions_of_local_infer(
-    local_ray, cifar_checkpoint, many_images, tmp_path, caplog
+    cli, local_ray, cifar_checkpoint, many_images, tmp_path, caplog
 ):
     """One Ray run through the CLI: two actors finish a torn local output (CSV, labels)."""
     import logging
@@ -146,7 +142,7 @@ def test_ray_resumes_with_the_predictions_of_local_infer(
     args = ["infer", "ran56_cifar", "--checkpoint", str(cifar_checkpoint), "--threads", "1"]
     args += ["--images", str(many_images), "--output", str(part), "--labels", str(labels)]
     args += ["--topk", "3", "--batch", "4", "--ray", "--workers", "2", "--resume"]
-    run = cli.invoke(app, args)
+    run = cli(args)
     assert run.exit_code == 0, run.output
     for said in ("22 image(s)", "2 Ray workers", "2 unreadable", "10 already in the output"):
         assert said in run.output, run.output
@@ -167,7 +163,7 @@ def test_ray_resumes_with_the_predictions_of_local_infer(
     assert logging.getLogger("ray.data").level == data_level
     assert not logging.getLogger("ray.data._internal.progress").filters
 
-    again = cli.invoke(app, args)  # nothing left: no dataset, no actors
+    again = cli(args)  # nothing left: no dataset, no actors
     assert again.exit_code == 0 and "0 image(s)" in again.output, again.output
     assert part.read_bytes().count(b"\n") == 33
     assert producer_path(part).read_bytes() == producer_path(whole).read_bytes()
@@ -262,13 +258,11 @@ def test_ray_writes_the_bytes_of_local_infer_for_odd_names_and_bad_logits(
     assert ray.producer == local.producer
 
 
-def test_without_ray(monkeypatch, many_images):
+def test_without_ray(cli, monkeypatch, many_images):
     """Ray options need --ray; a missing Ray names the extra to install (no Ray started)."""
     from deploy_ran.infer.ray_session import import_ray
 
-    ray_only = cli.invoke(
-        app, ["infer", "ran56_cifar", "--images", str(many_images), "--address", "auto"]
-    )
+    ray_only = cli(["infer", "ran56_cifar", "--images", str(many_images), "--address", "auto"])
     assert ray_only.exit_code == 2 and "to --ray only" in ray_only.output
     monkeypatch.setitem(sys.modules, "ray", None)
     with pytest.raises(DeployRanError, match="not installed") as err:

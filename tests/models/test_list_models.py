@@ -4,9 +4,6 @@ from __future__ import annotations
 
 import json
 
-from typer.testing import CliRunner
-
-from cli import app
 from deploy_ran.models import list_models
 
 
@@ -24,8 +21,8 @@ def test_a_pattern_is_still_a_shell_pattern():
     assert list_models("nothing*") == [] and list_models("nothing") == []
 
 
-def test_models_command_searches_by_substring():
-    result = CliRunner().invoke(app, ["models", "resnet", "--json"])
+def test_models_command_searches_by_substring(cli):
+    result = cli(["models", "resnet", "--json"])
     assert result.exit_code == 0, result.output
     names = [row["name"] for row in json.loads(result.output)]
     assert names == list_models("*resnet*")

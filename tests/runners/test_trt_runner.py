@@ -133,22 +133,16 @@ def test_missing_tensorrt_is_backend_unavailable(cifar_onnx, tmp_path, monkeypat
 
 
 def test_verify_bench_and_infer_take_an_engine(
-    cifar_onnx, cifar_checkpoint, image_folder, tmp_path, monkeypatch, host_buffers
+    cli, cifar_onnx, cifar_checkpoint, image_folder, tmp_path, monkeypatch, host_buffers
 ):
-    from typer.testing import CliRunner
-
-    from cli import app
-
     install(monkeypatch, "10.16.1.11", host_memory=True)
     plan = _build(cifar_onnx, tmp_path)
-    cli = CliRunner()
-    verified = cli.invoke(
-        app, ["verify", str(cifar_onnx), str(plan), "-n", "4", "--batch", "2", "--threads", "1"]
+    verified = cli(
+        ["verify", str(cifar_onnx), str(plan), "-n", "4", "--batch", "2", "--threads", "1"]
     )
     assert verified.exit_code == 0, verified.output
     # Eager PyTorch against the engine: size, options and weights' hash come from the sidecar.
-    eager = cli.invoke(
-        app,
+    eager = cli(
         [
             "verify",
             "ran56_cifar",
@@ -164,15 +158,12 @@ def test_verify_bench_and_infer_take_an_engine(
         ],
     )
     assert eager.exit_code == 0, eager.output
-    missing = cli.invoke(
-        app, ["verify", "ran56_cifar", str(plan), "-n", "2", "--batch", "2", "--threads", "1"]
-    )
+    missing = cli(["verify", "ran56_cifar", str(plan), "-n", "2", "--batch", "2", "--threads", "1"])
     assert missing.exit_code == 2 and "was exported from a checkpoint" in missing.output
     preds = tmp_path / "preds.jsonl"
     ort_preds = tmp_path / "ort.jsonl"
     for target, out in ((plan, preds), (cifar_onnx, ort_preds)):
-        result = cli.invoke(
-            app,
+        result = cli(
             [
                 "infer",
                 str(target),

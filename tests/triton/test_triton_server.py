@@ -20,7 +20,6 @@ from pathlib import Path
 import numpy as np
 import onnx
 import pytest
-from onnx import TensorProto, helper, numpy_helper
 
 pytest.importorskip("tritonclient.grpc", reason="the triton extra (tritonclient) is not installed")
 
@@ -31,9 +30,10 @@ from deploy_ran.runners import (
     load_runner,  # noqa: E402
 )
 from deploy_ran.runners.triton_runner import TritonRunner, parse_target  # noqa: E402
-from deploy_ran.trt_compat import SIDECAR_FORMAT  # noqa: E402
-from exporters.triton import RepoOptions, TritonRepoError, parse, write_repository  # noqa: E402
+from exporters.triton import RepoOptions, TritonRepoError, write_repository  # noqa: E402
 from tests import triton_server  # noqa: E402
+from tests.tiny_graphs import attention_net_onnx as tiny_onnx  # noqa: E402
+from tests.triton.repo_files import dims, fake_plan, read_config  # noqa: E402
 
 FP32_REL_L2 = 1e-4
 
@@ -75,102 +75,6 @@ class TritonPythonModel:
             start += size
         return responses
 '''
-
-
-# ------------------------------------------------------------------------------ small ONNX files
-
-
-def tiny_onnx(
-    path: Path, *, batch: int | str = "batch", precision: str = "fp32", metadata: bool = True
-) -> Path:
-    """A 2-output conv model (FP32, FP16 weights or INT8 Q/DQ) in seconds, for config tests."""
-    rng = np.random.default_rng(0)
-    w = rng.standard_normal((4, 3, 3, 3)).astype(np.float32)
-    nodes, inits = [], [numpy_helper.from_array(w, "w")]
-    conv_in = "input"
-    if precision == "int8":
-        inits += [
-            numpy_helper.from_array(np.array(0.05, np.float32), "s"),
-            numpy_helper.from_array(np.array(0, np.int8), "z"),
-        ]
-        nodes += [
-            helper.make_node("QuantizeLinear", ["input", "s", "z"], ["q"]),
-            helper.make_node("DequantizeLinear", ["q", "s", "z"], ["dq"]),
-        ]
-        conv_in = "dq"
-    nodes += [
-        helper.make_node("Conv", [conv_in, "w"], ["feat"], pads=[1, 1, 1, 1]),
-        helper.make_node("Sigmoid", ["feat"], ["attention_map"]),
-        helper.make_node("GlobalAveragePool", ["feat"], ["pooled"]),
-        helper.make_node("Flatten", ["pooled"], ["logits"]),
-    ]
-    graph = helper.make_graph(
-        nodes,
-        "tiny",
-        [helper.make_tensor_value_info("input", TensorProto.FLOAT, [batch, 3, 8, 8])],
-        [
-            helper.make_tensor_value_info("logits", TensorProto.FLOAT, [batch, 4]),
-            helper.make_tensor_value_info("attention_map", TensorProto.FLOAT, [batch, 4, 8, 8]),
-        ],
-        inits,
-    )
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)])
-    if metadata:
-        pre = {"resize_size": 8, "crop_size": 8, "mean": [0.5] * 3, "std": [0.25] * 3}
-        for key, value in {
-            "model": "tiny",
-            "num_classes": "4",
-            "precision": precision,
-            "preprocessing": json.dumps(pre),
-        }.items():
-            entry = model.metadata_props.add()
-            entry.key, entry.value = key, value
-    onnx.save(model, path)
-    return path
-
-
-def fake_plan(
-    tmp_path: Path,
-    *,
-    sidecar: bool = True,
-    source: Path | None = None,
-    profile: tuple[int, int, int] = (1, 8, 16),
-) -> Path:
-    """Plan bytes are opaque to the writer: a sidecar (and its source ONNX) describe them."""
-    plan = tmp_path / "tiny.int8.plan"
-    plan.write_bytes(b"not a real engine: the writer copies it, Triton would load it")
-    if sidecar:
-        from deploy_ran.fileio import sha256_file
-
-        side = {
-            "format": SIDECAR_FORMAT,
-            "format_version": 1,
-            "precision": "int8",
-            "model": "tiny",
-            "num_classes": 4,
-            "outputs": ["logits", "attention_map"],
-            "input": {
-                "name": "input",
-                "dtype": "float32",
-                "shape": [-1, 3, 8, 8],
-                "profile": {k: [b, 3, 8, 8] for k, b in zip(("min", "opt", "max"), profile)},
-            },
-            "source_onnx": {
-                "path": str(source) if source else "gone.onnx",
-                "sha256": sha256_file(source) if source else "0",
-                "metadata": {"model": "tiny"},
-            },
-        }
-        plan.with_name(plan.name + ".json").write_text(json.dumps(side))
-    return plan
-
-
-def read_config(repo: Path, name: str):
-    return parse((repo / name / "config.pbtxt").read_text())
-
-
-def dims(entry) -> list[int]:
-    return list(entry.dims)
 
 
 # ------------------------------------------------------------------------------ config contents
@@ -552,20 +456,15 @@ def test_verify_and_infer_accept_a_served_model(server, tmp_path):
         assert r["prob"] == pytest.approx(e["prob"], rel=1e-4, abs=1e-6)
 
 
-def test_cli_triton_repo_writes_and_refuses(tmp_path):
-    from typer.testing import CliRunner
-
-    import cli
-
+def test_cli_triton_repo_writes_and_refuses(cli, tmp_path):
     path = tiny_onnx(tmp_path / "tiny.onnx")
-    runner = CliRunner()
     args = ["triton-repo", str(path), "--output", str(tmp_path / "repo"), "--kind", "cpu",
             "--max-batch", "4", "--max-queue-delay-us", "500", "--name", "tiny_v"]
-    done = runner.invoke(cli.app, args)
+    done = cli(args)
     assert done.exit_code == 0, done.output
     cfg = read_config(tmp_path / "repo", "tiny_v")
     assert cfg.max_batch_size == 4 and cfg.dynamic_batching.max_queue_delay_microseconds == 500
-    again = runner.invoke(cli.app, args)
+    again = cli(args)
     assert again.exit_code == 2 and "--force" in again.output
-    forced = runner.invoke(cli.app, [*args, "--force"])
+    forced = cli([*args, "--force"])
     assert forced.exit_code == 0, forced.output

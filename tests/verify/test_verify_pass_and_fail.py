@@ -8,13 +8,9 @@ import numpy as np
 import onnx
 import pytest
 from onnx import numpy_helper
-from typer.testing import CliRunner
 
-from cli import app
 from deploy_ran.errors import DeployRanError
 from deploy_ran.verify import criteria_for, load_inputs, precision_family, verify
-
-cli = CliRunner()
 
 
 @pytest.fixture(scope="module")
@@ -60,11 +56,11 @@ def test_good_pair_passes_on_images_and_names_them(cifar_checkpoint, cifar_onnx,
 
 
 def test_perturbed_candidate_fails_with_exit_code_1(
-    cifar_checkpoint, cifar_onnx, perturbed_onnx, tmp_path
+    cli, cifar_checkpoint, cifar_onnx, perturbed_onnx, tmp_path
 ):
     report = tmp_path / "report.json"
     args = ["--checkpoint", str(cifar_checkpoint), "--threads", "1", "-n", "12", "-o", str(report)]
-    bad = cli.invoke(app, ["verify", "ran56_cifar", str(perturbed_onnx), *args])
+    bad = cli(["verify", "ran56_cifar", str(perturbed_onnx), *args])
     assert bad.exit_code == 1, bad.output
     assert "FAIL" in bad.output and "max_rel_l2" in bad.output
     assert "random[" in bad.output  # the worst inputs are named
@@ -74,15 +70,13 @@ def test_perturbed_candidate_fails_with_exit_code_1(
     assert failed and failed[0]["criterion"] == "max_rel_l2" and failed[0]["value"] > 1e-4
     assert data["worst_inputs"][0]["name"].startswith("random[")
 
-    good = cli.invoke(app, ["verify", "ran56_cifar", str(cifar_onnx), *args[:-2], "--json"])
+    good = cli(["verify", "ran56_cifar", str(cifar_onnx), *args[:-2], "--json"])
     assert good.exit_code == 0, good.output
     assert json.loads(good.output)["passed"] is True
 
     # loosening one criterion leaves the per-kind ones in force: the perturbation also changes
     # how the logits vary across inputs, which the input-centred cosine still catches
-    loose = cli.invoke(
-        app, ["verify", "ran56_cifar", str(perturbed_onnx), *args[:-2], "--max-rel-l2", "0.5"]
-    )
+    loose = cli(["verify", "ran56_cifar", str(perturbed_onnx), *args[:-2], "--max-rel-l2", "0.5"])
     assert loose.exit_code == 1 and "logits.min_input_centred_cosine" in loose.output
     # loose enough on every criterion, the perturbed file passes
     looser = verify(
@@ -150,24 +144,22 @@ def test_array_inputs_and_their_errors(tmp_path):
     np.testing.assert_array_equal(rand.data, load_inputs(None, (3, 32, 32), num=5, seed=3).data)
 
 
-def test_missing_checkpoint_and_wrong_sizes_are_refused(cifar_onnx, tmp_path):
+def test_missing_checkpoint_and_wrong_sizes_are_refused(cli, cifar_onnx, tmp_path):
     with pytest.raises(DeployRanError, match="exported from a checkpoint"):
         verify("ran56_cifar", cifar_onnx, threads=1)
-    result = cli.invoke(app, ["verify", "ran56_cifar", str(tmp_path / "nope.onnx")])
+    result = cli(["verify", "ran56_cifar", str(tmp_path / "nope.onnx")])
     assert result.exit_code == 2 and "does not exist" in result.output
 
 
-def test_model_name_against_its_own_export_without_checkpoint(tmp_path):
+def test_model_name_against_its_own_export_without_checkpoint(cli, tmp_path):
     """No weights anywhere: both sides use the seeded random initialisation, so they agree."""
-    from typer.testing import CliRunner
 
-    from cli import app
     from exporters.onnx import export_onnx
 
     onnx_path = tmp_path / "m.onnx"
     export_onnx("ran56_cifar", onnx_path, static_batch=True, batch=2)
-    result = CliRunner().invoke(
-        app, ["verify", "ran56_cifar", str(onnx_path), "-n", "4", "--batch", "2", "--threads", "1"]
+    result = cli(
+        ["verify", "ran56_cifar", str(onnx_path), "-n", "4", "--batch", "2", "--threads", "1"]
     )
     assert result.exit_code == 0, result.output
     assert "seeded random weights" in result.output

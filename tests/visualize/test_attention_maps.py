@@ -7,9 +7,7 @@ import onnx
 import pytest
 from onnx import TensorProto, helper
 from PIL import Image
-from typer.testing import CliRunner
 
-from cli import app
 from deploy_ran.artifacts import get_metadata, set_metadata
 from deploy_ran.compare.metrics import compare
 from deploy_ran.errors import DeployRanError, OnnxFileError, UnknownModelError
@@ -23,7 +21,6 @@ from deploy_ran.visualize import (
 )
 from tests.conftest import small_size
 
-runner = CliRunner()
 AR = "wrn16_4_ar"  # multi-head maps at three resolutions, and a fast export
 
 
@@ -57,7 +54,7 @@ def ar_export(export_cache, calibrated_checkpoint):
     return result, ckpt
 
 
-def test_pytorch_and_onnx_give_the_same_maps(ar_export, good, tmp_path):
+def test_pytorch_and_onnx_give_the_same_maps(cli, ar_export, good, tmp_path):
     result, ckpt = ar_export
     torch_maps = attention_from_model(AR, good, checkpoint=ckpt)
     onnx_maps = attention_from_onnx(result.path, good)
@@ -71,7 +68,7 @@ def test_pytorch_and_onnx_give_the_same_maps(ar_export, good, tmp_path):
             assert compare(ma.values, mb.values).rel_l2 <= 1e-4
     # The command line draws the same file's maps (one export serves both checks).
     out = tmp_path / "grid.png"
-    shown = runner.invoke(app, ["visualize", str(result.path), *map(str, good[:2]), "-o", str(out)])
+    shown = cli(["visualize", str(result.path), *map(str, good[:2]), "-o", str(out)])
     assert shown.exit_code == 0, shown.output
     assert "attention_group0" in shown.output and "[4, 32, 32]" in shown.output
     assert "onnxruntime" in shown.output and out.exists()
@@ -238,11 +235,10 @@ def test_checkpoint_with_an_onnx_file_is_refused(tmp_path, good):
 # --- command line ---------------------------------------------------------------------------
 
 
-def test_cli_visualize_from_a_model_with_checkpoint(calibrated_checkpoint, images, tmp_path):
+def test_cli_visualize_from_a_model_with_checkpoint(cli, calibrated_checkpoint, images, tmp_path):
     ckpt = calibrated_checkpoint(AR, small_size(AR))
     out = tmp_path / "grid.png"
-    shown = runner.invoke(
-        app,
+    shown = cli(
         [
             "visualize",
             AR,
@@ -257,22 +253,17 @@ def test_cli_visualize_from_a_model_with_checkpoint(calibrated_checkpoint, image
     assert "pytorch" in shown.output and "attention_group2" in shown.output and out.exists()
 
 
-def test_cli_visualize_bad_inputs_exit_2(images, tmp_path):
-    bad = runner.invoke(
-        app, ["visualize", "ran56_cifar", str(images / "fake.jpg"), "-o", str(tmp_path / "a.png")]
-    )
+def test_cli_visualize_bad_inputs_exit_2(cli, images, tmp_path):
+    bad = cli(["visualize", "ran56_cifar", str(images / "fake.jpg"), "-o", str(tmp_path / "a.png")])
     assert bad.exit_code == 2 and "not a readable image" in bad.output
     plain = _tiny_onnx(tmp_path / "p.onnx", [1, 3, 16, 16], ["logits"])
-    shown = runner.invoke(
-        app, ["visualize", str(plain), str(images / "rgb.jpg"), "-o", str(tmp_path / "b.png")]
-    )
+    shown = cli(["visualize", str(plain), str(images / "rgb.jpg"), "-o", str(tmp_path / "b.png")])
     assert shown.exit_code == 2 and "--attention-maps" in shown.output
     assert not (tmp_path / "a.png").exists() and not (tmp_path / "b.png").exists()
 
 
-def test_cli_export_rejects_bad_abn_outputs(tmp_path):
-    shown = runner.invoke(
-        app,
+def test_cli_export_rejects_bad_abn_outputs(cli, tmp_path):
+    shown = cli(
         [
             "export",
             "abn_resnet110_cifar",
