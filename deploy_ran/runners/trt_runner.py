@@ -23,7 +23,7 @@ first writes a new buffer it waits for the current stream (``wait_stream``), so 
 there with work still queued is not overwritten early. The TensorRT logger keeps only its newest
 messages (``trt_compat.LOGGER_KEEP``).
 
-These calls exist unchanged in TensorRT 10.3, 10.16 and 11.4 (tests/test_trt_api_surface.py).
+These calls exist unchanged in TensorRT 10.3, 10.16 and 11.4 (tests/ground/test_trt_api_surface.py).
 """
 
 from __future__ import annotations

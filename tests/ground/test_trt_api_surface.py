@@ -9,7 +9,7 @@ the real bindings by tools/trt_api/regenerate.sh):
 2. static: every attribute the TensorRT-facing modules use on TensorRT objects exists in all
    three versions (removed APIs such as ``device_memory_size`` or the INT8 calibrators fail here);
 3. dynamic: the stand-in, built from each surface with the real parameter names, runs the build
-   and run code (tests/test_tensorrt_build.py, tests/test_trt_runner.py).
+   and run code (tests/exporters/test_tensorrt_build.py, tests/runners/test_trt_runner.py).
 """
 
 from __future__ import annotations
