@@ -28,8 +28,8 @@ from typing import Any
 import numpy as np
 
 from deploy_ran.errors import DeployRanError
-from deploy_ran.fileio import read_utf8_lines, require_regular_file, walk_files
 from deploy_ran.images import IMAGE_EXTENSIONS, display_path
+from deploy_ran.reading import read_utf8_lines, require_regular_file, walk_files
 
 LIST_SUFFIXES = (".csv", ".tsv")
 
