@@ -75,7 +75,7 @@ def test_old_names_are_hidden_aliases(cli, command, old, new):
     params = [p for p in COMMANDS[command].params if old in getattr(p, "opts", ())]
     assert len(params) == 1 and params[0].hidden, f"{old} should be a hidden alias on {command}"
     assert any(new in p.opts and not p.hidden for p in COMMANDS[command].params)
-    help_text = cli([command, "--help"], env={"COLUMNS": "200"}).output
+    help_text = cli([command, "--help"], wide=True).output
     assert new in help_text and f"{old} " not in help_text
 
 
@@ -87,9 +87,8 @@ def test_an_old_name_and_its_new_name_together_are_refused(cli, tmp_path):
 
 def test_an_old_name_still_reaches_the_library(cli, tmp_path):
     """``bench --batch-sizes 0`` is checked exactly as ``--batch 0``."""
-    wide = {"COLUMNS": "200"}
-    old = cli(["bench", "ran56_cifar", "--batch-sizes", "0"], env=wide)
-    new = cli(["bench", "ran56_cifar", "--batch", "0"], env=wide)
+    old = cli(["bench", "ran56_cifar", "--batch-sizes", "0"], wide=True)
+    new = cli(["bench", "ran56_cifar", "--batch", "0"], wide=True)
     assert old.exit_code == new.exit_code == 2
     assert "'--batch-sizes'" in old.output and "'--batch'" in new.output
     assert "from 1 to 4,096, got 0" in old.output and "from 1 to 4,096, got 0" in new.output

@@ -72,7 +72,7 @@ def test_bench_json_stays_parseable_and_rows_are_reported_without_it(cli, tmp_pa
     assert quiet.exit_code == 0, quiet.output
     assert json.loads(quiet.stdout)["rows"]  # stdout is exactly the JSON
     assert "benchmarking" not in quiet.stderr
-    loud = cli(args, env={"COLUMNS": "200"})
+    loud = cli(args, wide=True)
     assert loud.exit_code == 0, loud.output
     assert "benchmarking ran56_cifar" in loud.stderr
     assert "torch fp32" in loud.stderr and "failed" in loud.stderr  # the row, as it finished

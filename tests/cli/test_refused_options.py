@@ -5,15 +5,12 @@ from __future__ import annotations
 
 import pytest
 import typer
-from typer.testing import CliRunner
 
 from cli import command
 from cli_options import GroupValues, groups
 from cli_options.calibration import CALIBRATION
 from deploy_ran.errors import DeployRanError
 from tests.tiny_graphs import one_node_onnx
-
-WIDE = {"COLUMNS": "200"}
 
 
 @pytest.mark.parametrize(
@@ -65,7 +62,7 @@ WIDE = {"COLUMNS": "200"}
 )
 def test_a_flag_that_does_not_apply_is_refused_with_the_reason(cli, tmp_path, args, reason):
     args = [str(tmp_path / a) if a == "m.onnx" else a for a in args]
-    result = cli(args, env=WIDE)
+    result = cli(args, wide=True)
     assert result.exit_code == 2, result.output
     assert reason in result.output
     assert "Hint:" in result.output
@@ -76,13 +73,13 @@ def test_a_flag_that_applies_is_accepted(cli):
     """The same flags with --int8 get past the refusal (the target then fails: no such file)."""
     result = cli(
         ["build-engine", "no_such.onnx", "--int8", "--calib-data", "d", "--method", "entropy"],
-        env=WIDE,
+        wide=True,
     )
     assert "apply to --int8 only" not in result.output
     assert result.exit_code == 2 and "no_such.onnx" in result.output
 
 
-def test_library_hints_reach_the_cli_in_flags():
+def test_library_hints_reach_the_cli_in_flags(cli):
     """A hint written with library parameters (``require_pass=False``, ``(num_images)``) is
     rendered with this command's flags, through the group's one mapping."""
     probe = typer.Typer()
@@ -101,7 +98,7 @@ def test_library_hints_reach_the_cli_in_flags():
     def other() -> None:  # a second command, so typer keeps sub-command names
         pass
 
-    result = CliRunner().invoke(probe, ["probe"], env=WIDE)
+    result = cli(["probe"], app=probe, wide=True)
     assert result.exit_code == 2, result.output
     out = result.output
     assert "Error (--calib-images): Too few images (--calib-images)." in out
@@ -117,7 +114,7 @@ def test_infer_hint_about_an_existing_output_names_the_flags(cli, tmp_path):
     images.mkdir()
     output = tmp_path / "p.jsonl"
     output.write_text('{"path": "a.jpg"}\n')
-    result = cli(["infer", "ran56_cifar", "--images", str(images), "-o", str(output)], env=WIDE)
+    result = cli(["infer", "ran56_cifar", "--images", str(images), "-o", str(output)], wide=True)
     assert result.exit_code == 2, result.output
     assert "--resume" in result.output and "--overwrite" in result.output
     assert "resume=True" not in result.output and "overwrite=True" not in result.output
@@ -140,7 +137,7 @@ def test_a_differing_export_beside_the_output_is_refused_with_the_force_flag(
     )  # not a deploy-ran export: it differs
     before = (tmp_path / "ran56_cifar.onnx").read_bytes()
     args = ["build-engine", "ran56_cifar", "--int8", "--calib-data", "synthetic"]
-    result = cli([*args, "--image-size", "32"], env=WIDE)
+    result = cli([*args, "--image-size", "32"], wide=True)
     assert result.exit_code == 2, result.output
     assert "differs" in result.output and "(--force)" in result.output
     assert "overwrite_intermediate" not in result.output

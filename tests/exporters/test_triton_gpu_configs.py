@@ -106,7 +106,7 @@ def test_triton_repo_flags_that_do_not_apply_are_refused(cli, tmp_path, extra, r
 
     path = attention_net_onnx(tmp_path / "tiny.onnx")
     args = ["triton-repo", str(path), "--output", str(tmp_path / "repo"), *extra]
-    result = cli(args, env={"COLUMNS": "200"})
+    result = cli(args, wide=True)
     assert result.exit_code == 2, result.output
     assert reason in " ".join(result.output.split())
     assert not (tmp_path / "repo").exists()
