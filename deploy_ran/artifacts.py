@@ -17,7 +17,8 @@ from typing import Any
 
 import onnx
 
-from deploy_ran.errors import OnnxFileError
+from deploy_ran.errors import DeployRanError, OnnxFileError
+from deploy_ran.reading import require_regular_file, resolve_inside
 
 PRODUCER = "deploy-ran"
 
@@ -146,13 +147,90 @@ def load_onnx(path: str | Path, load_weights: bool = True) -> onnx.ModelProto:
             f"ONNX file {path} is empty.",
             hint="Re-export it; an interrupted copy leaves empty files.",
         )
+    require_regular_file(path, "ONNX file")
     try:
-        return onnx.load(str(path), load_external_data=load_weights)
+        model = onnx.load(str(path), load_external_data=False)
     except Exception as exc:
         raise OnnxFileError(
             f"{path} is not a valid ONNX file ({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else 'parse error'}).",
             hint="Is it truncated or a different format (a .pt checkpoint, a TensorRT plan)? Re-export it.",
         ) from None
+    if model.ir_version <= 0 or not model.opset_import:  # protobuf parses most bytes as *something*
+        raise OnnxFileError(
+            f"{path} is not a valid ONNX file (no IR version or opset: it parsed as an empty "
+            "message, so it is some other format).",
+            hint="Is it a TensorRT plan, a checkpoint or a truncated file? Pass the .onnx export.",
+        )
+    problem = io_problem(model)
+    if problem is not None:
+        raise OnnxFileError(
+            f"{path} is not a usable model: {problem}.",
+            hint="Re-export it (`python cli.py export NAME`); a hand-edited graph needs every "
+            "dimension >= 1 or symbolic, and at least one input and one output.",
+        )
+    files = external_data_files(model, path.parent)  # checked even when weights are not loaded
+    if load_weights and files:
+        from onnx.external_data_helper import load_external_data_for_model
+
+        try:
+            load_external_data_for_model(model, str(path.parent))
+        except Exception as exc:
+            raise OnnxFileError(
+                f"The external weights of {path} cannot be read ({type(exc).__name__}: {exc}).",
+                hint="Keep the .onnx and its external data files together, as exported.",
+            ) from None
+    return model
+
+
+def io_problem(model: onnx.ModelProto) -> str | None:
+    """What makes a graph's declared inputs and outputs unusable (None: nothing).
+
+    A negative dimension is not a size, a graph without outputs computes nothing, and one
+    without inputs takes nothing; every reader would otherwise fail later with a less clear
+    error (or, for a zero-size dimension, run on empty tensors).
+    """
+    initializers = {i.name for i in model.graph.initializer}
+    inputs = [v for v in model.graph.input if v.name not in initializers]
+    if not model.graph.output:
+        return "the graph declares no outputs"
+    if not inputs:
+        return "the graph declares no inputs"
+    for kind, values in (("input", inputs), ("output", model.graph.output)):
+        for value in values:
+            for dim in value.type.tensor_type.shape.dim:
+                if dim.HasField("dim_value") and dim.dim_value <= 0:
+                    return f"{kind} {value.name!r} has a dimension of {dim.dim_value}"
+    return None
+
+
+def external_data_files(model: onnx.ModelProto, folder: str | Path) -> dict[str, Path]:
+    """``location → resolved path`` of every external-data file an ONNX names, checked.
+
+    A location is a name the file chose: it must be relative, stay inside the ONNX's folder
+    after resolving ``..`` and symlinks, and name a regular file. Otherwise copying the model
+    (``triton-repo``) would copy ``/etc/hostname`` into a repository, or write outside it.
+    """
+    found: dict[str, Path] = {}
+    for tensor in model.graph.initializer:
+        if tensor.data_location != onnx.TensorProto.EXTERNAL:
+            continue
+        location = {e.key: e.value for e in tensor.external_data}.get("location", "")
+        if location in found:
+            continue
+        if not location:
+            raise OnnxFileError(
+                f"Initializer {tensor.name!r} is marked external but names no file.",
+                hint="Re-export the model; the file was edited or truncated.",
+            )
+        try:
+            target = resolve_inside(folder, location, "external-data location")
+            require_regular_file(target, "external-data file")
+        except OnnxFileError:
+            raise
+        except DeployRanError as exc:
+            raise OnnxFileError(exc.message, hint=exc.hint) from None
+        found[location] = target
+    return found
 
 
 def read_artifact_info(path: str | Path) -> ArtifactInfo:

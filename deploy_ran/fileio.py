@@ -16,8 +16,6 @@ from __future__ import annotations
 import contextlib
 import errno
 import fcntl
-import fnmatch
-import glob
 import hashlib
 import json
 import math
@@ -25,7 +23,6 @@ import os
 import re
 import shutil
 import socket
-import stat
 import tempfile
 from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
@@ -84,6 +81,28 @@ def clean_stale_temps(path: str | os.PathLike[str]) -> list[Path]:
     removed: list[Path] = []
     try:
         entries = list(os.scandir(parent))
+    except OSError:
+        return removed
+    for entry in entries:
+        found = pattern.match(entry.name)
+        if found and _stale(*found.groups()):
+            with contextlib.suppress(OSError):
+                if entry.is_dir(follow_symlinks=False):
+                    shutil.rmtree(entry.path)
+                else:
+                    os.unlink(entry.path)
+                removed.append(Path(entry.path))
+    return removed
+
+
+def clean_stale_temps_in(folder: str | os.PathLike[str]) -> list[Path]:
+    """Remove every ``.NAME.<pid>-<host>.*.tmp`` file or folder in ``folder`` whose writer is
+    dead, whatever NAME: a repository whose earlier run was killed while staging a model that
+    this run does not write gets its leftovers removed too. Best effort, never raises."""
+    pattern = re.compile(r"^\..+\.(\d+)-([0-9a-f]{8})\.[^/]*\.tmp$")
+    removed: list[Path] = []
+    try:
+        entries = list(os.scandir(folder))
     except OSError:
         return removed
     for entry in entries:
@@ -272,10 +291,34 @@ def derived_output(
     return check_writable(path)
 
 
+#: Bytes a temporary name adds to an output's name: ``.NAME.<pid>-<host>.XXXXXXXX<suffix>.tmp``.
+TEMP_NAME_OVERHEAD = 48
+
+
+def check_name_length(path: str | os.PathLike[str], overhead: int = TEMP_NAME_OVERHEAD) -> None:
+    """Refuse an output whose name, with its temporary-file decoration, exceeds the filesystem's
+    limit (``NAME_MAX``, 255 bytes on most): the write would fail after the work was done."""
+    path = Path(path)
+    parent = path.parent if str(path.parent) else Path(".")
+    try:
+        limit = os.pathconf(parent if parent.exists() else ".", "PC_NAME_MAX")
+    except (OSError, ValueError):
+        limit = 255
+    size = len(os.fsencode(path.name))
+    if size + overhead > limit:
+        raise DeployRanError(
+            f"The output name {path.name[:40]}… is {size} bytes; with the temporary name the "
+            f"toolkit writes first it would pass this filesystem's limit of {limit} bytes.",
+            hint=f"Choose an --output whose file name is at most {limit - overhead} bytes.",
+            param="output",
+        )
+
+
 def check_writable(path: str | os.PathLike[str]) -> Path:
     """Fail early, before any long work, when ``path`` cannot be written."""
     path = Path(path)
     parent = path.parent if str(path.parent) else Path(".")
+    check_name_length(path)
     if path.is_dir():
         raise DeployRanError(
             f"Output path {path} is a directory.",
@@ -376,235 +419,3 @@ def json_text(obj: Any, *, indent: int | None = 2, default: Any = str) -> str:
     """Strict JSON for a report: NaN and ±inf (a PSNR of identical outputs, a metric of an empty
     set) become ``null``, since JSON has no such numbers and strict parsers reject them."""
     return json.dumps(_finite(obj), indent=indent, default=default, allow_nan=False) + "\n"
-
-
-# --------------------------------------------------------------------------------------------
-# reading: only regular files, never a walk into a symlink loop, never a path outside its folder
-
-_KINDS = (
-    (stat.S_ISDIR, "a folder"),
-    (stat.S_ISFIFO, "a FIFO (named pipe)"),
-    (stat.S_ISCHR, "a character device"),
-    (stat.S_ISBLK, "a block device"),
-    (stat.S_ISSOCK, "a socket"),
-)
-
-
-class NotARegularFileError(DeployRanError):
-    """A path that should name a file names a folder, a FIFO, a device or a socket.
-
-    Opening a FIFO blocks until a writer appears, and ``/dev/zero`` never ends: a reader that
-    opened one would hang or fill memory, so such paths are refused before anything opens them.
-    """
-
-
-def _kind(mode: int) -> str:
-    for test, name in _KINDS:
-        if test(mode):
-            return name
-    return "not a regular file"
-
-
-def require_regular_file(
-    path: str | os.PathLike[str], what: str = "file", *, param: str | None = None
-) -> Path:
-    """``path`` when it names a regular file (through symlinks); a clear error otherwise.
-
-    Call it before handing a path to a library that opens it itself (PIL, onnx, NumPy, torch):
-    ``stat`` does not open, so a FIFO cannot block here. ``what`` names the file in the message
-    ("labels file", "image").
-    """
-    path = Path(path)
-    shown = os.fsencode(path).decode("utf-8", "backslashreplace")
-    try:
-        mode = os.stat(path).st_mode
-    except FileNotFoundError:
-        raise DeployRanError(
-            f"The {what} {shown} does not exist.", hint="Check the path.", param=param
-        ) from None
-    except OSError as exc:  # ELOOP (symlink loop), ENAMETOOLONG, EACCES, ENOTDIR
-        raise DeployRanError(
-            f"The {what} {shown} cannot be read ({exc.strerror or exc}).",
-            hint="Check the path: a symlink loop, a name too long, or missing permissions.",
-            param=param,
-        ) from None
-    if not stat.S_ISREG(mode):
-        raise NotARegularFileError(
-            f"The {what} {shown} is {_kind(mode)}, not a regular file.",
-            hint=f"Give the path of a regular {what}; folders, pipes and devices are not read.",
-            param=param,
-        )
-    return path
-
-
-def read_regular_bytes(
-    path: str | os.PathLike[str],
-    what: str = "file",
-    *,
-    max_bytes: int | None = None,
-    param: str | None = None,
-) -> bytes:
-    """The bytes of a regular file, checked on the open descriptor (no race with a swap).
-
-    Opened with ``O_NONBLOCK`` so that a FIFO swapped in after a check cannot block the open;
-    ``max_bytes`` refuses files larger than a reader should ever need (a list, a sidecar).
-    """
-    require_regular_file(path, what, param=param)
-    shown = os.fsencode(path).decode("utf-8", "backslashreplace")
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
-    except OSError as exc:
-        raise DeployRanError(
-            f"The {what} {shown} cannot be opened ({exc.strerror or exc}).",
-            hint="Check the path and its permissions.",
-            param=param,
-        ) from None
-    try:
-        info = os.fstat(fd)
-        if not stat.S_ISREG(info.st_mode):
-            raise NotARegularFileError(
-                f"The {what} {shown} is {_kind(info.st_mode)}, not a regular file.",
-                hint=f"Give the path of a regular {what}.",
-                param=param,
-            )
-        if max_bytes is not None and info.st_size > max_bytes:
-            raise DeployRanError(
-                f"The {what} {shown} is {info.st_size:,} bytes, more than the {max_bytes:,} "
-                f"a {what} can sensibly hold.",
-                hint=f"Check that this is the {what} you meant.",
-                param=param,
-            )
-        os.set_blocking(fd, True)
-        with os.fdopen(fd, "rb", closefd=False) as fh:
-            return fh.read()
-    finally:
-        os.close(fd)
-
-
-def read_utf8_lines(
-    path: str | os.PathLike[str], what: str = "file", *, param: str | None = None
-) -> list[str]:
-    """Lines of a UTF-8 text file (a BOM dropped, trailing blank lines removed), stripped.
-
-    Another encoding (latin-1, cp1252, UTF-16) is refused with the byte and line that failed,
-    rather than guessed: a wrongly decoded label would be written into every record.
-    """
-    data = read_regular_bytes(path, what, max_bytes=64 << 20, param=param)
-    try:
-        text = data.decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        line = data.count(b"\n", 0, exc.start) + 1
-        shown = os.fsencode(path).decode("utf-8", "backslashreplace")
-        raise DeployRanError(
-            f"The {what} {shown} is not UTF-8 text (byte 0x{data[exc.start]:02x} on line {line}).",
-            hint=f"Convert it to UTF-8, e.g. iconv -f latin1 -t utf-8 {shown} > {what.split()[0]}"
-            ".utf8.txt",
-            param=param,
-        ) from None
-    lines = text.splitlines()
-    while lines and not lines[-1].strip():
-        lines.pop()
-    return [ln.strip() for ln in lines]
-
-
-def walk_files(folder: str | os.PathLike[str]) -> Iterator[Path]:
-    """Every regular file under ``folder``, each folder visited once.
-
-    Symlinked folders are followed (a dataset assembled from links works), but a folder already
-    seen (by device and inode) is skipped, so a loop such as ``l1 -> .`` ends instead of
-    recursing until the path is too long. Unreadable folders are skipped.
-    """
-    seen: set[tuple[int, int]] = set()
-    for root, dirs, files in os.walk(folder, followlinks=True):
-        try:
-            info = os.stat(root)
-        except OSError:
-            dirs[:] = []
-            continue
-        key = (info.st_dev, info.st_ino)
-        if key in seen:
-            dirs[:] = []
-            continue
-        seen.add(key)
-        dirs.sort()
-        for name in sorted(files):
-            full = os.path.join(root, name)
-            with contextlib.suppress(OSError):
-                if stat.S_ISREG(os.stat(full).st_mode):
-                    yield Path(full)
-
-
-def glob_files(pattern: str) -> list[Path]:
-    """Regular files matching a shell pattern (``**`` spans folders), sorted; loop-safe.
-
-    :func:`glob.glob` with ``recursive=True`` follows symlinked folders without remembering them,
-    so one ``l1 -> .`` link makes it run until names exceed ``PATH_MAX`` (and many links,
-    exponentially longer). Here the fixed leading part of the pattern is walked with
-    :func:`walk_files` and each file is matched against the whole pattern.
-    """
-    parts = Path(pattern).parts
-    fixed: list[str] = []
-    for part in parts:
-        if glob.has_magic(part):
-            break
-        fixed.append(part)
-    root = Path(*fixed) if fixed else Path(".")
-    rest = parts[len(fixed) :]
-    if not rest:
-        return [root] if root.is_file() else []
-    if "**" not in rest and len(rest) == 1:  # one level: no walk needed
-        return sorted(p for p in map(Path, glob.glob(pattern)) if _is_regular(p))
-    regex = re.compile(_translate(rest))
-    found = []
-    for path in walk_files(root):
-        rel = path.relative_to(root).parts
-        if regex.fullmatch("/".join(rel)):
-            found.append(path)
-    return sorted(found)
-
-
-def _is_regular(path: Path) -> bool:
-    try:
-        return stat.S_ISREG(os.stat(path).st_mode)
-    except OSError:
-        return False
-
-
-def _translate(parts: tuple[str, ...]) -> str:
-    """A regex for path parts joined with ``/``; ``**`` matches zero or more whole folders."""
-    out = []
-    for i, part in enumerate(parts):
-        last = i == len(parts) - 1
-        if part == "**":
-            out.append(".*" if last else "(?:[^/]+/)*")
-            continue
-        body = fnmatch.translate(part)  # '(?s:...)\Z'; one name never spans a slash
-        body = body[: body.rindex("\\Z")].replace(".*", "[^/]*")
-        out.append(body + ("" if last else "/"))
-    return "".join(out)
-
-
-def resolve_inside(
-    folder: str | os.PathLike[str], name: str, what: str = "file", *, param: str | None = None
-) -> Path:
-    """``folder / name`` resolved, refused unless it stays inside ``folder``.
-
-    For paths that a file names (an ONNX's external-data ``location``, a list's entries): an
-    absolute path or one that climbs out with ``..`` (or through a symlink) could make the toolkit
-    read ``/etc/hostname`` or overwrite a file elsewhere while copying.
-    """
-    base = Path(folder).resolve()
-    if os.path.isabs(name):
-        raise DeployRanError(
-            f"The {what} {name!r} is an absolute path; it must be relative to {base}.",
-            hint="Keep the files a model names beside it, with relative names.",
-            param=param,
-        )
-    target = (base / name).resolve()
-    if target != base and base not in target.parents:
-        raise DeployRanError(
-            f"The {what} {name!r} resolves to {target}, outside {base}.",
-            hint="Keep the files a model names inside its folder (no '..', no links out).",
-            param=param,
-        )
-    return target

@@ -36,7 +36,7 @@ import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from deploy_ran.errors import DeployRanError
-from deploy_ran.fileio import glob_files, read_regular_bytes, require_regular_file, walk_files
+from deploy_ran.reading import glob_files, read_regular_bytes, require_regular_file, walk_files
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
 MAX_PIXELS = 89_478_485  # PIL's default Image.MAX_IMAGE_PIXELS (warning threshold): ~270 MB RGB

@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import signal
 import threading
+from collections.abc import Callable
 from types import FrameType
+from typing import Any
 
 #: Signals that mean "stop now, but tidily".
 HANDLED = ("SIGTERM", "SIGHUP")
@@ -81,7 +83,7 @@ def install_signal_handlers() -> list[str]:
     if threading.current_thread() is not threading.main_thread():
         return []
     installed = []
-    if signal.getsignal(signal.SIGINT) is signal.default_int_handler:
+    if signal.getsignal(signal.SIGINT) in (signal.default_int_handler, _exit_while_loading):
         signal.signal(signal.SIGINT, _raise_interrupt)  # same behaviour, but remembered
     for name in HANDLED:
         signum = getattr(signal, name, None)
@@ -92,3 +94,44 @@ def install_signal_handlers() -> list[str]:
         signal.signal(signum, _raise_terminated)
         installed.append(name)
     return installed
+
+
+#: What every command prints when a signal stops it (the CLI and the start-up handler alike).
+STOPPED = "Stopped by {name}; temporary files were removed, outputs left as they were."
+
+
+def _exit_while_loading(signum: int, _frame: FrameType | None) -> None:
+    import os
+    import sys
+
+    sys.stderr.write(STOPPED.format(name=signal.Signals(signum).name) + "\n")
+    sys.stderr.flush()
+    os._exit(128 + signum)  # nothing was written yet; unwinding an import prints a traceback
+
+
+def exit_on_signal_while_loading() -> None:
+    """Until :func:`install_signal_handlers` replaces them, SIGINT/SIGTERM/SIGHUP end the process
+    at once with the usual message and ``128 + signal``.
+
+    Importing the CLI's modules (PyTorch, ONNX) takes seconds, before any command has written
+    anything; a signal then would otherwise print an import traceback (SIGINT) or end without a
+    word (SIGTERM). The CLI sets them again once a command has returned, for the interpreter's
+    teardown (atexit and finalizers, where a raised ``KeyboardInterrupt`` prints "Exception
+    ignored" and a traceback). Signals a parent set to be ignored stay ignored.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        return
+    for name in ("SIGINT", *HANDLED):
+        signum = getattr(signal, name, None)
+        if signum is not None and signal.getsignal(signum) is not signal.SIG_IGN:
+            signal.signal(signum, _exit_while_loading)
+
+
+def run_cli(app: Callable[[], Any]) -> None:
+    """Run a command-line app with the handlers above: raising ones while it runs, quiet exits
+    in the interpreter's teardown after it (atexit, finalizers)."""
+    install_signal_handlers()
+    try:
+        app()
+    finally:
+        exit_on_signal_while_loading()

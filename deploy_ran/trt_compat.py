@@ -28,6 +28,7 @@ import numpy as np
 
 from deploy_ran.device import Device
 from deploy_ran.errors import DeployRanError
+from deploy_ran.reading import read_regular_bytes
 from deploy_ran.target import ENGINE_SUFFIXES  # noqa: F401  (the one list; re-exported here)
 
 #: Exit code of commands that stop because TensorRT or a CUDA GPU is missing (documented).
@@ -213,8 +214,8 @@ def read_sidecar(plan: str | Path) -> dict[str, Any] | None:
     path = sidecar_path(plan)
     if not path.exists():
         return None
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
+    try:  # only a regular file: a FIFO named .plan.json would block the read
+        data = json.loads(read_regular_bytes(path, "engine sidecar", max_bytes=16 << 20))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise EngineError(
             f"Sidecar {path} is not valid JSON ({exc}).",
@@ -225,7 +226,59 @@ def read_sidecar(plan: str | Path) -> dict[str, Any] | None:
             f"{path} is not a deploy-ran engine sidecar.",
             hint="Rebuild the engine with `python cli.py build-engine`, or delete the file.",
         )
+    problem = sidecar_problem(data)
+    if problem is not None:
+        raise EngineError(
+            f"Sidecar {path} was edited or damaged: {problem}.",
+            hint="Rebuild the engine with `python cli.py build-engine` (it rewrites the sidecar).",
+        )
     return data
+
+
+def _ints(value: Any) -> bool:
+    return isinstance(value, list) and all(type(v) is int for v in value)
+
+
+#: Field → (check, what it must be). Every reader of a sidecar indexes these without looking.
+_SIDECAR_FIELDS: dict[str, tuple[Any, str]] = {
+    "input": (lambda v: isinstance(v, dict), "an object"),
+    "outputs": (lambda v: isinstance(v, list) and all(isinstance(o, str) for o in v), "a list of names"),
+    "build_options": (lambda v: isinstance(v, dict), "an object"),
+    "gpu": (lambda v: isinstance(v, dict), "an object"),
+    "source_onnx": (lambda v: isinstance(v, dict), "an object"),
+    "preprocessing": (lambda v: v is None or isinstance(v, dict), "an object or null"),
+    "precision": (lambda v: isinstance(v, str), "a string"),
+    "tensorrt_version": (lambda v: isinstance(v, str), "a string"),
+    "image_size": (lambda v: v is None or type(v) is int, "an integer or null"),
+    "num_classes": (lambda v: v is None or type(v) is int, "an integer or null"),
+}
+
+
+def sidecar_problem(data: dict[str, Any]) -> str | None:
+    """What is wrong with the types in a sidecar (None: nothing): a hand-edited ``"shape":
+    "3x224x224"`` must be an error that names the field, not a ``TypeError`` deep in a reader."""
+    for key, (ok, want) in _SIDECAR_FIELDS.items():
+        if key in data and not ok(data[key]):
+            return f"{key!r} must be {want}, not {type(data[key]).__name__}"
+    spec = data.get("input") or {}
+    if "name" in spec and not isinstance(spec["name"], str):
+        return "'input.name' must be a string"
+    if "shape" in spec and not _ints(spec["shape"]):
+        return "'input.shape' must be a list of integers"
+    profile = spec.get("profile")
+    if profile is not None:
+        if not isinstance(profile, dict):
+            return "'input.profile' must be an object with min/opt/max shapes"
+        for key in ("min", "opt", "max"):
+            if key in profile and not _ints(profile[key]):
+                return f"'input.profile.{key}' must be a list of integers"
+    source = data.get("source_onnx") or {}
+    for key in ("path", "sha256"):
+        if key in source and not isinstance(source[key], str):
+            return f"'source_onnx.{key}' must be a string"
+    if "metadata" in source and not isinstance(source["metadata"], dict):
+        return "'source_onnx.metadata' must be an object"
+    return None
 
 
 #: Lowest compute capability a plan built with ``--hardware-compatibility ampere_plus`` runs on.

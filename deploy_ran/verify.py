@@ -25,6 +25,7 @@ from deploy_ran.compare.results import VerifyResult
 from deploy_ran.compare.run import compare
 from deploy_ran.device import Device
 from deploy_ran.errors import DeployRanError
+from deploy_ran.reading import require_regular_file
 from deploy_ran.runners import BaseRunner, backend_for, honoured_options, load_runner
 from deploy_ran.target import Target
 
@@ -111,8 +112,7 @@ def load_inputs(
 
 
 def _load_array(path: Path, input_name: str) -> np.ndarray:
-    if not path.exists():
-        raise DeployRanError(f"{path} does not exist.", hint="Check the path given to --data.")
+    require_regular_file(path, "data file", param="data")  # a FIFO would block np.load
     try:
         loaded = np.load(path, allow_pickle=False)
     except Exception as exc:
@@ -130,7 +130,13 @@ def _load_array(path: Path, input_name: str) -> np.ndarray:
                 f"{path} holds arrays {keys}; cannot tell which one is the input.",
                 hint=f"Store the input under the key {input_name!r}, or save a single array.",
             )
-        return loaded[key]
+        try:  # arrays inside an .npz are read only now (object arrays are refused here)
+            return loaded[key]
+        except Exception as exc:
+            raise DeployRanError(
+                f"{path}: array {key!r} cannot be read ({type(exc).__name__}: {exc}).",
+                hint="Save plain numeric arrays with np.savez (object arrays are refused).",
+            ) from None
 
 
 # ------------------------------------------------------------------------------------ verify

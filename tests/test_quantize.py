@@ -184,6 +184,7 @@ def test_cache_is_reused_and_recomputed_with_a_reason(fp32, tmp_path):
     assert cache.exists() and not first.ranges.from_cache
     stored = json.loads(cache.read_text())
     assert stored["key"] == first.ranges.key and len(stored["ranges"]) == len(first.ranges.ranges)
+    assert first.as_dict()["calibration_device"] == stored["key_parts"]["device"] == "cpu (fp32)"
 
     second = quantize_int8(fp32.path, out, **FAST)
     assert second.ranges.from_cache and "reused" in second.ranges.cache_note

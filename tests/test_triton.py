@@ -347,6 +347,7 @@ def test_unreachable_server_is_a_clear_error():
     with pytest.raises(DeployRanError, match="Triton at 127.0.0.1") as err:
         TritonRunner(f"triton://127.0.0.1:{port}/m", timeout=5)
     assert "tritonserver running" in err.value.hint
+    assert "server unreachable" in err.value.message
 
 
 # ------------------------------------------------------------------------------ a real server

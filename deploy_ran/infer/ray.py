@@ -56,6 +56,7 @@ from deploy_ran.infer.request import check_request, output_lock, read_labels, re
 from deploy_ran.infer.result import InferResult
 from deploy_ran.infer.resume import plan_output
 from deploy_ran.infer.writer import write_batches
+from deploy_ran.onnx_graph import batch_to_run
 
 
 def run_inference_ray(
@@ -124,7 +125,11 @@ def run_inference_ray(
     ray = import_ray(loopback_only=starts_local_ray(address))
 
     with ray_session(ray, address):
-        plan = plan_workers(ray.cluster_resources(), workers, gpus_per_worker, cpus_per_worker)
+        plan = plan_workers(
+            ray.cluster_resources(), workers, gpus_per_worker, cpus_per_worker, threads
+        )
+        # The actor's runner uses the CPUs Ray reserved for it: no more threads than that.
+        runner_kwargs["threads"] = plan.threads
         info = _probe_workers(
             ray, plan, str(target), runner_kwargs, output_name, topk, label_names,
             None if labels is None else str(labels), fmt,
@@ -134,7 +139,7 @@ def run_inference_ray(
                 output, fmt, info["producer"], paths, topk=topk, with_labels=with_labels,
                 resume=resume, overwrite=overwrite,
             )  # fmt: skip
-            batch = info["fixed_batch"] or batch_size
+            batch = batch_to_run(info["fixed_batch"], batch_size)
             batches = _record_batches(
                 ray, plan, paths, pending, batch, info, str(target), runner_kwargs, topk,
                 label_names,
@@ -203,6 +208,8 @@ class WorkerPlan:
     cpus_per_worker: float
     gpus_per_worker: float
     decode_cpus: float
+    #: threads each actor's runner uses: what was reserved (at least 1), or the threads asked for
+    threads: int = 1
 
     @property
     def resources(self) -> dict[str, float]:
@@ -216,6 +223,7 @@ class WorkerPlan:
             "gpus_per_worker": self.gpus_per_worker,
             "cpus_per_worker": self.cpus_per_worker,
             "decode_cpus_per_task": self.decode_cpus,
+            "threads_per_worker": self.threads,
         }
 
 
@@ -224,11 +232,15 @@ def plan_workers(
     workers: int | None,
     gpus_per_worker: float,
     cpus_per_worker: float | None,
+    threads: int | None = None,
 ) -> WorkerPlan:
     """Fit the model actors into the cluster's resources, leaving CPUs for decoding.
 
-    Default ``workers``: as many as the GPUs allow, else 1; default ``cpus_per_worker``: at most
-    1, the actors together at most a quarter of the cluster's CPUs.
+    Default ``workers``: as many as the GPUs allow, else 1; default ``cpus_per_worker``: the
+    runner's ``threads`` when given (Ray reserves the CPUs those threads use), else at most 1,
+    the actors together at most a quarter of the cluster's CPUs. The runner then uses as many
+    threads as were reserved (at least one), so an actor never runs more threads than Ray
+    counted for it.
     """
     total_cpus, total_gpus = float(cluster.get("CPU", 0)), float(cluster.get("GPU", 0))
     if gpus_per_worker > total_gpus:
@@ -242,7 +254,10 @@ def plan_workers(
     if workers is None:
         workers = max(1, int(total_gpus // gpus_per_worker)) if gpus_per_worker else 1
     if cpus_per_worker is None:
-        cpus_per_worker = min(1.0, total_cpus / (4 * workers)) if total_cpus else 1.0
+        if threads:
+            cpus_per_worker = float(threads)
+        else:
+            cpus_per_worker = min(1.0, total_cpus / (4 * workers)) if total_cpus else 1.0
     spare = total_cpus - workers * cpus_per_worker
     if spare <= 0:
         raise DeployRanError(
@@ -251,7 +266,8 @@ def plan_workers(
             hint="Lower workers (or cpus_per_worker), or add nodes.",
             param="workers",
         )
-    return WorkerPlan(workers, cpus_per_worker, gpus_per_worker, min(1.0, spare))
+    used = threads or max(1, int(cpus_per_worker))
+    return WorkerPlan(workers, cpus_per_worker, gpus_per_worker, min(1.0, spare), used)
 
 
 def _probe_workers(ray: Any, plan: WorkerPlan, *probe_args: Any) -> dict[str, Any]:
@@ -296,7 +312,7 @@ def _record_batches(
             "target": target,
             "runner_kwargs": runner_kwargs,
             "output_name": info["output_name"],
-            "batch_size": None if info["fixed_batch"] else batch,
+            "batch_size": batch,  # the static batch itself when there is one
             "topk": topk,
             "label_names": label_names,
         },

@@ -69,6 +69,50 @@ def no_progress_bar_note(record: logging.LogRecord) -> bool:
     return "Progress bars disabled" not in record.getMessage()
 
 
+#: Seconds to wait for a Ray head's port to answer before giving up: ``ray.init`` itself retries
+#: an address where nothing listens for minutes without saying anything.
+CONNECT_TIMEOUT_S = 10.0
+
+RAY_HINT = (
+    "Start the cluster with `ray start --head` (it prints the address), then pass "
+    "address=HOST:6379 (or address=ray://HOST:10001 for Ray Client), or set RAY_ADDRESS; "
+    "address=auto joins the cluster this node belongs to. Check the host and port, and that "
+    "a firewall lets this machine reach it."
+)
+
+
+def check_reachable(address: str, timeout: float = CONNECT_TIMEOUT_S) -> None:
+    """Fail within ``timeout`` seconds when nothing answers at a ``HOST:PORT`` or
+    ``ray://HOST:PORT`` address (``auto`` and ``local`` are Ray's to resolve)."""
+    import socket
+    from urllib.parse import urlsplit
+
+    text = address.strip()
+    if text in ("auto", "local", ""):
+        return
+    try:
+        parts = urlsplit(text if "://" in text else f"ray-gcs://{text}")
+        host, port = parts.hostname, parts.port
+    except ValueError as exc:
+        raise DeployRanError(
+            f"Ray address {address!r} is malformed ({exc}).", hint=RAY_HINT, param="address"
+        ) from None
+    if not host or port is None:
+        raise DeployRanError(
+            f"Ray address {address!r} needs a host and a port.", hint=RAY_HINT, param="address"
+        )
+    try:
+        with socket.create_connection((host, port), timeout=timeout):
+            pass
+    except OSError as exc:
+        raise DeployRanError(
+            f"Cannot connect to the Ray cluster at {address}: nothing answered at {host}:{port} "
+            f"within {timeout:g} s ({exc.strerror or exc}).",
+            hint=RAY_HINT,
+            param="address",
+        ) from None
+
+
 @contextmanager
 def ray_session(ray: Any, address: str | None) -> Iterator[None]:
     """Join the running Ray, the cluster at ``address``, or start a private local one.
@@ -97,14 +141,14 @@ def ray_session(ray: Any, address: str | None) -> Iterator[None]:
             logging_level=logging.WARNING,  # the caller shows progress and the summary
         )
     else:
+        check_reachable(address or os.environ["RAY_ADDRESS"])
         try:
             ray.init(address=address, log_to_driver=False, logging_level=logging.WARNING)
         except (ConnectionError, RuntimeError, ValueError) as exc:
             raise DeployRanError(
                 f"Cannot connect to the Ray cluster at {address or os.environ['RAY_ADDRESS']}: "
                 f"{exc}",
-                hint="Start one with `ray start --head` and pass address='auto' (on a node of "
-                "the cluster) or address='HOST:PORT'.",
+                hint=RAY_HINT,
                 param="address",
             ) from None
     try:

@@ -18,9 +18,9 @@ from deploy_ran.fileio import (
     check_writable,
     clean_stale_temps,
     exclusive_lock,
-    read_utf8_lines,
     refuse_output_over_inputs,
 )
+from deploy_ran.reading import read_utf8_lines
 from deploy_ran.infer.producer import producer_path
 from deploy_ran.infer.records import output_format
 from deploy_ran.runners import BaseRunner

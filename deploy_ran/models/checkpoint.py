@@ -19,7 +19,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from deploy_ran.errors import CheckpointError
+from deploy_ran.errors import CheckpointError, DeployRanError
+from deploy_ran.reading import require_regular_file
 
 _CONTAINER_KEYS = ("state_dict", "model", "model_state_dict", "net", "module")
 _PREFIXES = ("module.", "_orig_mod.", "model.")
@@ -36,6 +37,10 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
         raise CheckpointError(
             f"Checkpoint {path} is a directory.", hint="Give the .pt/.pth file inside it."
         )
+    try:  # a FIFO would block torch.load, /dev/zero would never end
+        require_regular_file(path, "checkpoint")
+    except DeployRanError as exc:
+        raise CheckpointError(exc.message, hint=exc.hint) from None
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:

@@ -17,8 +17,10 @@ tests belong to ``perf_analyzer``. ``tritonclient`` is optional (``pip install -
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import json
+import threading
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -83,7 +85,14 @@ class TritonTarget:
 def parse_target(text: str) -> TritonTarget:
     """Parse a target URL (see the module docstring), with a clear error for a malformed one."""
     example = "triton://localhost:8000/ran92 or triton+grpc://localhost:8001/ran92"
-    parts = urlsplit(text)
+    try:
+        parts = urlsplit(text)
+        parts.port  # noqa: B018 - a malformed IPv6 host or port raises here
+    except ValueError as exc:
+        raise RunnerError(
+            f"{text!r} is not a valid URL ({exc}).",
+            hint=f"Use {example}; an IPv6 host goes in brackets: triton://[::1]:8000/ran92.",
+        ) from None
     protocol = SCHEMES.get(parts.scheme.lower())
     if protocol is None:
         raise RunnerError(
@@ -141,21 +150,32 @@ class TritonRunner(BaseRunner):
 
         self._server_error = InferenceServerException
         self._timeout = timeout
-        if self.target.protocol == "http":
-            self._client = self._module.InferenceServerClient(
-                self.target.url, connection_timeout=timeout, network_timeout=timeout
-            )
-        else:
-            self._client = self._module.InferenceServerClient(self.target.url)
+        # One client per thread: the HTTP client is gevent-based and may only be used from the
+        # thread that made it ("Cannot switch to a different thread" when a Ray actor made it in
+        # its constructor and called it from its executor thread); gRPC channels are cheap.
+        self._local = threading.local()
+        self._clients: list[Any] = []
+        self._clients_lock = threading.Lock()
         try:
             metadata, config, server = self._describe_model()
         except BaseException:
-            self._client.close()
+            self._close()
             raise
         self.server_version = server.get("version", "unknown")
         self.model_version = str(metadata.get("versions", [self.target.version or "?"])[-1])
         self.max_batch_size = int(config.get("max_batch_size", 0) or 0)
         self.config = config
+        if any(t.get("datatype") == "BYTES" for t in metadata.get("inputs", [])):
+            self._close()
+            raise RunnerError(
+                f"{self.target.model!r} on {self.target.url} takes encoded bytes (BYTES input), "
+                "like the --preprocess ensemble of triton-repo; this runner sends preprocessed "
+                "tensors.",
+                hint=f"Point verify/infer/bench at the model behind it (for NAME_ensemble: "
+                f"triton://{self.target.url}/NAME). To call the ensemble yourself, send "
+                "InferInput('IMAGE', [n, 1], 'BYTES') filled with np.array([[file_bytes], ...], "
+                "dtype=np.object_) (np.object is gone in NumPy 2).",
+            )
         inputs = [self._spec(t) for t in metadata.get("inputs", [])]
         outputs = [t["name"] for t in metadata.get("outputs", [])]
         self._input_dtypes = {t["name"]: t["datatype"] for t in metadata.get("inputs", [])}
@@ -175,6 +195,23 @@ class TritonRunner(BaseRunner):
             num_classes=self.info.num_classes if self.info else None,
         )
 
+    @property
+    def _client(self) -> Any:
+        """This thread's client, made on first use in the thread that uses it."""
+        client = getattr(self._local, "client", None)
+        if client is None:
+            if self.target.protocol == "http":
+                client = self._module.InferenceServerClient(
+                    self.target.url, connection_timeout=self._timeout,
+                    network_timeout=self._timeout,
+                )  # fmt: skip
+            else:
+                client = self._module.InferenceServerClient(self.target.url)
+            self._local.client = client
+            with self._clients_lock:
+                self._clients.append(client)
+        return client
+
     # --------------------------------------------------------------------------- server metadata
 
     def _call(self, what: str, fn: Any, *args: Any, **kwargs: Any) -> Any:
@@ -186,10 +223,13 @@ class TritonRunner(BaseRunner):
                 f"{exc.message() if hasattr(exc, 'message') else exc}",
                 hint=self._hint(),
             ) from None
-        except (OSError, ConnectionError) as exc:
+        except Exception as exc:  # transport: refused, reset, timed out, a server that died
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else "no details"
             raise RunnerError(
-                f"Cannot reach Triton at {self.target.url} ({self.target.protocol}) to {what}: {exc}",
-                hint=self._hint(),
+                f"Triton at {self.target.url} ({self.target.protocol}): server unreachable when "
+                f"trying to {what} ({type(exc).__name__}: {first}).",
+                hint=self._hint() + " A server that stopped mid-run is not a problem of the "
+                "model file: restart it and run again.",
             ) from None
 
     def _hint(self) -> str:
@@ -202,10 +242,14 @@ class TritonRunner(BaseRunner):
 
     def _describe_model(self) -> tuple[dict, dict, dict]:
         model, version = self.target.model, self.target.version
-        as_json = {} if self.target.protocol == "http" else {"as_json": True}
+        # gRPC calls take a deadline each; HTTP ones have the client's network timeout.
+        as_json = {} if self.target.protocol == "http" else {
+            "as_json": True, "client_timeout": self._timeout,
+        }  # fmt: skip
         server = self._call("describe itself", self._client.get_server_metadata, **as_json)
+        deadline = {} if self.target.protocol == "http" else {"client_timeout": self._timeout}
         ready = self._call(
-            f"check model {model!r}", self._client.is_model_ready, model, version
+            f"check model {model!r}", self._client.is_model_ready, model, version, **deadline
         )
         if not ready:
             raise RunnerError(
@@ -297,7 +341,11 @@ class TritonRunner(BaseRunner):
         return {name: outputs.as_numpy(name) for name in self.output_names}
 
     def _close(self) -> None:
-        self._client.close()
+        with self._clients_lock:
+            clients, self._clients = self._clients, []
+        for client in clients:  # another thread's gevent client may refuse: best effort
+            with contextlib.suppress(Exception):
+                client.close()
 
     def _describe_extra(self) -> dict[str, Any]:
         return {

@@ -16,7 +16,7 @@ from typing import Any
 
 import onnx
 
-from deploy_ran.artifacts import get_metadata, load_onnx, precision_of
+from deploy_ran.artifacts import external_data_files, get_metadata, load_onnx, precision_of
 from deploy_ran.errors import DeployRanError
 from deploy_ran.fileio import sha256_file
 from deploy_ran.onnx_graph import graph_inputs
@@ -114,19 +114,9 @@ def _is_batched(tensors: list[TensorIO]) -> bool:
 
 
 def _external_files(model: onnx.ModelProto, folder: Path) -> list[str]:
-    files: list[str] = []
-    for tensor in model.graph.initializer:
-        if tensor.data_location != onnx.TensorProto.EXTERNAL:
-            continue
-        location = {e.key: e.value for e in tensor.external_data}.get("location", "")
-        if location and location not in files:
-            if not (folder / location).is_file():
-                raise TritonRepoError(
-                    f"Weights file {folder / location} (external data of the ONNX) is missing.",
-                    hint="Keep the .onnx and its external data files together in one folder.",
-                )
-            files.append(location)
-    return files
+    """External-data names of the ONNX, each checked to stay inside ``folder`` (see
+    :func:`deploy_ran.artifacts.external_data_files`)."""
+    return list(external_data_files(model, folder))
 
 
 def read_onnx(path: str | Path) -> Artifact:

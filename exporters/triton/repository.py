@@ -26,7 +26,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from deploy_ran.fileio import atomic_path, read_utf8_lines
+from deploy_ran.fileio import atomic_path, clean_stale_temps, clean_stale_temps_in, owner_tag
+from deploy_ran.reading import read_utf8_lines
 from exporters.triton import config as configs
 from exporters.triton.artifact import Artifact, TritonRepoError, read_artifact
 from exporters.triton.preprocess_model import model_source
@@ -110,6 +111,23 @@ def model_folders(artifact: Artifact, name: str, options: configs.RepoOptions) -
     return folders
 
 
+def ensemble_usage(name: str, artifact: Artifact) -> str:
+    """How to call the ``--preprocess`` ensemble: what a client sends and gets back.
+
+    verify/infer/bench send preprocessed tensors, so they talk to the model itself; the
+    ensemble takes encoded image files. The NumPy spelling matters: ``np.object`` was removed
+    in NumPy 2 (``np.object_`` or plain ``object`` work in both).
+    """
+    outputs = ", ".join(o.name for o in artifact.outputs or []) or "the model's outputs"
+    return (
+        f"{name}_ensemble takes encoded image files (JPEG/PNG bytes), one per row: "
+        f"tritonclient.http.InferInput('{configs.IMAGE_INPUT}', [n, 1], 'BYTES') filled with "
+        "set_data_from_numpy(np.array([[open(p, 'rb').read()] for p in paths], dtype=np.object_)); "
+        f"it returns {outputs}. verify/infer/bench send preprocessed tensors: point them at "
+        f"triton://HOST:8000/{name}."
+    )
+
+
 def _check_preprocessable(artifact: Artifact) -> None:
     needed = {"resize_size", "crop_size", "mean", "std"}
     if not artifact.preprocessing or not needed <= set(artifact.preprocessing):
@@ -179,6 +197,8 @@ def write_repository(
             result.configs[folder.name] = text
         result.artifacts[name] = artifact
         result.notes.extend(f"{name}: {note}" for note in artifact.notes)
+        if options.preprocess:
+            result.notes.append(ensemble_usage(name, artifact))
 
     names = [f.name for _, f in planned]
     dupes = sorted({n for n in names if names.count(n) > 1})
@@ -198,6 +218,7 @@ def write_repository(
         _check_replaceable(repo / name, next(f for _, f in planned if f.name == name))
 
     repo.mkdir(exist_ok=True)
+    clean_stale_temps_in(repo)  # staging folders of runs killed with SIGKILL, whatever model
     for _, folder in planned:
         say(f"writing {repo / folder.name}")
         target = repo / folder.name
@@ -250,7 +271,16 @@ def _materialise(root: Path, folder: ModelFolder) -> list[Path]:
 
 
 def _new_folder(repo: Path, folder: ModelFolder) -> list[Path]:
-    staging = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", suffix=".tmp", dir=repo))
+    """Build the model folder under a staging name and rename it into place.
+
+    The staging name carries the writer's PID and host (``.NAME.<pid>-<host>.XXXX.tmp``), so a
+    run killed by SIGKILL (which cannot clean up) leaves a folder the next run recognises as
+    a dead writer's and removes; a live writer's is never touched.
+    """
+    clean_stale_temps(repo / folder.name)
+    staging = Path(
+        tempfile.mkdtemp(prefix=f".{folder.name}.{owner_tag()}.", suffix=".tmp", dir=repo)
+    )
     try:
         written = _materialise(staging, folder)
         os.chmod(staging, 0o777 & ~_umask())

@@ -25,7 +25,12 @@ def test_plan_fills_the_gpus_and_leaves_cpus_to_decode():
         "gpus_per_worker": 0.0,
         "cpus_per_worker": 0.5,
         "decode_cpus_per_task": 1.0,
+        "threads_per_worker": 1,
     }
+    # Threads asked for are reserved: 2 threads, 2 CPUs (not 0.25 CPU for 2 running threads).
+    threaded = plan_workers({"CPU": 4.0}, None, 0.0, None, threads=2)
+    assert (threaded.cpus_per_worker, threaded.threads) == (2.0, 2)
+    assert threaded.resources["num_cpus"] == 2.0
 
 
 @pytest.mark.parametrize(
