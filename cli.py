@@ -1,8 +1,8 @@
 """deploy-ran command line: ``python cli.py COMMAND`` or the installed ``deploy-ran COMMAND``.
 
 Parsing, progress and printing only. Options are declared once in :mod:`cli_args` (``o.``) and
-checked where parsed; each command builds the library's config, calls the library (``deploy_ran``,
-``exporters``, ``calibration``) and prints what :mod:`deploy_ran.tables` renders.
+checked where parsed; option groups (:mod:`cli_options`) build the library's configs; each command
+calls the library and prints what :mod:`deploy_ran.tables` renders through :mod:`cli_render`.
 """
 
 from __future__ import annotations
@@ -25,8 +25,10 @@ from cli_options import GroupValues, groups
 from cli_options.calibration import BUILD_ENGINE_OLD_NAMES, CALIBRATE_OLD_NAMES, CALIBRATION
 from cli_options.criteria import CRITERIA
 from cli_options.engine import ENGINE, finish_flags
+from cli_options.evaluate import EVALUATE
 from cli_options.model import EXPORT, MODEL
-from cli_options.runner import RUNNER
+from cli_options.paths import existing as _file
+from cli_options.runner import RAY, RUNNER
 from cli_options.triton import TRITON_REPO
 from cli_render import Progress, console, err_console, print_error, show
 from deploy_ran.errors import DeployRanError
@@ -63,16 +65,6 @@ def command(name: str, flags: dict[str, str] | None = None, on: typer.Typer = ap
         return on.command(name)(wrapper)
 
     return decorate
-
-
-def _file(text: str | Path | None) -> Path | None:
-    """``text`` as a path when it names an existing file or folder (a model name does not)."""
-    if text is None:
-        return None
-    for path in (Path(text), Path(str(text).rsplit(":", 1)[0])):  # data.npz:key names data.npz
-        if path.exists():
-            return path
-    return None
 
 
 # --------------------------------------------------------------------------------------------
@@ -127,15 +119,14 @@ def doctor_cmd(as_json: o.AsJson = False) -> None:
     if as_json:
         print(json.dumps({**env, **diagnose(env)}, indent=2))
     else:
-        console.print(doctor_table(env))
-        render.doctor_verdict(diagnose(env))
+        render.doctor(doctor_table(env), diagnose(env))
 
 
 # --------------------------------------------------------------------------------------------
 # conversions: export (FP32 / FP16), calibrate (INT8 Q/DQ), build-engine
 
 
-@command("export")
+@command("export", flags={"overwrite_intermediate": "--force"})
 @groups(export=EXPORT)
 def export_cmd(
     name: Annotated[str, typer.Argument(help="Model name (see `models`), or an FP32 .onnx file.")],
@@ -145,6 +136,7 @@ def export_cmd(
     precision: o.ExportPrecisionOpt = "fp32",
     keep_fp32: o.KeepFp32Opt = None,
     no_default_keep_fp32: o.NoDefaultKeepOpt = False,
+    force: o.ReplaceDifferingOpt = False,
 ) -> None:
     """Export a model to a checked ONNX file (FP32 or FP16) with static-size bilinear upsampling."""
     if precision == "int8":
@@ -168,6 +160,7 @@ def export_cmd(
         result = convert(
             name, precision, output=output, export=export.config, fp16=fp16,
             checks=None if skip_parity else RunnerChecks(), progress=progress.say,
+            overwrite_intermediate=force,
         )  # fmt: skip
     render.conversion(result, name, "export")
 
@@ -199,10 +192,8 @@ def calibrate_cmd(
         print(json_text(result.int8.as_dict()), end="")
 
 
-@command("build-engine")
-@groups(
-    model=MODEL, calib=(CALIBRATION, BUILD_ENGINE_OLD_NAMES), engine=ENGINE
-)
+@command("build-engine", flags={"overwrite_intermediate": "--force"})
+@groups(model=MODEL, calib=(CALIBRATION, BUILD_ENGINE_OLD_NAMES), engine=ENGINE)
 def build_engine_cmd(
     target: Annotated[str, typer.Argument(help="Model name (exported first) or an .onnx file.")],
     model: GroupValues,
@@ -211,6 +202,7 @@ def build_engine_cmd(
     fp16: o.Fp16Opt = False,
     int8: o.Int8Opt = False,
     output: o.Output(o.OptPath, "Plan path; default <onnx>.plan.") = None,
+    force: o.ReplaceFp32Opt = False,
 ) -> None:
     """Build a TensorRT engine: export / FP16 / INT8-calibrate as needed, then a strongly typed build.
 
@@ -235,6 +227,7 @@ def build_engine_cmd(
                 target, "fp16" if fp16 else "int8" if int8 else None, export=model.config,
                 calibration=calib.config, checks=RunnerChecks(),
                 workdir=output.parent if output is not None else Path("."), engine=engine.config,
+                overwrite_intermediate=force,
                 plan=output, progress=progress.say, calibration_progress=progress.phase,
                 engine_log=lambda lvl, msg: err_console.print(f"[dim]TensorRT {lvl}:[/] {escape(msg)}"),
             )  # fmt: skip
@@ -250,20 +243,20 @@ def build_engine_cmd(
 
 
 @command("demo")
-@groups(renamed={"calib_images": "--calibration-images"})
+@groups(renamed={"calib_images": "--calibration-images", "iterations": "--runs"})
 def demo_cmd(
     model: o.Opt(str, "Model to run the pipeline on.") = "ran92",
     image_size: o.ImageSizeOpt = None,
     workdir: o.Opt(Path, "Folder for the artifacts and reports.") = Path("demo_out"),
-    runs: o.RunsOpt = 10,
+    iterations: o.RunsOpt = 10,
     calib_images: o.DemoImagesOpt = 64,
 ) -> None:
     """The main job on a built-in default: export → FP16 → INT8 → verify → bench → engine (CPU)."""
     from deploy_ran.pipeline import run_demo
 
     workdir.mkdir(parents=True, exist_ok=True)
-    options = dict(image_size=image_size, runs=runs, calibration_images=calib_images)
-    run_demo(model, workdir, console=console, **options)
+    options = dict(image_size=image_size, runs=iterations, calibration_images=calib_images)
+    run_demo(model, workdir, console=console, step=Progress, **options)
 
 
 @command("visualize")
@@ -339,36 +332,27 @@ def verify_cmd(
 
 
 @command("evaluate", flags={"batch_size": "--batch", "max_images": "--num-images"})
-@groups(runner=RUNNER)
+@groups(evaluate=EVALUATE, runner=RUNNER)
 def evaluate_cmd(
-    targets: Annotated[list[str], typer.Argument(help="Model names, .onnx files, engines, triton://.")],
+    targets: Annotated[list[str], typer.Argument(help="Model names, .onnx, engines, triton://.")],
+    evaluate: GroupValues,
     runner: GroupValues,
     data: o.EvalDataOpt,
-    labels: o.LabelsOpt = None,
-    reference: o.ReferenceOpt = None,
-    batch: o.Batch("Images per batch") = 32,
-    num_images: o.EvalCountOpt = None,
-    checkpoint: o.CheckpointOpt = None,
-    precision: o.TorchPrecisionOpt = None,
-    image_size: o.ImageSizeOpt = None,
-    workers: o.EvalWorkersOpt = None,
     output: o.Output(o.OptPath, "Write the JSON here.") = None,
     plot: o.PlotOpt = None,
     as_json: o.AsJson = False,
 ) -> None:
     """Top-1/top-5, per-class accuracy and calibration on labelled data; each target against the
     first (or --reference): Δ top-1 with a 95 % interval and an exact McNemar p-value."""
-    from deploy_ran.evaluate import evaluate
-    from deploy_ran.evaluate.report import check_outputs, evaluate_report, write_outputs
+    from deploy_ran.evaluate import evaluate as run_evaluate
+    from deploy_ran.evaluate.output import check_outputs, write_outputs
+    from deploy_ran.tables import evaluate_report
 
-    inputs = {"data": _file(data), "labels": labels, "checkpoint": checkpoint}
+    config = evaluate.config
+    inputs = {"data": _file(data), **{k: config.get(k) for k in ("labels", "checkpoint")}}
     check_outputs(output, plot, {**{t: _file(t) for t in targets}, **inputs})
     with render.InferBar(quiet=as_json, label="evaluate") as progress:
-        result = evaluate(
-            targets, data, labels=labels, reference=reference, batch_size=batch,
-            max_images=num_images, checkpoint=checkpoint, precision=precision,
-            image_size=image_size, workers=workers, progress=progress, **runner.config,
-        )  # fmt: skip
+        result = run_evaluate(targets, data, progress=progress, **config, **runner.config)
     files = write_outputs(result, output, plot)
     if as_json:
         print(json_text(result.as_dict()), end="")
@@ -379,7 +363,7 @@ def evaluate_cmd(
 @command("bench")
 @groups(renamed={"batch": "--batch-sizes"})
 def bench_cmd(
-    model: Annotated[str, typer.Argument(help="Model name (see `models`).")],
+    model: Annotated[str, typer.Argument(help="Model name, .onnx file, engine or triton:// URL.")],
     backends: o.BackendsOpt = None,
     artifacts: o.ArtifactsOpt = None,
     batch: o.BatchSizesOpt = "1",
@@ -437,11 +421,12 @@ def bench_cmd(
 
 
 @command("infer", flags={"batch_size": "--batch"})
-@groups(runner=RUNNER)
+@groups(runner=RUNNER, ray=RAY)
 def infer_cmd(
     target: Annotated[str, typer.Argument(help="Model name, .onnx file or engine.")],
     images: o.ImagesOpt,
     runner: GroupValues,
+    ray: GroupValues,
     batch: o.Batch("Images per batch") = 32,
     topk: o.TopkOpt = 5,
     labels: o.LabelsOpt = None,
@@ -452,37 +437,30 @@ def infer_cmd(
     checkpoint: o.CheckpointOpt = None,
     precision: o.TorchPrecisionOpt = None,
     output_name: o.OutputNameOpt = None,
-    ray: o.RayOpt = False,
-    address: o.RayAddressOpt = None,
-    gpus_per_worker: o.GpusPerWorkerOpt = None,
 ) -> None:
     """Top-k predictions for many images: batched, resumable, bad images recorded."""
     from deploy_ran.infer import run_inference
     from deploy_ran.tables import infer_summary
 
-    if not ray and (address is not None or gpus_per_worker is not None):
-        raise DeployRanError("--address and --gpus-per-worker apply to --ray.", hint="Add --ray.")
     run, extra = run_inference, {}
-    if ray:
+    if ray.config.pop("ray"):
         from deploy_ran.infer.ray import run_inference_ray as run
 
-        extra = {"address": address, "gpus_per_worker": gpus_per_worker or 0.0}
+        extra = {"address": None, "gpus_per_worker": 0.0, **ray.config}
     with render.InferBar() as progress:
         result = run(
             target, images, output, **extra, batch_size=batch, topk=topk, labels=labels,
             resume=resume, overwrite=overwrite, workers=workers, checkpoint=checkpoint,
             precision=precision, output_name=output_name, progress=progress, **runner.config,
         )  # fmt: skip
-    console.print(infer_summary(result), highlight=False)
-    if not getattr(result, "ok", True):  # NaN/inf logits: recorded as errors, not as predictions
-        err_console.print(f"[red]{result.model_errors} image(s) gave NaN/inf logits.[/]")
+    if not render.infer_result(infer_summary(result), result):
         raise typer.Exit(1)
 
 
 @command("triton-repo")
 @groups(model=MODEL, repo=TRITON_REPO)
 def triton_repo_cmd(
-    targets: Annotated[list[str], typer.Argument(help=".onnx / .plan (+ .plan.json) / model names.")],
+    targets: Annotated[list[str], typer.Argument(help=".onnx / .plan / model names.")],
     model: GroupValues,
     repo: GroupValues,
     output: o.RepoOutputOpt = Path("model_repository"),
@@ -496,9 +474,10 @@ def triton_repo_cmd(
 
     options = repo.config
     options.check()  # before any export
-    with temp_dir("deploy-ran-triton-") as tmp, Progress("writing the repository") as progress:
+    with temp_dir("deploy-ran-triton-") as tmp, Progress("writing the repository") as say:
+        export, checks = model.config, RunnerChecks()
         files = [
-            convert(t, export=model.config, checks=RunnerChecks(), workdir=tmp, progress=progress.say).path
+            convert(t, export=export, checks=checks, workdir=tmp, progress=say).path
             for t in targets
         ]
         result = write_repository(files, output, options)

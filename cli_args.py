@@ -17,6 +17,7 @@ from typing import Annotated, Any, Optional
 import typer
 
 from deploy_ran.device import Device, DeviceError
+from exporters.opsets import MIN_OPSET  # the exporter's own value, not a copy
 
 # Sane maxima: far beyond any real use, small enough to refuse a typo before it costs memory.
 MAX_BATCH = 4096
@@ -25,7 +26,6 @@ MAX_IMAGES = 1_000_000
 MAX_CLASSES = 100_000
 MAX_THREADS = 1024
 MAX_SECONDS = 86_400.0
-MIN_OPSET = 18  # exporters.onnx.MIN_OPSET: the lowest opset torch's exporter emits
 
 
 # --------------------------------------------------------------------------------------------
@@ -187,7 +187,8 @@ def Batch(help: str) -> Any:  # noqa: N802
 
 
 def Output(kind: Any, help: str) -> Any:  # noqa: N802
-    return Opt(kind, help, None, "--output", "-o")
+    """``--output/-o``, shown under the Output heading of every command's help."""
+    return Annotated[kind, typer.Option("--output", "-o", help=help, rich_help_panel="Output")]
 
 
 OptPath, OptInt, OptStr, OptFloat = Optional[Path], Optional[int], Optional[str], Optional[float]
@@ -420,7 +421,13 @@ PreprocessOpt = Flag("--preprocess", "Add a Python-backend image decoder and an 
 TrtAcceleratorOpt = Flag(
     "--tensorrt-accelerator", "ONNX: run under ORT's TensorRT provider (Q/DQ: precision_mode INT8)."
 )
+ReplaceFp32Opt = Flag(
+    "--force", "Replace an existing NAME.onnx that differs from this request (a matching one is reused)."
+)
 ForceOpt = Flag("--force", "Replace this command's files in existing model folders (others kept).")
+ReplaceDifferingOpt = Flag(
+    "--force", "Replace an existing NAME.onnx (.fp16/.int8) that differs from this request."
+)
 
 # evaluate: labelled data
 EvalDataOpt = Opt(

@@ -9,6 +9,7 @@ minutes of silence), and nothing under ``--json``.
 from __future__ import annotations
 
 import contextlib
+import re
 import signal
 import sys
 import time
@@ -27,8 +28,13 @@ err_console = Console(stderr=True, width=None if sys.stderr.isatty() else 140)
 
 
 def show(items: Iterable[Any]) -> None:
+    """Print report items; a line of text speaks this command's flags (a library warning's
+    ``(num_images)`` reads ``(--calib-images)``)."""
+    from cli_options.hints import render
+
+    names = _spellings({})
     for item in items:
-        console.print(item, highlight=False)
+        console.print(render(item, names) if isinstance(item, str) else item, highlight=False)
 
 
 def print_error(exc: DeployRanError, extra_flags: dict[str, str] | None = None) -> None:
@@ -141,8 +147,18 @@ def engine_build(result: Any, output: Any, finish_flags: str) -> bool:
     return False
 
 
-def doctor_verdict(diagnosis: dict[str, Any]) -> None:
-    """``doctor``'s verdict, what works, and the next steps."""
+def infer_result(summary: Any, result: Any) -> bool:
+    """infer's summary; ``False`` where images gave NaN/inf logits (recorded as errors)."""
+    console.print(summary, highlight=False)
+    if getattr(result, "ok", True):
+        return True
+    err_console.print(f"[red]{result.model_errors} image(s) gave NaN/inf logits.[/]")
+    return False
+
+
+def doctor(table: Any, diagnosis: dict[str, Any]) -> None:
+    """``doctor``'s table of versions, then its verdict, what works, and the next steps."""
+    console.print(table)
     console.print(f"[bold]{escape(diagnosis['verdict'])}[/]", highlight=False)
     for item in diagnosis["works"]:
         console.print(f"  [green]✓[/] {escape(item)}", highlight=False)
@@ -190,9 +206,13 @@ class Progress:
 
     def __enter__(self) -> Progress:
         if self.live and not self.quiet:
-            from rich.progress import BarColumn, MofNCompleteColumn, SpinnerColumn
+            from rich.progress import (
+                BarColumn,
+                MofNCompleteColumn,
+                SpinnerColumn,
+                TimeElapsedColumn,
+            )
             from rich.progress import Progress as Bar
-            from rich.progress import TimeElapsedColumn
 
             columns = (BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
             self.bar = Bar(
@@ -209,12 +229,21 @@ class Progress:
         if self.bar is not None:
             self.bar.stop()
 
-    def _line(self, text: str) -> None:
-        """A log line (non-terminal stderr): only when the text changes."""
-        if text != self.last_line[0]:
-            elapsed = time.perf_counter() - self.started
-            err_console.print(f"[dim]{elapsed:6.1f}s[/] {escape(text)}", highlight=False)
-            self.last_line = (text, elapsed)
+    #: In a log, a counter that only moves ("reference 3/125") prints at most this often.
+    COUNTER_SECONDS = 5.0
+
+    def _line(self, text: str, force: bool = False) -> None:
+        """A log line (non-terminal stderr): a new step at once, a moving counter now and then."""
+        last, at = self.last_line
+        elapsed = time.perf_counter() - self.started
+        same_step = re.sub(r"\d+", "#", text) == re.sub(r"\d+", "#", last)
+        if text == last or (same_step and not force and elapsed - at < self.COUNTER_SECONDS):
+            return
+        err_console.print(f"[dim]{elapsed:6.1f}s[/] {escape(text)}", highlight=False)
+        self.last_line = (text, elapsed)
+
+    def __call__(self, message: str) -> None:
+        self.say(message)
 
     def say(self, message: str) -> None:
         if self.quiet:
@@ -228,10 +257,11 @@ class Progress:
         if self.quiet:
             return
         label = self.LABELS.get(phase, phase)
-        if self.bar is None:
-            if done in (0, total) or phase not in self.tasks:
-                self.tasks.setdefault(phase, None)
-                self._line(f"{label}: {done}/{total}")
+        if self.bar is None:  # a log: the start, every tenth, and the end of each phase
+            tenth = (10 * done) // total if total else 10
+            if phase not in self.tasks or tenth > self.tasks[phase] or done == total:
+                self.tasks[phase] = tenth
+                self._line(f"{label}: {done}/{total}", force=True)
             return
         if phase not in self.tasks:
             self.tasks[phase] = self.bar.add_task(escape(label), total=total)
@@ -243,19 +273,30 @@ class Progress:
         if self.bar is not None:
             self.bar.console.print(f"[green]✓[/] {escape(text)}", highlight=False)
         else:
-            self._line(f"✓ {text}")
+            self._line(f"✓ {text}", force=True)
 
 
 class InferBar:
     """infer's ``progress(done, total)``: shown once images flow; the rate excludes start-up."""
 
     def __init__(self, quiet: bool = False, label: str = "infer") -> None:
-        from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsedColumn
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            TextColumn,
+            TimeElapsedColumn,
+            TimeRemainingColumn,
+        )
         from rich.progress import Progress as Bar
-        from rich.progress import TimeRemainingColumn
 
         rate = TextColumn("{task.fields[rate]}")
-        columns = (BarColumn(), MofNCompleteColumn(), rate, TimeElapsedColumn(), TimeRemainingColumn())
+        columns = (
+            BarColumn(),
+            MofNCompleteColumn(),
+            rate,
+            TimeElapsedColumn(),
+            TimeRemainingColumn(),
+        )
         self.bar = Bar(TextColumn(f"[bold]{label}"), *columns, console=err_console, disable=quiet)
         self.task = self.bar.add_task(label, total=None, rate="")
         self.first: tuple[float, int] | None = None

@@ -39,10 +39,14 @@ from exporters.coverage import int8_coverage  # noqa: E402
 
 #: (label, method, placement, float part) of the toolkit's files in the table.
 PROJECT_FILES = (
-    ("deploy-ran percentile (default)", "percentile", "trt", "fp16"),
+    ("deploy-ran percentile (default: trt, FP16 float part)", "percentile", "trt", "fp16"),
+    ("deploy-ran percentile, FP32 float part", "percentile", "trt", "fp32"),
+    ("deploy-ran percentile, conservative", "percentile", "conservative", "fp16"),
+    ("deploy-ran percentile, conservative, FP32 float part (old default)", "percentile", "conservative", "fp32"),
     ("deploy-ran entropy", "entropy", "trt", "fp16"),
+    ("deploy-ran entropy, conservative, FP32 float part", "entropy", "conservative", "fp32"),
     ("deploy-ran minmax", "minmax", "trt", "fp16"),
-    ("deploy-ran percentile, conservative, FP32 float (old default)", "percentile", "conservative", "fp32"),
+    ("deploy-ran minmax, conservative, FP32 float part", "minmax", "conservative", "fp32"),
 )  # fmt: skip
 MODELOPT_METHODS = ("max", "entropy")
 

@@ -72,7 +72,9 @@ class MemoryEstimate:
 
         parts = [f"batch {self.batch} × {mib(self.bytes_per_image)}/image"]
         if self.device_needed is not None:
-            parts.append(f"{self.device}: {mib(self.device_needed)} of {mib(self.device_free)} free")
+            parts.append(
+                f"{self.device}: {mib(self.device_needed)} of {mib(self.device_free)} free"
+            )
         parts.append(f"host: {mib(self.host_needed)} of {mib(self.host_free)} free")
         return "calibration memory ≈ " + "; ".join(parts)
 
@@ -80,7 +82,9 @@ class MemoryEstimate:
         """The largest batch whose estimate fits every memory that could be read (0: none)."""
         limits = []
         if self.device_needed is not None and self.device_free is not None:
-            limits.append(USABLE_FRACTION * self.device_free / (DEVICE_FACTOR * self.bytes_per_image))
+            limits.append(
+                USABLE_FRACTION * self.device_free / (DEVICE_FACTOR * self.bytes_per_image)
+            )
         if self.host_free is not None:
             limits.append(USABLE_FRACTION * self.host_free / (HOST_FACTOR * self.bytes_per_image))
         return int(math.floor(min(limits))) if limits else self.batch
@@ -95,7 +99,11 @@ class MemoryEstimate:
                 f"Calibration at batch {self.batch} would not fit: {self.summary()}.",
                 hint="Calibrate on a machine with more memory, at a smaller image size, or on "
                 "the CPU (device='cpu') when the GPU is the limit."
-                + (" The model's batch is fixed; export it with a dynamic batch." if fixed_batch else ""),
+                + (
+                    " The model's batch is fixed; export it with a dynamic batch."
+                    if fixed_batch
+                    else ""
+                ),
                 param="batch",
             )
         raise CalibrationMemoryError(
@@ -106,7 +114,9 @@ class MemoryEstimate:
         )
 
 
-def bytes_per_image(model: onnx.ModelProto, tensors: list[str] | tuple[str, ...]) -> tuple[int, int]:
+def bytes_per_image(
+    model: onnx.ModelProto, tensors: list[str] | tuple[str, ...]
+) -> tuple[int, int]:
     """(bytes of ``tensors`` for one image, how many have an unknown shape), by shape inference."""
     inferred = onnx.shape_inference.infer_shapes(model)
     infos = {

@@ -119,6 +119,8 @@ class QuantizeResult:
             "method": self.method.key(),
             "data": self.data,
             "calibration_images": self.ranges.num_images,
+            # where the ranges were measured, in which arithmetic (part of the cache key)
+            "calibration_device": self.ranges.key_parts.get("device"),
             "calibrated_tensors": len(self.ranges.ranges),
             "quantized_weight_nodes": len(self.plan.weight_nodes),
             "quantized_activations": len(self.plan.activation_tensors),

@@ -8,6 +8,7 @@ declared in ``cli_args``; :mod:`cli_options.hints` turns library parameter names
 these flags.
 """
 
+from cli_options import panels  # noqa: F401  (help headings of the shared single options)
 from cli_options.group import Field, Group, GroupValues, groups, params_of
 
 __all__ = ["Field", "Group", "GroupValues", "params_of", "groups"]

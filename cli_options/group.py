@@ -31,7 +31,9 @@ _UNSET = object()
 _CONTEXT_PARAM = "_typer_context"
 #: The running command's context (typer hands it to :func:`groups`' wrapper), for
 #: :func:`typed` and for rendering hints in this command's flags.
-current_context: contextvars.ContextVar[Any] = contextvars.ContextVar("current_context", default=None)
+current_context: contextvars.ContextVar[Any] = contextvars.ContextVar(
+    "current_context", default=None
+)
 
 
 def _option_of(decl: Any) -> tuple[Any, OptionInfo]:
@@ -130,7 +132,9 @@ class Group:
             if fld.name in aliases:
                 alias = copy.copy(info)
                 alias.param_decls, alias.hidden = (aliases[fld.name],), True
-                params.append(_keyword(_alias_param(fld.name), Annotated[Optional[kind], alias], None))
+                params.append(
+                    _keyword(_alias_param(fld.name), Annotated[Optional[kind], alias], None)
+                )
         return params
 
     def build(self, values: dict[str, Any], aliases: dict[str, str]) -> GroupValues:
@@ -184,7 +188,9 @@ def _library_defaults(cls: type) -> dict[str, Any]:
 
 
 def _keyword(name: str, annotation: Any, default: Any) -> inspect.Parameter:
-    return inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=default, annotation=annotation)
+    return inspect.Parameter(
+        name, inspect.Parameter.KEYWORD_ONLY, default=default, annotation=annotation
+    )
 
 
 def _alias_param(name: str) -> str:
@@ -214,7 +220,9 @@ def groups(
         hints = typing.get_type_hints(fn, include_extras=True)
         sig = inspect.signature(fn)
         own = [
-            p.replace(annotation=hints.get(p.name, p.annotation), kind=inspect.Parameter.KEYWORD_ONLY)
+            p.replace(
+                annotation=hints.get(p.name, p.annotation), kind=inspect.Parameter.KEYWORD_ONLY
+            )
             for p in sig.parameters.values()
             if p.name not in table
         ]  # typer calls a command with keywords only
@@ -236,7 +244,9 @@ def groups(
                     new = next(p for p in own if p.name == name)
                     flag = Field(name, new.annotation).flag()
                     if _typed(current_context.get(), name):
-                        raise DeployRanError(f"{old} is the old name of {flag}; give one.", hint=f"Use {flag}.")
+                        raise DeployRanError(
+                            f"{old} is the old name of {flag}; give one.", hint=f"Use {flag}."
+                        )
                     kwargs[name] = value
             for key, (group, aliases) in table.items():
                 kwargs[key] = group.build(kwargs, aliases)

@@ -32,7 +32,7 @@ class Spelling:
         wanted = (value == "True") != self.inverted
         if wanted:
             return self.flag
-        return self.off or f"no {self.flag}"
+        return self.off or f"leave out {self.flag}"
 
 
 def spellings(

@@ -23,7 +23,7 @@ import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 import onnx
@@ -32,18 +32,21 @@ from calibration import defaults as cal
 from calibration.quantize import QuantizeResult, quantize_int8
 from deploy_ran.device import Device
 from deploy_ran.errors import DeployRanError
-from deploy_ran.export_match import differences, requested_fields
+from deploy_ran.export_match import Difference, differences, requested_fields
 from deploy_ran.fileio import check_writable, refuse_output_over_inputs
 from deploy_ran.target import TARGET_KINDS, Target  # noqa: F401  (TARGET_KINDS: re-exported)
 from deploy_ran.trt_compat import TensorRTUnavailable
 from exporters.fp16 import Fp16Result, convert_to_fp16
-from exporters.onnx import DEFAULT_OPSET, ExportResult, export_onnx
+from exporters.opsets import DEFAULT_OPSET
 from exporters.tensorrt import (
     EngineBuildOptions,
     EngineBuildResult,
     build_engine,
     default_plan_path,
 )
+
+if TYPE_CHECKING:  # exporters.onnx imports PyTorch: loaded only where an export runs
+    from exporters.onnx import ExportResult
 
 PRECISIONS = ("fp32", "fp16", "int8")
 
@@ -355,6 +358,8 @@ def _fp32_step(job: _Job, want: str) -> ConversionResult:
     check_writable(fp32_path)
     job.say(f"exporting {resolved.text} to FP32 ONNX")
     cfg = job.export
+    from exporters.onnx import export_onnx
+
     result.export = export_onnx(
         resolved.text,
         fp32_path,
@@ -374,22 +379,27 @@ def _fp32_step(job: _Job, want: str) -> ConversionResult:
     return result
 
 
+def export_differences(model: str, path: Path, export: ExportConfig) -> list[Difference]:
+    """How the existing FP32 file ``path`` differs from exporting ``model`` with ``export``
+    (empty: it is that export, and can be used instead of writing it again)."""
+    requested = requested_fields(
+        model,
+        checkpoint=export.checkpoint,
+        image_size=export.image_size,
+        num_classes=export.num_classes,
+        options=export.options,
+        batch=export.batch,
+        static_batch=export.static_batch,
+        opset=export.opset,
+    )
+    return differences(path, requested)
+
+
 def _matching_export(job: _Job, path: Path, want: str) -> bool:
     """Whether the existing ``path`` is the export this request would write. One that differs
     is refused, field by field, where it was not named (a reduced precision's FP32 file); a
     named FP32 output that differs is simply exported again."""
-    cfg = job.export
-    requested = requested_fields(
-        job.target.text,
-        checkpoint=cfg.checkpoint,
-        image_size=cfg.image_size,
-        num_classes=cfg.num_classes,
-        options=cfg.options,
-        batch=cfg.batch,
-        static_batch=cfg.static_batch,
-        opset=cfg.opset,
-    )
-    found = differences(path, requested)
+    found = export_differences(job.target.text, path, job.export)
     if not found:
         return True
     if want == "fp32":
@@ -397,7 +407,7 @@ def _matching_export(job: _Job, path: Path, want: str) -> bool:
     raise DeployRanError(
         f"{path} exists and differs from the FP32 export {job.target.text} needs for "
         f"{want.upper()}: " + "; ".join(str(d) for d in found) + " (existing vs requested).",
-        hint=f"Pass {path} itself as the target to convert it, choose another output folder, "
+        hint=f"Convert {path} itself (pass it as the target), write to another output folder, "
         "or allow replacing it (overwrite_intermediate=True).",
         param="overwrite_intermediate",
     )

@@ -144,7 +144,11 @@ class Device:
 CPU = Device("cpu")
 
 
-def describes_cuda(text: str) -> bool:
-    """Whether a device as written in a report row (``"cuda:0"``, ``"cuda:0 (TensorRT)"``)
-    names a GPU; for rows read back from JSON, which hold the text, not a :class:`Device`."""
-    return Device.parse(str(text).split(" ", 1)[0]).is_cuda if text else False
+def describes_cuda(text: str | None) -> bool:
+    """Whether a device as written in a report row (``"cuda:0"``, ``"cpu (test buffers)"``)
+    names a GPU; for rows read back from JSON, which hold the text, not a :class:`Device`. Text
+    that names no local device (a served model's ``"remote"``) is not a GPU here."""
+    try:
+        return Device.parse(str(text).split(" ", 1)[0]).is_cuda if text else False
+    except DeviceError:
+        return False

@@ -10,6 +10,9 @@ the calibration data is the built-in sample: numbers show the pipeline works, no
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager as ContextManager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -55,6 +58,17 @@ def _verify_data(path: Path, onnx_path: Path, count: int) -> Path:
     return path
 
 
+def _status_step(console: Console) -> Callable[[str], ContextManager[Callable[[str], None]]]:
+    """``step(title)`` as a rich status line on ``console``."""
+
+    @contextlib.contextmanager
+    def step(title: str) -> Iterator[Callable[[str], None]]:
+        with console.status(f"{title}…") as status:
+            yield lambda message: status.update(f"{title}: {message}…")
+
+    return step
+
+
 def run_demo(
     model: str,
     workdir: Path,
@@ -63,8 +77,13 @@ def run_demo(
     runs: int = 10,
     calibration_images: int = DEMO_CALIBRATION_IMAGES,
     console: Console | None = None,
+    step: Callable[[str], ContextManager[Callable[[str], None]]] | None = None,
 ) -> DemoResult:
-    """Run the whole pipeline for ``model`` into ``workdir``; see the module docstring."""
+    """Run the whole pipeline for ``model`` into ``workdir``; see the module docstring.
+
+    ``step(title)`` is entered around each long step and yields a ``say(message)`` for its
+    progress (the CLI shows it on stderr); default: a status line on ``console``.
+    """
     from calibration.data import BUILTIN_NOTE
     from deploy_ran.bench import BenchSettings, run_benchmark
     from deploy_ran.compare.runner_checks import RunnerChecks
@@ -76,19 +95,20 @@ def run_demo(
     from exporters.tensorrt import build_engine
 
     console = console or Console()
+    step = step or _status_step(console)
     summary = DemoResult(model)
     fp32_path = workdir / f"{model}.onnx"
 
     checks = RunnerChecks()
     console.rule(f"[bold]1/6 export {model} → {fp32_path}")
-    with console.status("exporting…") as status:
+    with step("exporting") as say:
         exported = convert(
             model,
             "fp32",
             output=fp32_path,
             export=ExportConfig(image_size=image_size),
             checks=checks,
-            progress=lambda m: status.update(m + "…"),
+            progress=say,
         ).export
     assert exported is not None and exported.check is not None
     console.print(
@@ -98,16 +118,16 @@ def run_demo(
     )
 
     console.rule("[bold]2/6 FP16 ONNX")
-    with console.status("converting…") as status:
+    with step("converting to FP16") as say:
         fp16 = convert(
-            fp32_path, "fp16", checks=checks, progress=lambda m: status.update(m + "…")
+            fp32_path, "fp16", checks=checks, progress=say
         ).fp16
     assert fp16 is not None
     console.print(f"[green]✓[/] {fp16.path} ({fp16.size_bytes / 1e6:.1f} MB, FP32 I/O)")
 
     console.rule(f"[bold]3/6 INT8 Q/DQ ONNX ({calibration_images} built-in calibration images)")
     console.print(f"[yellow]{escape(BUILTIN_NOTE)}[/]")
-    with console.status("calibrating…") as status:
+    with step("calibrating") as say:
         int8 = convert(
             fp32_path,
             "int8",
@@ -115,9 +135,7 @@ def run_demo(
                 num_images=calibration_images, eval_images=min(16, calibration_images)
             ),
             checks=checks,
-            calibration_progress=lambda phase, done, total: status.update(
-                f"{phase}: {done}/{total}…"
-            ),
+            calibration_progress=lambda phase, done, total: say(f"{phase}: {done}/{total}"),
         ).int8
     assert int8 is not None
     console.print(
@@ -145,7 +163,7 @@ def run_demo(
             col, justify="left" if col in ("file", "precision", "criteria", "result") else "right"
         )
     for precision, path in summary.artifacts.items():
-        with console.status(f"verifying {path}…"):
+        with step(f"verifying {path}"):
             result = verify(model, path, data=str(data), image_size=exported.image_size)
         first = result.outputs[0].agreement
         summary.parity[precision] = {"passed": result.passed, **first.as_dict()}
@@ -164,7 +182,7 @@ def run_demo(
     console.print(table)
 
     console.rule("[bold]5/6 bench at batch 1: eager PyTorch vs ONNX Runtime FP32/FP16/INT8 (CPU)")
-    with console.status(f"timing {runs} runs per backend…") as status:
+    with step(f"timing {runs} runs per backend") as say:
         bench = run_benchmark(
             BenchSettings(
                 model,
@@ -176,7 +194,7 @@ def run_demo(
                 image_size=exported.image_size,
                 output=workdir,
             ),
-            progress=lambda m: status.update(f"timing: {m}…"),
+            progress=say,
         )
     console.print(bench_table(bench))
     console.print(environment_table(bench))

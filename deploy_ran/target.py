@@ -31,6 +31,11 @@ ENGINE_SUFFIXES = (".plan", ".engine")
 _URL = re.compile(r"([a-zA-Z][a-zA-Z0-9+.-]+)://")  # two letters at least: not a drive (C://)
 
 
+def is_url(text: str | os.PathLike[str]) -> bool:
+    """Whether ``text`` is a ``SCHEME://`` URL (a served target), not a path."""
+    return isinstance(text, str) and _URL.match(text) is not None
+
+
 @dataclass(frozen=True)
 class Target:
     """A resolved target: ``kind``, the ``text`` the user typed, and the ``path`` of a file.
@@ -58,7 +63,7 @@ class Target:
         if isinstance(target, Target):
             return target
         text = os.fspath(target)
-        if _URL.match(text):
+        if is_url(text):
             return cls("served", text)
         path = Path(text)
         suffix = path.suffix.lower()

@@ -174,9 +174,7 @@ def attention_from_model(
     maps = _split_maps(names, outputs, len(paths))
     items = [ImageAttention(p, c, m) for p, c, m in zip(paths, crops, maps)]
     if checkpoint is None:
-        notes.append(
-            "random weights (no checkpoint given): the maps show no learned attention"
-        )
+        notes.append("random weights (no checkpoint given): the maps show no learned attention")
     return AttentionResult(name, "pytorch", size, items, notes)
 
 
@@ -304,9 +302,9 @@ def compute_attention(
     image_size: int | None = None,
 ) -> AttentionResult:
     """Attention maps from a registered model name or an ONNX file (``source``)."""
-    from deploy_ran.convert import resolve_target
+    from deploy_ran.target import Target
 
-    target = resolve_target(source)
+    target = Target.parse(source)
     if target.kind == "model":
         return attention_from_model(
             target.text, images, checkpoint=checkpoint, image_size=image_size
@@ -338,16 +336,17 @@ def upsample(values: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     )
 
 
-#: A map whose values span less than this is "flat" (a random-weight sigmoid mask sits at
-#: 0.489–0.5): stretching it to the full colour range would invent structure, so it is drawn on
-#: the fixed 0–1 scale and the report says so.
-FLAT_RANGE = 0.05
+#: A map whose values vary by less than this fraction of its largest value is "flat" (a
+#: random-weight sigmoid mask sits at 0.489–0.5, a random softmax map near 1/HW everywhere):
+#: stretching it to the full colour range would invent structure, so it is drawn unstretched and
+#: the report says so. Relative, so a trained softmax map (small values, large spread) is not flat.
+FLAT_RANGE = 0.1
 
 
 def is_flat(values: np.ndarray) -> bool:
-    """Whether a map is nearly uniform and lies in [0, 1] (drawn unstretched)."""
+    """Whether a map in [0, 1] is nearly uniform (drawn unstretched)."""
     lo, hi = float(values.min()), float(values.max())
-    return hi - lo < FLAT_RANGE and lo >= 0.0 and hi <= 1.0
+    return lo >= 0.0 and hi <= 1.0 and hi - lo <= FLAT_RANGE * hi
 
 
 def _normalise(values: np.ndarray) -> np.ndarray:
@@ -395,7 +394,7 @@ def render_grid(
     rows_per_image = math.ceil(panels_per_image / columns)
     rows = rows_per_image * len(result.items)
     # constrained layout reserves room for every title, so a row's titles never cover the row above
-    fig = Figure(figsize=(panel_inches * columns, panel_inches * rows + 0.6), layout="constrained")
+    fig = Figure(figsize=(panel_inches * columns, panel_inches * rows + 0.4), layout="constrained")
     axes = fig.subplots(rows, columns, squeeze=False)
     _draw(fig, axes, result, rows_per_image, cmap, alpha)
     with atomic_path(output, suffix=Path(output).suffix.lower()) as tmp:
@@ -445,8 +444,8 @@ def visualize(
     flat = sorted({m.name for i in result.items for m in i.maps if is_flat(m.values)})
     if flat:
         result.notes.append(
-            f"{len(flat)} map(s) nearly uniform (values span < {FLAT_RANGE:g}; marked 'flat'): drawn "
-            "on the fixed 0–1 scale, not stretched to look meaningful"
+            f"{len(flat)} map(s) nearly uniform (values vary by ≤ {FLAT_RANGE:.0%} of their largest; "
+            "marked 'flat'): drawn unstretched, not stretched to look meaningful"
         )
     render_grid(result, output)
     return result

@@ -10,7 +10,7 @@ this example trains a small RAN on a real, bundled data set and measures what pr
 ``data`` writes scikit-learn's 1,797 handwritten digits (8×8, bundled with scikit-learn, no
 download) as a seeded 75/25 train/test split, upscaled bilinearly to 32×32, copied to three
 channels and normalised with the model spec's mean/std: exactly the preprocessed NCHW float32 that
-``calibrate --data digits.npz:x_train`` takes. ``train`` trains a CIFAR-family RAN
+``calibrate --calib-data digits.npz:x_train`` takes. ``train`` trains a CIFAR-family RAN
 (``ran56_cifar`` by default) on the train split and saves a checkpoint that ``export
 --checkpoint`` loads. ``evaluate`` exports FP32, converts to FP16, calibrates INT8 on the train
 split with each method and reports test accuracy and top-1 agreement with FP32, all in ONNX

@@ -12,9 +12,10 @@ explicit quantization (its "Q/DQ layer placement" guide) in a simplified form:
   the QuantizeLinear stays a layer of its own (writing INT8 too): such a pair is counted as one
   TensorRT *cannot fold*; so is a DequantizeLinear whose reader cannot take INT8 (see
   :data:`INT8_READERS`);
-* a float tensor read by exactly one pointwise op (ReLU, Add, Mul, Sigmoid, BatchNormalization as
-  a scale, …) is fused into that op (Conv+BN+ReLU, Conv+Add+ReLU, pointwise chains) and not
-  written;
+* a float tensor written by a Conv/Gemm/MatMul or a pointwise op and read by exactly one pointwise
+  op (ReLU, Add, Mul, Sigmoid, BatchNormalization as a scale, …) is fused into that op
+  (Conv+BN+ReLU, Conv+Add+ReLU, pointwise chains) and not written; a Resize, pooling or reduction
+  output is always written;
 * everything else that carries a float or integer activation is written once: graph inputs, every
   unfused op output, graph outputs. Shape arithmetic (int64 tensors, tensors computed from
   constants only) is not counted.
@@ -52,6 +53,9 @@ INT8_READERS = frozenset(
         "Identity", "Squeeze", "Unsqueeze",
     }
 )  # fmt: skip
+#: Ops whose output TensorRT can fuse a pointwise reader into (a kernel epilogue or a pointwise
+#: chain). Pooling, Resize, reductions and shape ops write their output.
+FUSING_WRITERS = frozenset({"Conv", "ConvTranspose", "Gemm", "MatMul", "Cast"}) | POINTWISE_OPS
 _QDQ = ("QuantizeLinear", "DequantizeLinear")
 _BYTES = {
     onnx.TensorProto.FLOAT: 4,
@@ -237,7 +241,13 @@ def int8_coverage(model: onnx.ModelProto) -> Coverage:
                 zp_type = info[q.input[2]].type.tensor_type.elem_type or zp_type
             written(name, zp_type if zp_type in _BYTES else onnx.TensorProto.INT8)
             continue
-        if len(consumers) == 1 and consumers[0].op_type in POINTWISE_OPS and name not in outputs:
+        writer = producer.get(name)
+        if (
+            len(consumers) == 1
+            and consumers[0].op_type in POINTWISE_OPS
+            and writer is not None
+            and writer.op_type in FUSING_WRITERS
+        ):
             fused.add(name)
             continue  # fused into its only reader
         if not consumers:

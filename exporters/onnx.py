@@ -31,9 +31,8 @@ from deploy_ran.errors import DeployRanError, ExportError
 from deploy_ran.fileio import atomic_path, check_writable, sha256_file
 from deploy_ran.models import INIT_SEED, create_model, get_spec
 from exporters.graph_checks import GraphReport, require_valid_graph
+from exporters.opsets import DEFAULT_OPSET, MIN_OPSET
 
-DEFAULT_OPSET = 18  # the lowest opset PyTorch's torch.export-based exporter emits
-MIN_OPSET = 18
 INPUT_NAME = "input"
 BATCH_DIM = "batch"
 

@@ -179,10 +179,72 @@ def build_engine(
 
     Raises :class:`TensorRTUnavailable` (TensorRT or a GPU missing), :class:`EngineError` (parser
     or build failure, with the failing node and op) or :class:`DeployRanError` (bad options).
+    The steps, each a function below: check the options and the file, create the builder, parse
+    the network, configure the build (flags, profile), attach the timing cache, build, write the
+    plan and its sidecar, then the layer report and the timing cache (after the plan is safe).
     """
     options = options or EngineBuildOptions()
     onnx_path = Path(onnx_path)
     plan_path = Path(plan_path) if plan_path else default_plan_path(onnx_path)
+    _check_options(options)
+    graph = load_onnx(onnx_path, load_weights=False)
+    inp = onnx_input(graph)
+    profile_shapes = check_profile(inp, options)
+    check_writable(plan_path)
+    check_writable(sidecar_path(plan_path))
+
+    trt = import_tensorrt()
+    gpu = current_gpu()
+    logger = make_logger(trt, options.verbose, log)
+    builder = _create_builder(trt, logger)
+    started = time.perf_counter()
+    network, _parser = _parse_network(trt, builder, logger, onnx_path)
+    config = _builder_config(trt, builder, logger, options, inp, profile_shapes)
+    cache_path = Path(options.timing_cache) if options.timing_cache else None
+    warnings = _attach_timing_cache(config, logger, cache_path)
+    plan_bytes = _build_plan(builder, network, config, logger, onnx_path)
+    seconds = time.perf_counter() - started
+
+    gpu_dict = (
+        asdict(gpu)
+        if gpu
+        else {
+            "name": "unknown (PyTorch sees no CUDA device)",
+            "compute_capability": "unknown",
+            "index": 0,
+        }
+    )
+    sidecar = _sidecar(
+        trt, graph, onnx_path, plan_path, plan_bytes, inp, profile_shapes, options, gpu_dict, seconds
+    )
+    # Temporary names first; the plan is renamed before its sidecar, so a sidecar never
+    # describes a plan that is not there.
+    with atomic_path(sidecar_path(plan_path)) as tmp_side, atomic_path(plan_path) as tmp_plan:
+        tmp_side.write_text(json.dumps(sidecar, indent=2) + "\n", encoding="utf-8")
+        tmp_plan.write_bytes(plan_bytes)
+    # The layer report comes after the plan is safely written: a failure here costs the report,
+    # never the (minutes-long) build.
+    layer_info_path, layer_precisions = None, {}
+    if options.layer_info:
+        layer_info_path, layer_precisions = _write_layer_report(
+            trt, logger, plan_bytes, options, inp, profile_shapes, plan_path, warnings
+        )
+    if cache_path is not None:
+        _save_timing_cache(config, cache_path)
+    return EngineBuildResult(
+        plan=plan_path,
+        sidecar=sidecar_path(plan_path),
+        layer_info=layer_info_path,
+        precision=sidecar["precision"],
+        seconds=seconds,
+        tensorrt_version=trt.__version__,
+        gpu=gpu_dict,
+        layer_precisions=layer_precisions,
+        warnings=warnings,
+    )
+
+
+def _check_options(options: EngineBuildOptions) -> None:
     if not 0 <= options.optimization_level <= MAX_OPTIMIZATION_LEVEL:
         raise DeployRanError(
             f"Optimization level {options.optimization_level} is out of range.",
@@ -192,34 +254,33 @@ def build_engine(
         raise DeployRanError(
             "--workspace must be a positive number of MiB.", hint="e.g. --workspace 4096."
         )
-    graph = load_onnx(onnx_path, load_weights=False)
-    info = ArtifactInfo.from_props(get_metadata(graph))
-    inp = onnx_input(graph)
-    profile_shapes = check_profile(inp, options)
-    precision = precision_of(graph)
-    check_writable(plan_path)
-    check_writable(sidecar_path(plan_path))
 
-    trt = import_tensorrt()
-    gpu = current_gpu()
-    logger = make_logger(trt, options.verbose, log)
+
+def _last_errors(logger: Any, default: str = "no details") -> str:
+    return "; ".join(logger.errors()[-3:]) or default
+
+
+def _create_builder(trt: Any, logger: Any) -> Any:
+    """``trt.Builder``, or :class:`TensorRTUnavailable` when this host cannot make one."""
     try:
         builder = trt.Builder(logger)
     except (TypeError, RuntimeError):  # pybind11: "factory function returned nullptr"
         builder = None
     if builder is None:
-        details = "; ".join(logger.errors()[-3:]) or "no CUDA device"
         raise TensorRTUnavailable(
-            f"TensorRT cannot create a builder on this host ({details}).",
+            f"TensorRT cannot create a builder on this host ({_last_errors(logger, 'no CUDA device')}).",
             hint="Run build-engine on a GPU server with the NVIDIA driver installed.",
         )
-    started = time.perf_counter()
+    return builder
+
+
+def _parse_network(trt: Any, builder: Any, logger: Any, onnx_path: Path) -> tuple[Any, Any]:
+    """The network definition parsed from the ONNX file, and its parser (parser errors name
+    node and op)."""
     network = builder.create_network(network_flags(trt))
     if network is None:  # TensorRT returns None, not an exception
         raise EngineError(
-            "TensorRT could not create a network definition ("
-            + ("; ".join(logger.errors()[-3:]) or "no details")
-            + ").",
+            f"TensorRT could not create a network definition ({_last_errors(logger)}).",
             hint="Check the TensorRT installation (`python cli.py doctor`) and free device memory.",
         )
     parser = trt.OnnxParser(network, logger)
@@ -229,7 +290,14 @@ def build_engine(
             f"TensorRT's ONNX parser rejected {onnx_path}:\n- " + "\n- ".join(errors),
             hint="Check `python cli.py inspect` on the file; unsupported ops must be replaced before export.",
         )
+    return network, parser  # the parser stays alive until the build is done, as in TensorRT's samples
 
+
+def _builder_config(
+    trt: Any, builder: Any, logger: Any, options: EngineBuildOptions, inp: OnnxInput, shapes: tuple
+) -> Any:
+    """Builder config: workspace, optimisation level, TF32 (off unless asked), compatibility,
+    profiling verbosity, and the one optimisation profile."""
     config = builder.create_builder_config()
     if options.workspace_mib is not None:
         config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, options.workspace_mib << 20)
@@ -245,25 +313,26 @@ def build_engine(
     )
     if options.layer_info:
         config.profiling_verbosity = trt.ProfilingVerbosity.DETAILED
-
     profile = builder.create_optimization_profile()
     try:  # the bindings raise when TensorRT refuses the shapes
-        profile.set_shape(inp.name, *profile_shapes)
+        profile.set_shape(inp.name, *shapes)
     except (RuntimeError, ValueError, TypeError) as exc:
         raise EngineError(
-            f"TensorRT refused the optimisation profile {[list(s) for s in profile_shapes]} "
+            f"TensorRT refused the optimisation profile {[list(s) for s in shapes]} "
             f"for input {inp.name}: {exc}",
             hint="Use 1 <= --min-batch <= --opt-batch <= --max-batch.",
         ) from None
     if config.add_optimization_profile(profile) < 0:  # -1: an invalid profile, no exception
         raise EngineError(
             f"TensorRT rejected the optimisation profile for input {inp.name} ("
-            + ("; ".join(logger.errors()[-3:]) or "no details")
-            + ").",
+            f"{_last_errors(logger)}).",
             hint="Check --min-batch/--opt-batch/--max-batch against the ONNX input shape.",
         )
+    return config
 
-    cache_path = Path(options.timing_cache) if options.timing_cache else None
+
+def _attach_timing_cache(config: Any, logger: Any, cache_path: Path | None) -> list[str]:
+    """Attach the timing cache (read from ``cache_path`` when it exists); the warnings."""
     warnings: list[str] = []
     cache_bytes = b""
     if cache_path is not None and cache_path.exists():
@@ -283,12 +352,13 @@ def build_engine(
         timing_cache = config.create_timing_cache(b"")
         if timing_cache is None or not config.set_timing_cache(timing_cache, False):
             raise EngineError(
-                "TensorRT refused a new, empty timing cache ("
-                + ("; ".join(logger.errors()[-3:]) or "no details")
-                + ").",
+                f"TensorRT refused a new, empty timing cache ({_last_errors(logger)}).",
                 hint="Build without --timing-cache.",
             )
+    return warnings
 
+
+def _build_plan(builder: Any, network: Any, config: Any, logger: Any, onnx_path: Path) -> bytes:
     serialized = builder.build_serialized_network(network, config)
     if serialized is None:
         errors = logger.errors() or ["TensorRT returned no engine and logged no error"]
@@ -296,25 +366,30 @@ def build_engine(
             f"TensorRT could not build an engine from {onnx_path}:\n- " + "\n- ".join(errors[-10:]),
             hint="Try --workspace with more memory, a lower --opt-level, or --verbose for the full log.",
         )
-    plan_bytes = bytes(memoryview(serialized))
-    seconds = time.perf_counter() - started
+    return bytes(memoryview(serialized))
 
-    gpu_dict = (
-        asdict(gpu)
-        if gpu
-        else {
-            "name": "unknown (PyTorch sees no CUDA device)",
-            "compute_capability": "unknown",
-            "index": 0,
-        }
-    )
-    sidecar = {
+
+def _sidecar(
+    trt: Any,
+    graph: onnx.ModelProto,
+    onnx_path: Path,
+    plan_path: Path,
+    plan_bytes: bytes,
+    inp: OnnxInput,
+    shapes: tuple,
+    options: EngineBuildOptions,
+    gpu: dict,
+    seconds: float,
+) -> dict[str, Any]:
+    """The ``.plan.json`` beside the plan: what it is, what built it, from which ONNX."""
+    info = ArtifactInfo.from_props(get_metadata(graph))
+    return {
         "format": SIDECAR_FORMAT,
         "format_version": SIDECAR_VERSION,
         "plan": plan_path.name,
         "plan_sha256": _sha256_bytes(plan_bytes),
         "model": info.model,
-        "precision": precision,
+        "precision": precision_of(graph),
         "image_size": info.image_size,
         "num_classes": info.num_classes,
         "preprocessing": info.preprocessing,
@@ -323,14 +398,10 @@ def build_engine(
             "name": inp.name,
             "dtype": "float32",
             "shape": [d if isinstance(d, int) else -1 for d in inp.shape],
-            "profile": {
-                "min": list(profile_shapes[0]),
-                "opt": list(profile_shapes[1]),
-                "max": list(profile_shapes[2]),
-            },
+            "profile": {"min": list(shapes[0]), "opt": list(shapes[1]), "max": list(shapes[2])},
         },
         "tensorrt_version": trt.__version__,
-        "gpu": gpu_dict,
+        "gpu": gpu,
         "source_onnx": {
             "path": str(onnx_path),
             "sha256": sha256_file(onnx_path),
@@ -341,44 +412,38 @@ def build_engine(
         "built_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
         "deploy_ran_version": deploy_ran.__version__,
     }
-    # Temporary names first; the plan is renamed before its sidecar, so a sidecar never
-    # describes a plan that is not there.
-    with atomic_path(sidecar_path(plan_path)) as tmp_side, atomic_path(plan_path) as tmp_plan:
-        tmp_side.write_text(json.dumps(sidecar, indent=2) + "\n", encoding="utf-8")
-        tmp_plan.write_bytes(plan_bytes)
-    # The layer report comes after the plan is safely written: a failure here costs the report,
-    # never the (minutes-long) build.
-    layer_info_path = None
-    layer_precisions: dict[str, int] = {}
-    if options.layer_info:
-        engine_info, problem = _inspect_engine(
-            trt, logger, plan_bytes, options.version_compatible, inp.name, profile_shapes[1]
-        )
-        if engine_info is None:
-            warnings.append(f"no layer report: {problem}")
-        else:
-            if problem:
-                warnings.append(problem)
-            layer_precisions = summarize_layer_precisions(engine_info)
-            layer_info_path = Path(f"{plan_path}.layers.json")
-            with atomic_path(layer_info_path) as tmp_layers:
-                tmp_layers.write_text(json.dumps(engine_info, indent=1) + "\n", encoding="utf-8")
-    if cache_path is not None:
-        cache = config.get_timing_cache()
-        if cache is not None:
-            with atomic_path(cache_path) as tmp_cache:
-                tmp_cache.write_bytes(bytes(memoryview(cache.serialize())))
-    return EngineBuildResult(
-        plan=plan_path,
-        sidecar=sidecar_path(plan_path),
-        layer_info=layer_info_path,
-        precision=precision,
-        seconds=seconds,
-        tensorrt_version=trt.__version__,
-        gpu=gpu_dict,
-        layer_precisions=layer_precisions,
-        warnings=warnings,
+
+
+def _write_layer_report(
+    trt: Any,
+    logger: Any,
+    plan_bytes: bytes,
+    options: EngineBuildOptions,
+    inp: OnnxInput,
+    shapes: tuple,
+    plan_path: Path,
+    warnings: list[str],
+) -> tuple[Path | None, dict[str, int]]:
+    """``PLAN.layers.json`` and the layer count per precision; a failure is a warning."""
+    engine_info, problem = _inspect_engine(
+        trt, logger, plan_bytes, options.version_compatible, inp.name, shapes[1]
     )
+    if engine_info is None:
+        warnings.append(f"no layer report: {problem}")
+        return None, {}
+    if problem:
+        warnings.append(problem)
+    path = Path(f"{plan_path}.layers.json")
+    with atomic_path(path) as tmp_layers:
+        tmp_layers.write_text(json.dumps(engine_info, indent=1) + "\n", encoding="utf-8")
+    return path, summarize_layer_precisions(engine_info)
+
+
+def _save_timing_cache(config: Any, cache_path: Path) -> None:
+    cache = config.get_timing_cache()
+    if cache is not None:
+        with atomic_path(cache_path) as tmp_cache:
+            tmp_cache.write_bytes(bytes(memoryview(cache.serialize())))
 
 
 def _inspect_engine(

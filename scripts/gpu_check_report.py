@@ -62,7 +62,9 @@ def cases(work: Path, model: str, device: str) -> list[tuple[str, Path, dict[str
     for precision in ("", ".fp16", ".int8"):
         onnx_path = work / f"{model}{precision}.onnx"
         if onnx_path.exists():
-            found.append((f"ort {provider}{precision or '.fp32'}", onnx_path, {"providers": provider}))
+            found.append(
+                (f"ort {provider}{precision or '.fp32'}", onnx_path, {"providers": provider})
+            )
             if provider == "cuda":  # the TensorRT provider: skipped by type where not installed
                 found.append(
                     (f"ort tensorrt{precision or '.fp32'}", onnx_path, {"providers": "tensorrt"})
@@ -163,7 +165,9 @@ def check(
     return result
 
 
-def report(results: Path, bench: Path | None = None, benchmarks: Path = ROOT / "benchmarks") -> Path:
+def report(
+    results: Path, bench: Path | None = None, benchmarks: Path = ROOT / "benchmarks"
+) -> Path:
     """Print one table from ``results`` (``check``'s JSON; ``bench``'s JSON beside it when given
     or found as ``bench.json`` next to it) and write the combined JSON to
     ``benchmarks/gpu_check_<model>_<environment>.json``."""

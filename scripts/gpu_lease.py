@@ -24,6 +24,8 @@ and missing wheel parts silently turned every ONNX Runtime row into "skipped". S
 * **Steps**, each a child process in its own process group under its own timeout, capped by what
   is left of ``--budget`` (default 560 s: one 600 s call less a margin). A step that times out
   is killed and recorded; the next step still runs if time is left.
+* SIGTERM (the call being stopped) kills the running step's process group, records the step as
+  ``killed`` and writes the results before exiting 143.
 * **After every step** ``$OUT/lease_results.json`` is rewritten (temp file, then rename) with
   every step's status, seconds and log tail, and the step's small results (JSON/CSV/PNG, at most
   1 MiB each) are copied into $OUT. Artifacts (ONNX files, engines, logs) stay in ``--work``.
@@ -146,7 +148,8 @@ def check_parts(manifest: Path) -> list[dict]:
     if bad:
         raise LeaseStop(
             EXIT_BAD_PART,
-            "carried parts are bad, nothing was started: " + "; ".join(bad)
+            "carried parts are bad, nothing was started: "
+            + "; ".join(bad)
             + ". Carry every part listed in the manifest (the run tool's carry=...), or re-run "
             "`python3 scripts/gpu_lease.py pack`.",
         )
@@ -171,7 +174,9 @@ def install_parts(lease: Lease, manifest: Path, wheels: list[dict]) -> Path:
                "--no-compile", "--target", str(site), *built]  # fmt: skip
     done = subprocess.run(command, capture_output=True, text=True, timeout=max(lease.left(), 1))
     if done.returncode != 0:
-        raise LeaseStop(EXIT_BAD_PART, f"pip could not install the carried wheels: {done.stderr[-800:]}")
+        raise LeaseStop(
+            EXIT_BAD_PART, f"pip could not install the carried wheels: {done.stderr[-800:]}"
+        )
     path = lease.env.get("PYTHONPATH")
     lease.env["PYTHONPATH"] = f"{site}{os.pathsep}{path}" if path else str(site)
     return site
@@ -237,7 +242,11 @@ def probe(lease: Lease, device: str) -> dict:
         output, rc = f"probe timed out after {timeout:.0f} s: {exc.stdout or ''}", None
     except OSError as exc:
         output, rc = f"{type(exc).__name__}: {exc}", None
-    step.seconds, step.returncode, step.log_tail = round(time.monotonic() - t0, 1), rc, output[-LOG_TAIL:]
+    step.seconds, step.returncode, step.log_tail = (
+        round(time.monotonic() - t0, 1),
+        rc,
+        output[-LOG_TAIL:],
+    )
     line = next((x for x in output.splitlines() if x.startswith("PROBE ")), None)
     lease.steps.append(step)
     if rc != 0 or line is None:
@@ -247,7 +256,7 @@ def probe(lease: Lease, device: str) -> dict:
             f"the GPU probe itself failed (exit {rc}), so whether there is a GPU is unknown: "
             f"{output.strip()[-600:]}",
         )
-    info = json.loads(line[len("PROBE "):])
+    info = json.loads(line[len("PROBE ") :])
     step.status = "ok"
     lease.info["probe"] = info
     _atomic_write(lease.out / "environment.json", json.dumps(info, indent=1) + "\n")
@@ -282,23 +291,48 @@ def step_commands(
     slim = [] if simplify else ["--no-simplify"]
     speed = [py, str(ROOT / "benchmarks" / "gpu_speed.py"), "--model", model, "--quick",
              "--device", device, *slim]  # fmt: skip
-    calib_device = ["--device", device] if device.startswith("cuda") else []
+    calib_device = ["--calib-device", device] if device.startswith("cuda") else []
     return {
         "export": [
             [py, cli, "export", model, *slim, "--output", str(work / f"{model}.onnx")],
-            [py, cli, "export", model, "--precision", "fp16", *slim,
-             "--output", str(work / f"{model}.fp16.onnx")],
+            # FP16 from the FP32 file just written (a model name would re-export over it)
+            [
+                py,
+                cli,
+                "export",
+                str(work / f"{model}.onnx"),
+                "--precision",
+                "fp16",
+                "--output",
+                str(work / f"{model}.fp16.onnx"),
+            ],
             # random weights may miss the agreement bar: the file is still worth timing
-            [py, cli, "calibrate", str(work / f"{model}.onnx"), "--num-images", "64",
+            [py, cli, "calibrate", str(work / f"{model}.onnx"), "--calib-images", "64",
              "--allow-failing", *calib_device, "--output", str(work / f"{model}.int8.onnx")],
         ],  # fmt: skip
         "speed": [
-            [*speed, "--batch-sizes", args.batches, "--groups",
-             "main,independent,cuda-graphs,ort-options", "-o", str(work / "speed")],
+            [
+                *speed,
+                "--batch-sizes",
+                args.batches,
+                "--groups",
+                args.speed_groups,
+                "-o",
+                str(work / "speed"),
+            ],
         ],  # fmt: skip
         "check": [
-            [py, str(ROOT / "scripts" / "gpu_check_report.py"), "check", str(work), model,
-             "--device", device, "--json", str(work / "check" / "gpu_check.json")],
+            [
+                py,
+                str(ROOT / "scripts" / "gpu_check_report.py"),
+                "check",
+                str(work),
+                model,
+                "--device",
+                device,
+                "--json",
+                str(work / "check" / "gpu_check.json"),
+            ],
         ],  # fmt: skip
         "compile": [
             [*speed, "--batch-sizes", largest, "--groups", "compile", "-o", str(work / "compile")],
@@ -308,9 +342,11 @@ def step_commands(
 
 
 def _result_dirs(name: str, work: Path) -> list[Path]:
-    return {"speed": [work / "speed"], "check": [work / "check"], "compile": [work / "compile"]}.get(
-        name, []
-    )
+    return {
+        "speed": [work / "speed"],
+        "check": [work / "check"],
+        "compile": [work / "compile"],
+    }.get(name, [])
 
 
 def collect_results(step: StepResult, work: Path, out: Path) -> None:
@@ -343,21 +379,32 @@ def run_step(lease: Lease, name: str, commands: list[list[str]], timeout_s: floa
     log = lease.work / "logs" / f"{name}.log"
     log.parent.mkdir(parents=True, exist_ok=True)
     t0 = time.monotonic()
+    stopped: BaseException | None = None
     with open(log, "w", encoding="utf-8") as handle:
         for command in commands:
             step.command = command
             left = budget - (time.monotonic() - t0)
             handle.write(f"$ {' '.join(command)}\n")
             handle.flush()
-            proc = subprocess.Popen(command, stdout=handle, stderr=subprocess.STDOUT,
-                                    env=lease.env, cwd=ROOT, start_new_session=True)  # fmt: skip
+            try:
+                proc = subprocess.Popen(command, stdout=handle, stderr=subprocess.STDOUT,
+                                        env=lease.env, cwd=ROOT, start_new_session=True)  # fmt: skip
+            except OSError as exc:  # a missing interpreter or script: this step fails, not the run
+                step.status = "failed"
+                handle.write(f"[gpu_lease] could not start: {type(exc).__name__}: {exc}\n")
+                break
             try:
                 step.returncode = proc.wait(timeout=max(left, 0.1))
             except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait()
+                _kill(proc)
                 step.status = "timeout"
                 handle.write(f"\n[gpu_lease] killed after {budget:.0f} s (step timeout)\n")
+                break
+            except BaseException as exc:  # SIGTERM (LeaseKilled) or Ctrl-C: record, then stop
+                _kill(proc)
+                step.status = "killed"
+                handle.write(f"\n[gpu_lease] stopped by {type(exc).__name__}\n")
+                stopped = exc
                 break
             if step.returncode != 0:
                 step.status = "failed"
@@ -367,7 +414,26 @@ def run_step(lease: Lease, name: str, commands: list[list[str]], timeout_s: floa
     collect_results(step, lease.work, lease.out)
     lease.steps.append(step)
     lease.write()
+    if stopped is not None:
+        raise stopped
     return step
+
+
+def _kill(proc: subprocess.Popen) -> None:
+    """Kill the step's whole process group (its children too) and reap it."""
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    proc.wait()
+
+
+class LeaseKilled(Exception):
+    """SIGTERM reached the lease (the device tool stopping the call): results are written first."""
+
+
+def _on_sigterm(signum: int, _frame: object) -> None:
+    raise LeaseKilled(f"signal {signum}")
 
 
 # -------------------------------------------------------------------------------------- main
@@ -395,13 +461,21 @@ def run(args: argparse.Namespace) -> int:
     lease = Lease(out, work, args.python, args.budget)
     lease.env["PYTHONUNBUFFERED"] = "1"
     lease.info.update(
-        {"model": args.model, "device": args.device, "batches": args.batches, "steps_asked": args.steps}
+        {
+            "model": args.model,
+            "device": args.device,
+            "batches": args.batches,
+            "steps_asked": args.steps,
+        }
     )
     steps = [s.strip() for s in args.steps.split(",") if s.strip()]
     commands = step_commands(args, work)  # known step names; rebuilt once the probe has run
     unknown = [s for s in steps if s != "probe" and s not in commands]
     if unknown:
-        print(f"gpu_lease: unknown step(s) {unknown}; known: probe, {', '.join(commands)}", file=sys.stderr)
+        print(
+            f"gpu_lease: unknown step(s) {unknown}; known: probe, {', '.join(commands)}",
+            file=sys.stderr,
+        )
         return 2
     timeouts = _timeouts(args.timeout)
     try:
@@ -421,10 +495,17 @@ def run(args: argparse.Namespace) -> int:
         lease.write()
         print(f"gpu_lease: {stop.message}", file=sys.stderr)
         return stop.code
+    signal.signal(signal.SIGTERM, _on_sigterm)
     for name in steps:
         if name == "probe":
             continue
-        step = run_step(lease, name, commands[name], timeouts.get(name, 120))
+        try:
+            step = run_step(lease, name, commands[name], timeouts.get(name, 120))
+        except (LeaseKilled, KeyboardInterrupt) as exc:
+            lease.info["stopped"] = {"exit_code": 143, "reason": f"stopped during {name}: {exc!r}"}
+            lease.write()
+            print(f"gpu_lease: stopped during {name}; results so far are in {out}", file=sys.stderr)
+            return 143
         print(f"gpu_lease: {name}: {step.status} ({step.seconds} s; results: "
               f"{', '.join(step.results) or 'none'})", flush=True)  # fmt: skip
     bad = [s.name for s in lease.steps if s.status != "ok"]
@@ -451,6 +532,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--device", default="cuda")
     parser.add_argument("--budget", type=float, default=560.0, help="seconds for the whole run")
     parser.add_argument("--steps", default=",".join(DEFAULT_STEPS))
+    parser.add_argument(
+        "--speed-groups",
+        default="main,independent,cuda-graphs,ort-options",
+        help="benchmarks/gpu_speed.py groups of the speed step (compile is its own step)",
+    )
     parser.add_argument("--timeout", action="append", default=[], metavar="STEP=S")
     args = parser.parse_args(argv)
     if not args.out:

@@ -269,7 +269,7 @@ def test_without_ray(monkeypatch, many_images):
     ray_only = cli.invoke(
         app, ["infer", "ran56_cifar", "--images", str(many_images), "--address", "auto"]
     )
-    assert ray_only.exit_code == 2 and "apply to --ray" in ray_only.output
+    assert ray_only.exit_code == 2 and "to --ray only" in ray_only.output
     monkeypatch.setitem(sys.modules, "ray", None)
     with pytest.raises(DeployRanError, match="not installed") as err:
         import_ray()

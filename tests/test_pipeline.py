@@ -19,9 +19,9 @@ def test_demo_runs_every_step(tmp_path):
             "ran56_cifar",
             "--workdir",
             str(tmp_path),
-            "--runs",
+            "--iterations",
             "2",
-            "--calibration-images",
+            "--calib-images",
             "8",
         ],
     )

@@ -91,10 +91,17 @@ def test_qdq_follows_tensorrt_placement(int8):
         ):
             # Residual Add: the Conv input is read directly (Conv+Add fuse), the other via Q/DQ.
             assert sorted(_reads_dq(n, producer, inits)) == [False, True], n.name
-        if n.op_type in ("Sigmoid", "Resize", "Mul"):
+        # The default ("trt") placement: BN, MaxPool, Resize and the gate Mul read INT8, so
+        # every residual-Add output feeds only QuantizeLinear nodes; the Sigmoid stays fused.
+        if n.op_type == "Sigmoid":
             assert not any(_reads_dq(n, producer, inits)), f"{n.name} should stay in float"
-        if n.op_type == "BatchNormalization":
-            assert not _reads_dq(n, producer, inits, 0)[0], f"{n.name} reads a Q/DQ tensor"
+        if n.op_type in ("BatchNormalization", "MaxPool", "Resize"):
+            assert _reads_dq(n, producer, inits, 0)[0], f"{n.name} reads a float tensor"
+        if n.op_type == "Mul":
+            assert all(_reads_dq(n, producer, inits)), f"gate {n.name} reads a float tensor"
+        if n.op_type == "Add" and n.output[0] not in {o.name for o in model.graph.output}:
+            readers = {r.op_type for r in consumers.get(n.output[0], [])} - {"Shape"}
+            assert readers == {"QuantizeLinear"}, (n.name, readers)
     for out in model.graph.output:
         assert producer[out.name].op_type not in ("QuantizeLinear", "DequantizeLinear")
     # Static-graph promises and metadata.
@@ -105,17 +112,22 @@ def test_qdq_follows_tensorrt_placement(int8):
     assert info.precision == "int8"
     quant = json.loads(info.extra["quantization"])
     assert quant["method"] == {"method": "minmax"} and quant["calibration_images"] == 16
-    assert set(quant["kept_float_ops"]) == {"Sigmoid", "Resize", "Mul"}
+    assert set(quant["kept_float_ops"]) == {"Sigmoid"}
+    assert quant["placement"] == "trt" and int8.float_precision == "fp16"
+    assert int8.coverage is not None and int8.coverage.dq_fed_fraction() == 1.0
     assert int8.qdq["int8_weights"] == len(int8.plan.weight_nodes) > 0
     assert int8.agreement[0].finite and int8.agreement[0].rel_l2 < 0.2
 
 
 def test_attention_ops_can_be_included(fp32):
     index = GraphIndex(onnx.load(fp32.path))
-    default = plan_quantization(index)
+    conservative = plan_quantization(index, placement="conservative")
+    default = plan_quantization(index)  # "trt": Resize and gate Mul read INT8, Sigmoid fused
     included = plan_quantization(index, include_attention=True)
     ops = lambda plan: {t.op_type for t in plan.targets}  # noqa: E731
-    assert not ops(default) & {"Sigmoid", "Resize", "Mul"}
+    assert not ops(conservative) & {"Sigmoid", "Resize", "Mul", "BatchNormalization", "MaxPool"}
+    assert {"Resize", "Mul", "BatchNormalization", "MaxPool"} <= ops(default)
+    assert "Sigmoid" not in ops(default)
     assert {"Sigmoid", "Resize", "Mul"} <= ops(included)
     gates = [t for t in included.targets if t.op_type == "Mul"]
     assert len({t.node for t in gates}) == 3  # one attention gate per module in ran56_cifar
@@ -172,6 +184,7 @@ def test_cache_is_reused_and_recomputed_with_a_reason(fp32, tmp_path):
     assert cache.exists() and not first.ranges.from_cache
     stored = json.loads(cache.read_text())
     assert stored["key"] == first.ranges.key and len(stored["ranges"]) == len(first.ranges.ranges)
+    assert first.as_dict()["calibration_device"] == stored["key_parts"]["device"] == "cpu (fp32)"
 
     second = quantize_int8(fp32.path, out, **FAST)
     assert second.ranges.from_cache and "reused" in second.ranges.cache_note

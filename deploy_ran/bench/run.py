@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -27,6 +27,7 @@ from deploy_ran.bench.machine import plan_threads
 from deploy_ran.bench.report import output_paths, save_result
 from deploy_ran.bench.result import BenchResult, BenchRow, is_torch_fp32_eager
 from deploy_ran.bench.settings import BenchSettings
+from deploy_ran.bench.targets import BenchTargets, resolve_bench_targets
 from deploy_ran.bench.timing import (
     LatencyStats,
     run_timer,
@@ -38,13 +39,8 @@ from deploy_ran.device import Device, DeviceError, describes_cuda
 from deploy_ran.environment import collect_environment
 from deploy_ran.errors import DeployRanError
 from deploy_ran.fileio import temp_dir
-from deploy_ran.runners import (
-    BackendUnavailableError,
-    BaseRunner,
-    backend_for,
-    honoured_options,
-    load_runner,
-)
+from deploy_ran.runners import BackendUnavailableError, BaseRunner, honoured_options, load_runner
+from deploy_ran.target import Target
 
 Say = Callable[[str], None]
 
@@ -83,23 +79,15 @@ def run_benchmark(
     done; ``row_done(row)`` gets each row as soon as it is measured (a long run shows results
     as they come, not only at the end).
     """
-    from deploy_ran.models import get_spec
 
     say = progress or (lambda _m: None)
     started_at = datetime.now(timezone.utc).isoformat(timespec="seconds")
-    size = settings.image_size or get_spec(settings.model).image_size
-    kinds = _artifact_kinds(settings.artifacts)
-    backends = settings.backends or (
-        ("torch", "ort") + (("trt",) if "trt" in kinds.values() else ())
+    plan = resolve_bench_targets(
+        settings.model, settings.artifacts, settings.backends, settings.image_size
     )
-    for p, kind in kinds.items():
-        if kind not in backends:
-            raise DeployRanError(
-                f"{p} runs on the {kind} backend, which is not in backends {list(backends)}.",
-                hint=f"Add {kind} to backends.",
-                param="backends",
-            )
-    metas = {p: _check_artifact(p, settings.model, size) for p in kinds}
+    # From here on the model is a name (a file target carries its own), for rows and reports.
+    settings = replace(settings, model=plan.model, image_size=plan.image_size)
+    size, kinds, metas, backends = plan.image_size, plan.kinds, plan.metas, plan.backends
     env = collect_environment()
     if settings.output is not None:
         output_paths(
@@ -119,9 +107,12 @@ def run_benchmark(
         if "torch" in backends:
             configs += _torch_configs(settings, size)
         if "ort" in backends:
-            configs += _ort_configs(settings, size, kinds, metas, stack, notes, say)
+            configs += _ort_configs(settings, plan, stack, notes, say)
         if "trt" in backends:
             configs += _trt_configs(kinds, metas)
+        configs += [  # served models: the server runs them as its config says
+            _Config(kind, t.text, "-", t.text) for t, kind in kinds.items() if t.kind == "served"
+        ]
         _load_runners(configs, settings, threads, stack, say)
         rows: list[BenchRow] = []
         for batch in settings.batch_sizes:
@@ -165,55 +156,6 @@ def run_benchmark(
 
 
 # ------------------------------------------------------------------------- what to measure
-
-
-def _artifact_kinds(artifacts: tuple[Path, ...]) -> dict[Path, str]:
-    """The backend of each artifact; PyTorch is benchmarked from the model, never a file."""
-    kinds = {p: backend_for(p) for p in artifacts}
-    for p, kind in kinds.items():
-        if kind == "torch":
-            raise DeployRanError(
-                f"artifacts take .onnx/.plan/.engine files, got {p}.",
-                hint="The PyTorch model is benchmarked from the model name itself.",
-                param="artifacts",
-            )
-    return kinds
-
-
-def _check_artifact(path: Path, model: str, image_size: int) -> dict[str, Any]:
-    """An artifact must be for the benchmarked model and size (else its speedup means nothing)."""
-    from deploy_ran.artifacts import read_artifact_info
-    from deploy_ran.trt_compat import read_sidecar
-
-    if not path.exists():
-        raise DeployRanError(
-            f"Artifact {path} does not exist.",
-            hint="Check the artifacts' paths.",
-            param="artifacts",
-        )
-    if path.suffix.lower() == ".onnx":
-        info = read_artifact_info(path)
-        meta = {"model": info.model, "image_size": info.image_size, "precision": info.precision}
-    else:
-        side = read_sidecar(path) or {}
-        meta = {
-            "model": side.get("model"),
-            "image_size": side.get("image_size"),
-            "precision": side.get("precision", "?"),
-        }
-    if meta["model"] and meta["model"] != model:
-        raise DeployRanError(
-            f"{path} is an artifact of {meta['model']}, not {model}.",
-            hint=f"Benchmark it with model {meta['model']}, or pass {model}'s artifacts.",
-            param="artifacts",
-        )
-    if meta["image_size"] and int(meta["image_size"]) != image_size:
-        raise DeployRanError(
-            f"{path} takes {meta['image_size']} px inputs; this benchmark is at {image_size} px.",
-            hint=f"Set image_size={meta['image_size']}.",
-            param="image_size",
-        )
-    return meta
 
 
 def _torch_configs(settings: BenchSettings, size: int) -> list[_Config]:
@@ -260,42 +202,50 @@ def _torch_configs(settings: BenchSettings, size: int) -> list[_Config]:
 
 def _ort_configs(
     settings: BenchSettings,
-    size: int,
-    kinds: dict[Path, str],
-    metas: dict[Path, dict[str, Any]],
+    plan: BenchTargets,
     stack: contextlib.ExitStack,
     notes: list[str],
     say: Say,
 ) -> list[_Config]:
-    """One row per ONNX artifact, preceded by a freshly exported FP32 ONNX when none is given
-    (the reference every reduced-precision file is judged against)."""
-    model = settings.model
+    """One row per ONNX artifact, preceded, for a model name, by its FP32 ONNX when none is given
+    (the reference every reduced-precision file is judged against): a matching ``NAME.onnx`` in
+    ``workdir`` is reused, else one is exported there (or in a temporary folder)."""
+    model, size, metas = settings.model, plan.image_size, plan.metas
     configs: list[_Config] = []
-    onnx_files = [p for p in kinds if kinds[p] == "ort"]
-    if not any(metas[p]["precision"] == "fp32" for p in onnx_files):
-        if settings.workdir is None:
-            folder = stack.enter_context(temp_dir("deploy-ran-bench-"))
-        else:
+    onnx_files: list[Any] = [t for t, kind in plan.kinds.items() if kind == "ort"]
+    has_fp32 = any(metas[t]["precision"] == "fp32" for t in onnx_files)
+    if plan.export_reference and not has_fp32:
+        from deploy_ran.compare.runner_checks import RunnerChecks
+        from deploy_ran.convert import ExportConfig, convert, export_differences
+
+        export = ExportConfig(
+            checkpoint=settings.checkpoint, image_size=size, options=settings.options or {}
+        )
+        here = Path(f"{model}.onnx")
+        if settings.workdir is not None:
             folder = settings.workdir
             folder.mkdir(parents=True, exist_ok=True)
-        from deploy_ran.compare.runner_checks import RunnerChecks
-        from deploy_ran.convert import ExportConfig, convert
-
-        say(f"exporting {model} to FP32 ONNX")
+        elif here.is_file() and not export_differences(model, here, export):
+            folder = Path(".")  # a matching export in the current folder: reused, never rewritten
+        else:
+            folder = stack.enter_context(temp_dir("deploy-ran-bench-"))
+        say(f"FP32 ONNX of {model}")
         try:
-            exported = convert(
+            converted = convert(
                 model,
                 "fp32",
                 output=folder / f"{model}.onnx",
-                export=ExportConfig(
-                    checkpoint=settings.checkpoint, image_size=size, options=settings.options or {}
-                ),
+                export=export,
                 checks=RunnerChecks(),
+                reuse_matching=True,
                 progress=lambda m: say(f"exporting {model}: {m}"),
-            ).export
-            assert exported is not None
-            onnx_files.insert(0, exported.path)
-            notes.append(f"FP32 ONNX exported by bench ({exported.seconds:.0f} s)")
+            )
+            onnx_files.insert(0, converted.path)
+            notes.append(
+                f"FP32 ONNX reused: {converted.path} (its metadata matches the request)"
+                if converted.export is None
+                else f"FP32 ONNX exported by bench ({converted.export.seconds:.0f} s)"
+            )
         except DeployRanError as exc:  # the other backends still run
             configs.append(
                 _Config("ort", "", "fp32", None, error=("failed", f"export: {exc.message}"))
@@ -314,7 +264,7 @@ def _ort_configs(
     return configs
 
 
-def _trt_configs(kinds: dict[Path, str], metas: dict[Path, dict[str, Any]]) -> list[_Config]:
+def _trt_configs(kinds: dict[Target, str], metas: dict[Target, dict[str, Any]]) -> list[_Config]:
     engines = [p for p in kinds if kinds[p] == "trt"]
     if engines:
         return [_Config("trt", str(p), metas[p]["precision"], str(p)) for p in engines]

@@ -15,19 +15,23 @@ from typing import Any
 from deploy_ran.device import Device
 from deploy_ran.errors import DeployRanError
 from deploy_ran.runners import list_backends
+from deploy_ran.target import is_url
 
 
 @dataclass(frozen=True)
 class BenchSettings:
     """Settings of one benchmark run (see :mod:`deploy_ran.bench` for the method).
 
-    - ``model``: registered model name; its PyTorch rows are built from it (+ ``checkpoint``,
-      ``options``, ``image_size``).
-    - ``backends``: of ``torch``, ``ort``, ``trt``; ``None``: ``torch`` and ``ort``, plus ``trt``
-      when an engine is among the artifacts.
-    - ``artifacts``: existing ONNX files (any precision; their metadata says which) and engines.
-      With ``ort`` among the backends and no FP32 ONNX among them, the FP32 ONNX is exported into
-      ``workdir`` (a temporary folder when ``None``).
+    - ``model``: the target: a registered model name (its PyTorch rows are built from it, +
+      ``checkpoint``, ``options``, ``image_size``), or an ``.onnx`` file, an engine or a served
+      URL, measured as it is (see :mod:`deploy_ran.bench.targets`).
+    - ``backends``: registered backend kinds; ``None``: for a model name ``torch`` and ``ort``,
+      plus those of the artifacts; for a file or URL, the backends of the target and artifacts.
+    - ``artifacts``: existing ONNX files (any precision; their metadata says which), engines and
+      served ``triton://`` URLs.
+      With a model name, ``ort`` among the backends and no FP32 ONNX among them, a matching
+      ``NAME.onnx`` in ``workdir`` is reused, else exported there (a temporary folder when
+      ``None``).
     - ``batch_sizes``: measured in increasing order, duplicates dropped.
     - ``warmup``: seconds of untimed runs per row (at least 2 runs). ``duration``: timed seconds
       per row, unless ``iterations`` (timed runs per row) is given.
@@ -62,7 +66,7 @@ class BenchSettings:
 
     model: str
     backends: tuple[str, ...] | None = None
-    artifacts: tuple[Path, ...] = ()
+    artifacts: tuple[Path | str, ...] = ()
     batch_sizes: tuple[int, ...] = (1,)
     warmup: float = 1.0
     duration: float | None = 5.0
@@ -94,7 +98,7 @@ class BenchSettings:
         if self.device is not None:  # checked once; kept as text for reports
             set_(self, "device", str(Device.parse(self.device)))
         set_(self, "batch_sizes", _batch_sizes(self.batch_sizes))
-        set_(self, "artifacts", tuple(Path(a) for a in self.artifacts))
+        set_(self, "artifacts", tuple(a if is_url(a) else Path(a) for a in self.artifacts))
         set_(self, "torch_precisions", tuple(self.torch_precisions))
         set_(self, "torch_modes", _torch_modes(self.torch_modes))
         set_(self, "torch_layouts", _torch_layouts(self.torch_layouts))

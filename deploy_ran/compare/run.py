@@ -39,7 +39,7 @@ def run_side(
         if progress:
             progress(side, done, total)
 
-    return runner.run_many(data, None if runner.fixed_batch else batch_size, on_batch=tick)
+    return runner.run_many(data, runner.batch_for(batch_size), on_batch=tick)
 
 
 def compare(
@@ -87,7 +87,7 @@ def compare(
         inputs={
             "source": input_source,
             "count": len(inputs),
-            "batch_size": reference.fixed_batch or batch_size,
+            "batch_size": reference.batch_for(batch_size),
         },
         outputs=result.outputs,
         checks=result.checks,

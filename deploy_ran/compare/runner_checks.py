@@ -30,6 +30,7 @@ from torch import nn
 from deploy_ran.compare.results import VerifyResult
 from deploy_ran.compare.run import compare
 from deploy_ran.errors import ParityError
+from deploy_ran.onnx_graph import batch_to_run
 from deploy_ran.runners.ort_runner import QDQ_ARITHMETIC, OrtRunner
 from deploy_ran.runners.reference_runner import ReferenceRunner
 from deploy_ran.runners.torch_runner import TorchRunner
@@ -79,7 +80,7 @@ class RunnerChecks:
         hint: str,
     ) -> VerifyResult:
         fixed = candidate.fixed_batch
-        count = fixed if fixed else self.samples
+        count = candidate.batch_for(self.samples)
         data = _random_inputs(_input_chw(candidate), count, self.seed)
         # Batch sizes 1 then 3 on a dynamic file; the fixed batch on a static one.
         result = compare(
@@ -87,7 +88,7 @@ class RunnerChecks:
             candidate,
             data[:1] if not fixed else data,
             precision=precision,
-            batch_size=fixed or 1,
+            batch_size=candidate.batch_for(1),
             input_source=f"seeded random normal (seed {self.seed})",
         )
         if not fixed and count > 1:
@@ -153,14 +154,14 @@ class RunnerChecks:
     ) -> VerifyResult:
         """``candidate`` under float16-strict evaluation vs ``reference`` on a few seeded inputs."""
         with ReferenceRunner(candidate) as strict:
-            count = fixed or self.strict_fp16_samples
+            count = batch_to_run(fixed, self.strict_fp16_samples)
             data = _random_inputs(_input_chw(strict), count, self.seed)
             return compare(
                 reference,
                 strict,
                 data,
                 precision="fp16",
-                batch_size=fixed or count,
+                batch_size=count,
                 input_source=f"seeded random normal (seed {self.seed})",
             )
 
@@ -181,4 +182,4 @@ class RunnerChecks:
         with OrtRunner(
             model, device=device, threads=self.threads, qdq="float", allow_tf32=allow_tf32
         ) as runner:
-            return runner.run_many(inputs, None if runner.fixed_batch else batch_size)
+            return runner.run_many(inputs, runner.batch_for(batch_size))

@@ -3,7 +3,8 @@
 ``data`` reads labelled images (folder, CSV/TSV list, .npz); ``metrics`` computes top-1/top-5,
 per-class accuracy, confidence and calibration error from a run's kept predictions; ``run``
 streams the data through every target and compares each with the reference
-(:mod:`deploy_ran.compare.paired`); ``report`` renders the table, JSON and PNG.
+(:mod:`deploy_ran.compare.paired`); ``output`` writes the JSON and PNG (the terminal table:
+:mod:`deploy_ran.tables.evaluate`).
 """
 
 from deploy_ran.evaluate.data import DataError, LabelledData, labelled_arrays, read_labelled

@@ -28,8 +28,8 @@ from typing import Any
 import numpy as np
 
 from deploy_ran.errors import DeployRanError
-from deploy_ran.reading import read_regular_bytes, walk_files
 from deploy_ran.images import IMAGE_EXTENSIONS, display_path
+from deploy_ran.reading import read_utf8_lines, require_regular_file, walk_files
 
 LIST_SUFFIXES = (".csv", ".tsv")
 
@@ -174,10 +174,8 @@ def _read_folder(root: Path, names: list[str] | None) -> LabelledData:
     index = _index_of(classes, names, f"Folder {display_path(root)}")
     paths: list[Path] = []
     labels: list[int] = []
-    for cls in classes:
-        files = [  # walk_files: regular files only, each folder once (symlink loops end)
-            p for p in walk_files(root / cls) if p.suffix.lower() in IMAGE_EXTENSIONS
-        ]
+    for cls in classes:  # walk_files: regular files only, symlink loops visited once
+        files = [p for p in walk_files(root / cls) if p.suffix.lower() in IMAGE_EXTENSIONS]
         paths += files
         labels += [index[cls]] * len(files)
     if not paths:
@@ -192,14 +190,9 @@ def _read_folder(root: Path, names: list[str] | None) -> LabelledData:
 
 
 def _read_list(path: Path, names: list[str] | None) -> LabelledData:
-    try:  # only a regular file: a FIFO named list.csv would block the read
-        text = read_regular_bytes(path, "labelled list", max_bytes=256 << 20).decode("utf-8-sig")
-    except (DeployRanError, UnicodeDecodeError) as exc:
-        raise DataError(
-            f"Cannot read {display_path(path)} ({exc}).", hint="A UTF-8 text list."
-        ) from None
+    lines = read_utf8_lines(path, "list", param="data")  # a regular UTF-8 file, never a FIFO
     delimiter = "\t" if path.suffix.lower() == ".tsv" else ","
-    rows = [r for r in csv.reader(text.splitlines(), delimiter=delimiter) if r and r[0].strip()]
+    rows = [r for r in csv.reader(lines, delimiter=delimiter) if r and r[0].strip()]
     if rows and len(rows[0]) >= 2 and rows[0][1].strip().lower() in ("label", "class", "y"):
         rows = rows[1:]  # header
     bad = next((i for i, r in enumerate(rows) if len(r) < 2 or not r[1].strip()), None)
@@ -243,11 +236,7 @@ def _npz_and_split(text: str) -> tuple[Path | None, str | None]:
 
 
 def _read_npz(path: Path, split: str | None, names: list[str] | None) -> LabelledData:
-    if not path.is_file():  # is_file: a regular file (a FIFO or a device is not)
-        raise DataError(
-            f"{display_path(path)} does not exist or is not a regular file.",
-            hint="Check the path given to --data.",
-        )
+    require_regular_file(path, ".npz file", param="data")  # stat only: a FIFO cannot block
     xk, yk = ("x", "y") if split is None else (f"x_{split}", f"y_{split}")
     try:
         with np.load(path, allow_pickle=False) as npz:

@@ -39,14 +39,22 @@ class Predictions:
 
 
 def top_predictions(logits: np.ndarray, k: int = TOPK) -> Predictions:
-    """Top-``k`` classes and the softmax top-1 probability of a batch of logits (float64 math)."""
-    x = np.asarray(logits, dtype=np.float64).reshape(len(logits), -1)
+    """Top-``k`` classes and the softmax top-1 probability of a batch of logits (float64 math).
+
+    An image whose logits hold NaN or inf gets class ``-1`` (never a label: counted wrong) and
+    confidence 0, so one broken image cannot turn every average into NaN.
+    """
+    x = np.array(logits, dtype=np.float64).reshape(len(logits), -1)
+    broken = ~np.isfinite(x).all(axis=1)
+    x[broken] = 0.0
     k = min(k, x.shape[1])
     order = np.argsort(-x, axis=1, kind="stable")[:, :k]
     shifted = x - x.max(axis=1, keepdims=True)
     probs = np.exp(shifted)
     probs /= probs.sum(axis=1, keepdims=True)
     confidence = np.take_along_axis(probs, order[:, :1], axis=1)[:, 0]
+    order[broken] = -1
+    confidence[broken] = 0.0
     return Predictions(order.astype(np.int32), confidence.astype(np.float32))
 
 
@@ -80,6 +88,7 @@ class AccuracyMetrics:
     ece: float
     per_class: list[dict[str, Any]] = field(default_factory=list)
     confusion: list[list[int]] | None = None
+    nonfinite: int = 0  # images whose logits held NaN/inf (counted wrong)
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -92,6 +101,7 @@ class AccuracyMetrics:
             "ece_bins": ECE_BINS,
             "per_class": self.per_class,
             "confusion": self.confusion,
+            "nonfinite_logits": self.nonfinite,
         }
 
 
@@ -124,6 +134,7 @@ def accuracy_metrics(
     if num_classes <= CONFUSION_MAX_CLASSES:
         from sklearn.metrics import confusion_matrix
 
+        # labels= keeps the matrix num_classes square; a -1 (NaN logits) falls outside it.
         confusion = confusion_matrix(
             y, predictions.top1.astype(np.int64), labels=np.arange(num_classes)
         ).tolist()
@@ -138,4 +149,5 @@ def accuracy_metrics(
         ece=expected_calibration_error(predictions.confidence, hit1),
         per_class=per_class,
         confusion=confusion,
+        nonfinite=int(np.sum(predictions.top1 < 0)),
     )

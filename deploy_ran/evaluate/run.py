@@ -33,7 +33,7 @@ from deploy_ran.evaluate.metrics import (
     accuracy_metrics,
     top_predictions,
 )
-from deploy_ran.runners import BaseRunner, backend_for, load_runner
+from deploy_ran.runners import BaseRunner, backend_for, honoured_options, load_runner
 
 #: progress(done, total): images read so far (kept or skipped) out of all.
 Progress = Callable[[int, int], None]
@@ -103,7 +103,7 @@ def evaluate(
     reference: str | Path | None = None,
     batch_size: int = 32,
     max_images: int | None = None,
-    device: str = "cpu",
+    device: str | None = None,  # None: each backend's own (the CPU; cuda for an engine)
     checkpoint: str | Path | None = None,
     precision: str | None = None,
     image_size: int | None = None,
@@ -215,7 +215,8 @@ def _open(order, device, checkpoint, precision, image_size, providers, threads) 
             if kind == "runner":
                 built[i] = t
             elif kind != "torch":
-                built[i] = load_runner(t, device=device, providers=providers, threads=threads)
+                shared = honoured_options(t, providers=providers, threads=threads)
+                built[i] = load_runner(t, device=device, **shared)
         size = image_size
         if size is None and built:
             spec = next(iter(built.values())).input_spec
@@ -321,7 +322,7 @@ def _run(runners, outputs, data, prep, shape, batch_size, workers, progress):
             labels.append(batch.y)
             for i, (runner, out) in enumerate(zip(runners, outputs)):
                 t0 = time.perf_counter()
-                logits = runner.run_many(batch.x, None if runner.fixed_batch else len(batch.x))[out]
+                logits = runner.run_many(batch.x, runner.batch_for(len(batch.x)))[out]
                 seconds[i] += time.perf_counter() - t0
                 p = top_predictions(logits, TOPK)
                 topk[i].append(p.topk)

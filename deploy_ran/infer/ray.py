@@ -56,6 +56,7 @@ from deploy_ran.infer.request import check_request, output_lock, read_labels, re
 from deploy_ran.infer.result import InferResult
 from deploy_ran.infer.resume import plan_output
 from deploy_ran.infer.writer import write_batches
+from deploy_ran.onnx_graph import batch_to_run
 
 
 def run_inference_ray(
@@ -138,7 +139,7 @@ def run_inference_ray(
                 output, fmt, info["producer"], paths, topk=topk, with_labels=with_labels,
                 resume=resume, overwrite=overwrite,
             )  # fmt: skip
-            batch = info["fixed_batch"] or batch_size
+            batch = batch_to_run(info["fixed_batch"], batch_size)
             batches = _record_batches(
                 ray, plan, paths, pending, batch, info, str(target), runner_kwargs, topk,
                 label_names,
@@ -311,7 +312,7 @@ def _record_batches(
             "target": target,
             "runner_kwargs": runner_kwargs,
             "output_name": info["output_name"],
-            "batch_size": None if info["fixed_batch"] else batch,
+            "batch_size": batch,  # the static batch itself when there is one
             "topk": topk,
             "label_names": label_names,
         },

@@ -17,7 +17,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from deploy_ran.device import Device
 from deploy_ran.errors import DeployRanError
 from deploy_ran.infer.dataset import (
     ImageDataset,
@@ -55,7 +54,7 @@ def run_inference(
     resume: bool = False,
     overwrite: bool = False,
     workers: int | None = None,
-    device: str = "cpu",
+    device: str | None = None,  # None: the backend's own (the CPU; cuda for an engine)
     checkpoint: str | Path | None = None,
     precision: str | None = None,
     providers: str | None = None,
@@ -212,13 +211,12 @@ def _run(
         output, fmt, identity, paths, topk=topk, with_labels=with_labels, resume=resume,
         overwrite=overwrite,
     )  # fmt: skip
-    fixed = runner.fixed_batch
-    batch = fixed or batch_size
-    pinned = Device.parse(runner.device).is_cuda
+    batch = runner.batch_for(batch_size)
+    pinned = runner.is_cuda  # the runner's own answer ("remote" for a served model is no GPU)
     loader = _make_loader(runner, paths, pending, batch, workers, pinned) if pending else []
     clock = _LoopClock()
     batches = _predicted_batches(
-        runner, loader, paths, clock, output_name=name, batch_size=None if fixed else batch,
+        runner, loader, paths, clock, output_name=name, batch_size=batch,
         topk=topk, label_names=label_names,
     )  # fmt: skip
     started = time.perf_counter()

@@ -9,7 +9,10 @@ a typo fails here rather than deep inside ONNX Runtime.
 Ampere and later unless ``use_tf32`` is ``0`` (its default is on). Eager FP32 (``TorchRunner``)
 and the TensorRT build (``EngineBuildOptions.allow_tf32``) keep TF32 off, so every CUDA default
 here carries ``use_tf32=0``; ``allow_tf32=True`` (``--allow-tf32``) turns it on and the choice is
-recorded with the row.
+recorded with the row. ONNX Runtime's TensorRT provider has no such option: its engines use
+TensorRT's default (TF32 allowed for FP32 layers), which its rows record as such
+(``tensorrt_provider_tf32``); FP32 parity on TensorRT comes from ``build-engine`` plans, built with
+TF32 off.
 """
 
 from __future__ import annotations

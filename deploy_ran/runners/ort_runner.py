@@ -332,6 +332,11 @@ class OrtRunner(BaseRunner):
             "cuda_provider_options": dict(self._cuda_options),
             # FP32 arithmetic of the CUDA provider: False = true FP32 (use_tf32=0); None off CUDA
             "tf32": self._cuda_options.get("use_tf32") == "1" if self._cuda_options else None,
+            # The TensorRT provider builds its engines with TensorRT's default arithmetic (TF32
+            # allowed for FP32 layers) and has no option to turn it off: said, not hidden.
+            "tensorrt_provider_tf32": "TensorRT default (allowed)"
+            if self._providers and self._providers[0] == "TensorrtExecutionProvider"
+            else None,
             "layout": "NHWC (prefer_nhwc)"
             if self._cuda_options.get("prefer_nhwc") == "1"
             else None,

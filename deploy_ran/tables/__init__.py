@@ -8,7 +8,7 @@ string that comes from a user, a file or a library message is escaped
 
 The modules: :mod:`~deploy_ran.tables.cells` (how a value shows in a cell),
 :mod:`~deploy_ran.tables.bench`, :mod:`~deploy_ran.tables.verify` (also every conversion's check),
-:mod:`~deploy_ran.tables.convert` (export, FP16, engine), :mod:`~deploy_ran.tables.calibrate`,
+:mod:`~deploy_ran.tables.convert` (export, FP16, engine), :mod:`~deploy_ran.tables.calibrate`, :mod:`~deploy_ran.tables.evaluate`,
 :mod:`~deploy_ran.tables.models`, :mod:`~deploy_ran.tables.inspect` (and ``doctor``),
 :mod:`~deploy_ran.tables.visualize`, :mod:`~deploy_ran.tables.infer` and
 :mod:`~deploy_ran.tables.triton`.
@@ -17,6 +17,7 @@ The modules: :mod:`~deploy_ran.tables.cells` (how a value shows in a cell),
 from deploy_ran.tables.bench import bench_report, bench_table, environment_table
 from deploy_ran.tables.calibrate import quantize_report
 from deploy_ran.tables.convert import conversion_report, engine_report, export_report, fp16_report
+from deploy_ran.tables.evaluate import evaluate_report, markdown_table
 from deploy_ran.tables.infer import infer_summary
 from deploy_ran.tables.inspect import doctor_table, inspect_report
 from deploy_ran.tables.models import model_rows, models_report
@@ -33,9 +34,11 @@ __all__ = [
     "doctor_table",
     "engine_report",
     "environment_table",
+    "evaluate_report",
     "export_report",
     "fp16_report",
     "infer_summary",
+    "markdown_table",
     "inspect_report",
     "model_rows",
     "models_report",

@@ -44,7 +44,8 @@ def tiny_ran(seed: int = 0) -> onnx.ModelProto:
 
     m = "stages.0.attention.0"
     inits.append(numpy_helper.from_array(np.array(1.0, np.float32), "one"))
-    inits.append(numpy_helper.from_array(np.array([1, 1, 2, 2], np.float32), "up_scales"))
+    # The exporter's static-size Resize: sizes = Concat(batch from Shape, constant C, H, W).
+    inits.append(numpy_helper.from_array(np.array([c, SIZE, SIZE], np.int64), "chw"))
     nodes = [
         helper.make_node(
             "Conv",
@@ -77,9 +78,11 @@ def tiny_ran(seed: int = 0) -> onnx.ModelProto:
         helper.make_node(
             "Conv", ["mp", weight(f"{m}.mask.conv.weight", (c, c, 1, 1))], ["mk"], name="conv_mask"
         ),
+        helper.make_node("Shape", ["mk"], ["nb"], name="shape_mask", start=0, end=1),
+        helper.make_node("Concat", ["nb", "chw"], ["up_sizes"], name="concat_sizes", axis=0),
         helper.make_node(
             "Resize",
-            ["mk", "", "up_scales"],
+            ["mk", "", "", "up_sizes"],
             ["up"],
             name="resize_mask",
             mode="linear",

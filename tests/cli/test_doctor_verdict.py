@@ -43,7 +43,9 @@ def test_complete_gpu_host_is_ready_for_everything():
 
 
 def test_missing_onnxslim_is_a_next_step():
-    assert any("onnxslim" in s for s in diagnose({**CPU_ONLY, "onnxslim": "not installed"})["next_steps"])
+    assert any(
+        "onnxslim" in s for s in diagnose({**CPU_ONLY, "onnxslim": "not installed"})["next_steps"]
+    )
 
 
 def test_doctor_json_carries_the_verdict():

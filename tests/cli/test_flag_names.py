@@ -69,6 +69,7 @@ def test_calibrate_and_build_engine_share_every_calibration_flag():
         ("build-engine", "--num-images", "--calib-images"),
         ("bench", "--batch-sizes", "--batch"),
         ("demo", "--calibration-images", "--calib-images"),
+        ("demo", "--runs", "--iterations"),
     ],
 )
 def test_old_names_are_hidden_aliases(command, old, new):
@@ -95,3 +96,22 @@ def test_an_old_name_still_reaches_the_library(tmp_path):
     assert old.exit_code == new.exit_code == 2
     assert "'--batch-sizes'" in old.output and "'--batch'" in new.output
     assert "from 1 to 4,096, got 0" in old.output and "from 1 to 4,096, got 0" in new.output
+
+
+@pytest.mark.parametrize("command", sorted(COMMANDS))
+def test_shared_options_sit_under_the_same_help_heading(command):
+    """``--output``/``--json`` under Output, ``--device`` under Runner, ``--checkpoint`` under
+    Model, wherever a command has them."""
+    expected = {"--output": "Output", "--json": "Output", "--device": "Runner",
+                "--checkpoint": "Model", "--image-size": "Model"}  # fmt: skip
+    for p in COMMANDS[command].params:
+        if getattr(p, "hidden", False):
+            continue
+        for flag in set(getattr(p, "opts", ())) & set(expected):
+            panel = getattr(p, "rich_help_panel", None)
+            # a group that builds the library config owns its fields (export's --checkpoint)
+            assert panel == expected[flag] or (command, panel) == ("export", "Export"), (
+                command,
+                flag,
+                panel,
+            )

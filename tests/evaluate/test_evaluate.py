@@ -15,8 +15,11 @@ from deploy_ran.images import load_and_preprocess
 
 
 def _ort_logits(path, x: np.ndarray) -> np.ndarray:
-    """Plain onnxruntime, one image at a time: no deploy-ran runner involved."""
-    sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    """Plain onnxruntime, one image at a time: no deploy-ran runner involved. Q/DQ fusions off,
+    the arithmetic deploy-ran evaluates INT8 files with (TensorRT's: fake-quantize in float)."""
+    opts = ort.SessionOptions()
+    opts.add_session_config_entry("session.disable_quant_qdq", "1")
+    sess = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
     inp = sess.get_inputs()[0]
     dtype = np.float16 if "float16" in inp.type else np.float32
     return np.concatenate([sess.run(None, {inp.name: s[None].astype(dtype)})[0] for s in x])
@@ -208,7 +211,7 @@ def test_cli_evaluate_writes_json_and_png(cifar_onnx, int8_onnx, labelled, tmp_p
 
 def test_markdown_table_for_a_readme(cifar_onnx, tmp_path):
     from deploy_ran.evaluate import labelled_arrays
-    from deploy_ran.evaluate.report import markdown_table
+    from deploy_ran.tables import markdown_table
 
     x = np.random.default_rng(2).standard_normal((8, 3, 32, 32)).astype(np.float32)
     y = _ort_logits(cifar_onnx, x).argmax(1)
@@ -216,3 +219,71 @@ def test_markdown_table_for_a_readme(cifar_onnx, tmp_path):
     result = evaluate([cifar_onnx], labelled_arrays(x, y, "digits test split"))
     table = markdown_table(result, {str(cifar_onnx): "FP32"})
     assert "| FP32 | ort fp32 |" in table and "| 75.00 [" in table and "reference" in table
+
+
+class _LinearRunner:
+    """A stand-in runner (no model file): logits = a fixed linear map of the pixel means."""
+
+    @staticmethod
+    def make(weights: np.ndarray, nan_rows: int = 0):
+        from deploy_ran.runners.base import BaseRunner, TensorSpec
+
+        class Linear(BaseRunner):
+            backend = "stand-in"
+
+            def __init__(self):
+                super().__init__(
+                    name="linear", device="cpu", precision="fp32",
+                    input_spec=[TensorSpec("input", (None, 3, 4, 4), "float32")],
+                    output_names=["logits"], num_classes=weights.shape[1],
+                )  # fmt: skip
+
+            def _stage(self, feed):
+                return feed["input"]
+
+            def _execute(self, x):
+                out = x.mean(axis=(2, 3)) @ weights
+                out[:nan_rows] = np.nan
+                return out
+
+            def _fetch(self, out):
+                return {"logits": out.astype(np.float32)}
+
+        return Linear()
+
+
+def test_memory_stays_bounded_over_50000_samples():
+    """Only top-5 and a confidence per image are kept: 50,000 samples add a few MB at most."""
+    import tracemalloc
+
+    from deploy_ran.evaluate import labelled_arrays
+
+    rng = np.random.default_rng(0)
+    n = 50_000
+    x = rng.standard_normal((n, 3, 4, 4)).astype(np.float32)
+    weights = rng.standard_normal((3, 10))
+    y = (x.mean(axis=(2, 3)) @ weights).argmax(1)
+    data = labelled_arrays(x, y)
+    runner = _LinearRunner.make(weights)
+    tracemalloc.start()
+    result = evaluate([runner], data, batch_size=500)
+    _, peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    assert result.targets[0].metrics.top1 == 1.0 and result.targets[0].metrics.n == n
+    # The input alone is 9.6 MB; predictions are 50,000 x (5 int32 + 1 float32) = 1.2 MB.
+    assert peak < 6e6, f"peak {peak / 1e6:.1f} MB"
+
+
+def test_nan_logits_count_as_wrong_and_do_not_poison_the_averages():
+    from deploy_ran.evaluate import labelled_arrays
+
+    rng = np.random.default_rng(1)
+    x = rng.standard_normal((10, 3, 4, 4)).astype(np.float32)
+    weights = rng.standard_normal((3, 10))
+    y = (x.mean(axis=(2, 3)) @ weights).argmax(1)
+    result = evaluate(
+        [_LinearRunner.make(weights, nan_rows=2)], labelled_arrays(x, y), batch_size=5
+    )
+    m = result.targets[0].metrics
+    assert m.nonfinite == 4 and m.top1 == pytest.approx(6 / 10)  # two per batch of five
+    assert np.isfinite(m.mean_confidence) and np.isfinite(m.ece)

@@ -97,3 +97,26 @@ def test_queue_is_bounded(tmp_path):
     assert default.default_queue_policy.max_queue_size == RepoOptions().max_queue_size > 0
     with pytest.raises(TritonRepoError, match="--max-queue-size"):
         RepoOptions(max_queue_size=0).check()
+
+
+@pytest.mark.parametrize(
+    "extra, reason",
+    [
+        (["--trt-cache-path", "/c"], "--trt-cache-path applies to --tensorrt-accelerator only"),
+        (["--trt-workspace", "64"], "--trt-workspace applies to --tensorrt-accelerator only"),
+        (["--kind", "gpu", "--threads", "2"], "--threads"),
+        (["--kind", "cpu", "--tensorrt-accelerator"], "--kind gpu or auto"),
+        (["--max-queue-size", "0"], "--max-queue-size"),
+    ],
+)
+def test_triton_repo_flags_that_do_not_apply_are_refused(tmp_path, extra, reason):
+    from typer.testing import CliRunner
+
+    from cli import app
+
+    path = helpers.tiny_onnx(tmp_path / "tiny.onnx")
+    args = ["triton-repo", str(path), "--output", str(tmp_path / "repo"), *extra]
+    result = CliRunner().invoke(app, args, env={"COLUMNS": "200"})
+    assert result.exit_code == 2, result.output
+    assert reason in " ".join(result.output.split())
+    assert not (tmp_path / "repo").exists()

@@ -18,7 +18,9 @@ def test_a_word_finds_every_name_containing_it():
 
 
 def test_a_pattern_is_still_a_shell_pattern():
-    assert list_models("ran*_cifar") == [n for n in list_models() if n.startswith("ran") and n.endswith("_cifar")]
+    assert list_models("ran*_cifar") == [
+        n for n in list_models() if n.startswith("ran") and n.endswith("_cifar")
+    ]
     assert list_models("nothing*") == [] and list_models("nothing") == []
 
 

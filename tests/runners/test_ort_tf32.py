@@ -95,3 +95,17 @@ def test_use_tf32_value_is_checked():
     assert cuda_provider_options("fp32", allow_tf32=True)["use_tf32"] == "1"
     with pytest.raises(RunnerError, match="use_tf32"):
         cuda_provider_options("fp32", {"use_tf32": "true"})
+
+
+def test_tensorrt_provider_rows_say_tensorrt_decides(cifar_onnx, tmp_path, monkeypatch, fake_cuda):
+    monkeypatch.setattr(
+        ort, "get_available_providers", lambda: ["TensorrtExecutionProvider", *CUDA]
+    )
+    runner = ort_runner.OrtRunner(
+        cifar_onnx, device="cuda", providers="tensorrt", threads=1, io_binding=False,
+        trt_cache_dir=tmp_path / "cache",
+    )  # fmt: skip
+    described = runner.describe()
+    assert described["tensorrt_provider_tf32"] == "TensorRT default (allowed)"
+    assert described["tf32"] is False  # the CUDA fallback's own arithmetic
+    runner.close()

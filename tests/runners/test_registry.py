@@ -16,6 +16,7 @@ from deploy_ran.runners import (
     served_schemes,
 )
 from deploy_ran.runners.triton_runner import SCHEMES
+from deploy_ran.target import Target
 
 
 def test_every_backend_registers_itself():
@@ -64,3 +65,24 @@ def test_an_engine_on_the_cpu_is_an_error_not_a_silent_gpu(tmp_path):
     plan.write_bytes(b"engine")
     with pytest.raises(DeviceError, match="runs only on an NVIDIA GPU"):
         load_runner(plan, device="cpu")
+
+
+def test_the_precision_of_a_file_is_read_once_on_the_way_to_a_runner(cifar_onnx, monkeypatch):
+    """verify → backend_for → load_runner → OrtRunner used to read it three times."""
+    import deploy_ran.artifacts as artifacts
+    import deploy_ran.runners.ort_runner as ort_runner
+
+    calls = []
+    real = artifacts.precision_of
+
+    def counting(model):
+        calls.append(model)
+        return real(model)
+
+    monkeypatch.setattr(artifacts, "precision_of", counting)
+    monkeypatch.setattr(ort_runner, "precision_of", counting)
+    target = Target.parse(cifar_onnx)
+    assert backend_for(target) == "ort"
+    with load_runner(target, threads=1) as runner:
+        assert runner.precision == "fp32"
+    assert len(calls) == 1

@@ -29,7 +29,9 @@ def report_script():
 
 def test_status_by_type_not_by_message(report_script):
     # "cannot" contains "not": the old message test called this real failure "skipped".
-    assert report_script.classify(RunnerError("TensorRT provider cannot capture a graph")) == "failed"
+    assert (
+        report_script.classify(RunnerError("TensorRT provider cannot capture a graph")) == "failed"
+    )
     assert report_script.classify(BackendUnavailableError("provider available")) == "skipped"
     assert report_script.classify(Fail("[ONNXRuntimeError] : 1 : FAIL : not")) == "failed"
     assert report_script.classify(RuntimeError("CUDA error: not ready")) == "failed"

@@ -61,7 +61,9 @@ def test_no_gpu_and_broken_probe_are_different(lease, tmp_path):
     no_gpu = _run(tmp_path, "--device", "cuda", "--steps", "probe")
     assert no_gpu.returncode == lease.EXIT_NO_GPU, no_gpu.stderr
     assert "no CUDA GPU" in no_gpu.stderr and "SKIPPED" not in no_gpu.stderr
-    assert json.loads((tmp_path / "OUT" / "environment.json").read_text())["cuda_available"] is False
+    assert (
+        json.loads((tmp_path / "OUT" / "environment.json").read_text())["cuda_available"] is False
+    )
     broken_python = tmp_path / "python-broken"
     broken_python.write_text("#!/bin/sh\necho 'ImportError: libcudart.so.13' >&2\nexit 1\n")
     broken_python.chmod(0o755)
@@ -116,7 +118,8 @@ def test_dry_run_end_to_end_on_the_cpu(lease, tmp_path):
     within a small budget; every step's results land in the fake $OUT."""
     done = _run(
         tmp_path, "--device", "cpu", "--model", "ran56_cifar", "--batches", "1",
-        "--steps", "probe,export,check,speed", "--budget", "560",
+        "--steps", "probe,export,check,speed", "--speed-groups", "independent",
+        "--timeout", "export=240", "--timeout", "speed=300", "--budget", "580",
         timeout=600,
     )  # fmt: skip
     results = _results(tmp_path)
@@ -130,3 +133,36 @@ def test_dry_run_end_to_end_on_the_cpu(lease, tmp_path):
     assert any(p.name.startswith("gpu_speed_ran56_cifar") for p in out.iterdir())
     assert not list(out.rglob("*.onnx"))
     assert all(p.stat().st_size <= lease.MAX_RESULT_BYTES for p in out.iterdir())
+
+
+def test_sigterm_kills_the_step_and_keeps_the_results(lease, tmp_path):
+    """The device tool stopping the call: the running step's process group dies, the step is
+    recorded as killed and the results file is written before the exit (143)."""
+    import signal
+    import time
+
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    proc = subprocess.Popen(
+        [sys.executable, str(SCRIPT), "--out", str(tmp_path / "OUT"), "--work",
+         str(tmp_path / "work"), "--python", sys.executable, "--device", "cpu",
+         "--steps", "sleep", "--budget", "300"],
+        env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    log = tmp_path / "work" / "logs" / "sleep.log"
+    deadline = time.monotonic() + 60
+    while not log.exists() and time.monotonic() < deadline:
+        time.sleep(0.2)
+    time.sleep(1.0)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 143, err
+    results = _results(tmp_path)
+    assert [(s["name"], s["status"]) for s in results["steps"]] == [("sleep", "killed")]
+    assert results["stopped"]["exit_code"] == 143
+
+
+def test_a_step_that_cannot_start_fails_alone(lease, tmp_path):
+    done = _run(tmp_path, "--device", "cpu", "--steps", "sleep,sleep", "--python",
+                str(tmp_path / "no-such-python"), "--timeout", "sleep=1", "--budget", "60")  # fmt: skip
+    assert done.returncode == lease.EXIT_FAILED, done.stderr
+    assert [s["status"] for s in _results(tmp_path)["steps"]] == ["failed", "failed"]

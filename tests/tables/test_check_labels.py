@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from types import SimpleNamespace as Row
 
-from deploy_ran.tables import _check_labels, _output_labels
+from deploy_ran.tables.verify import _check_labels, _output_labels
 
 OUTPUTS = [
     Row(name="logits", kind="logits", shape=(1, 10)),

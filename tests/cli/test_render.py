@@ -1,0 +1,37 @@
+"""What cli_render prints for a finished run: infer's NaN/inf verdict, doctor's verdict."""
+
+from __future__ import annotations
+
+import io
+from types import SimpleNamespace
+
+from rich.console import Console
+
+import cli_render
+
+
+def _capture(monkeypatch) -> tuple[io.StringIO, io.StringIO]:
+    out, err = io.StringIO(), io.StringIO()
+    monkeypatch.setattr(cli_render, "console", Console(file=out, width=200))
+    monkeypatch.setattr(cli_render, "err_console", Console(file=err, width=200))
+    return out, err
+
+
+def test_infer_result_fails_a_run_whose_logits_were_not_finite(monkeypatch):
+    out, err = _capture(monkeypatch)
+    assert cli_render.infer_result("14 images", SimpleNamespace(ok=False, model_errors=7)) is False
+    assert "14 images" in out.getvalue() and "7 image(s) gave NaN/inf logits" in err.getvalue()
+
+
+def test_infer_result_passes_a_clean_run(monkeypatch):
+    out, err = _capture(monkeypatch)
+    assert cli_render.infer_result("14 images", SimpleNamespace(ok=True, model_errors=0)) is True
+    assert err.getvalue() == ""
+
+
+def test_doctor_prints_the_verdict_after_the_table(monkeypatch):
+    out, _ = _capture(monkeypatch)
+    diagnosis = {"verdict": "Ready.", "works": ["CPU path"], "next_steps": ["install X"]}
+    cli_render.doctor("TABLE", diagnosis)
+    text = out.getvalue()
+    assert text.index("TABLE") < text.index("Ready.") < text.index("next: install X")

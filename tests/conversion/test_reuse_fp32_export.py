@@ -1,0 +1,44 @@
+"""`export NAME` then `build-engine NAME --int8` in the same folder: the FP32 file is reused when
+its metadata matches the request, and refused, field by field, when it does not."""
+
+from __future__ import annotations
+
+import shutil
+import sys
+
+from typer.testing import CliRunner
+
+from cli import app
+
+runner = CliRunner()
+
+
+def _folder_with_export(tmp_path, cifar_onnx, monkeypatch):
+    """A folder holding ``ran56_cifar.onnx`` as `export ran56_cifar --checkpoint W` writes it."""
+    shutil.copy(cifar_onnx, tmp_path / "ran56_cifar.onnx")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setitem(sys.modules, "tensorrt", None)  # no TensorRT: exit 3 after the ONNX
+    return (tmp_path / "ran56_cifar.onnx").read_bytes()
+
+
+def test_build_engine_reuses_a_matching_export(cifar_onnx, cifar_checkpoint, tmp_path, monkeypatch):
+    before = _folder_with_export(tmp_path, cifar_onnx, monkeypatch)
+    args = ["build-engine", "ran56_cifar", "--checkpoint", str(cifar_checkpoint), "--fp16"]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 3, result.output  # TensorRT missing, the FP16 ONNX written
+    assert "using ran56_cifar.onnx (FP32; its metadata matches" in result.output
+    assert (tmp_path / "ran56_cifar.fp16.onnx").exists()
+    assert (tmp_path / "ran56_cifar.onnx").read_bytes() == before
+
+
+def test_build_engine_refuses_an_export_that_differs_and_says_how(
+    cifar_onnx, cifar_checkpoint, tmp_path, monkeypatch
+):
+    before = _folder_with_export(tmp_path, cifar_onnx, monkeypatch)
+    result = runner.invoke(app, ["build-engine", "ran56_cifar", "--fp16", "--image-size", "64"])
+    assert result.exit_code == 2
+    text = " ".join(result.output.split())
+    assert "Error (--force)" in text and "image_size: 32 vs 64" in text
+    assert "weights: checkpoint sha256" in text  # exported from a checkpoint, none given now
+    assert (tmp_path / "ran56_cifar.onnx").read_bytes() == before
+    assert not (tmp_path / "ran56_cifar.fp16.onnx").exists()
