@@ -338,6 +338,8 @@ def evaluate_cmd(
     evaluate: GroupValues,
     runner: GroupValues,
     data: o.EvalDataOpt,
+    checkpoint: o.CheckpointOpt = None,
+    image_size: o.ImageSizeOpt = None,
     output: o.Output(o.OptPath, "Write the JSON here.") = None,
     plot: o.PlotOpt = None,
     as_json: o.AsJson = False,
@@ -348,8 +350,8 @@ def evaluate_cmd(
     from deploy_ran.evaluate.output import check_outputs, write_outputs
     from deploy_ran.tables import evaluate_report
 
-    config = evaluate.config
-    inputs = {"data": _file(data), **{k: config.get(k) for k in ("labels", "checkpoint")}}
+    config = {**evaluate.config, "checkpoint": checkpoint, "image_size": image_size}
+    inputs = {"data": _file(data), "labels": config.get("labels"), "checkpoint": checkpoint}
     check_outputs(output, plot, {**{t: _file(t) for t in targets}, **inputs})
     with render.InferBar(quiet=as_json, label="evaluate") as progress:
         result = run_evaluate(targets, data, progress=progress, **config, **runner.config)

@@ -1,8 +1,8 @@
 """The evaluate group: labelled data and how to read it (``--labels``, ``--reference``, ...).
 
 Builds the keyword arguments of :func:`deploy_ran.evaluate.evaluate` beside ``--data`` and the
-runner group; the model-name settings (``--checkpoint``, ``--precision``, ``--image-size``) apply
-to model-name targets only.
+runner group; ``--precision`` (like ``--checkpoint`` and ``--image-size``, single options under the
+Model heading) applies to model-name targets only.
 """
 
 from __future__ import annotations
@@ -18,7 +18,5 @@ EVALUATE = Group(
     Field("batch", o.Batch("Images per batch"), "batch_size", default=32),
     Field("num_images", o.EvalCountOpt, "max_images"),
     Field("workers", o.EvalWorkersOpt),
-    Field("checkpoint", o.CheckpointOpt),
     Field("precision", o.TorchPrecisionOpt),
-    Field("image_size", o.ImageSizeOpt),
 )

@@ -71,6 +71,23 @@ def evaluate_table(result: EvaluateResult) -> Table:
     return table
 
 
+def weakest_classes(result: EvaluateResult, count: int = 3) -> list[str]:
+    """Per target, its ``count`` least accurate classes (the JSON has every class)."""
+    lines = []
+    for t in result.targets:
+        ranked = sorted(
+            (c for c in t.metrics.per_class if c["accuracy"] is not None),
+            key=lambda c: (c["accuracy"], -c["n"]),
+        )[:count]
+        if ranked and ranked[0]["accuracy"] < 1.0:
+            shown = ", ".join(
+                f"{escape(c['name'])} {c['accuracy'] * 100:.1f} % ({c['correct']}/{c['n']})"
+                for c in ranked
+            )
+            lines.append(f"[dim]{escape(_short(t.target))}: weakest classes {shown}[/]")
+    return lines
+
+
 def verdict_lines(result: EvaluateResult) -> list[str]:
     """``int8.onnx vs model.onnx: loses 1.80 pt, p=0.003 (12 predictions changed: 10 lost, 2 gained)``."""
     ref = _short(result.reference)
@@ -114,6 +131,7 @@ def evaluate_report(
 ) -> list[RenderableType]:
     """The table, the images left out, the files written."""
     out: list[RenderableType] = [evaluate_table(result), *verdict_lines(result)]
+    out += weakest_classes(result)
     out += [
         f"[red]{escape(_short(t.target))}: {t.metrics.nonfinite} image(s) gave NaN/inf logits "
         "(counted wrong)[/]"

@@ -13,7 +13,9 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_digits_folder_is_the_test_split_with_integer_classes(tmp_path):
-    spec = importlib.util.spec_from_file_location("digits_folder", ROOT / "examples/digits_folder.py")
+    spec = importlib.util.spec_from_file_location(
+        "digits_folder", ROOT / "examples/digits_folder.py"
+    )
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     assert module.write_digits_folder(tmp_path / "val") == 450

@@ -287,3 +287,21 @@ def test_nan_logits_count_as_wrong_and_do_not_poison_the_averages():
     m = result.targets[0].metrics
     assert m.nonfinite == 4 and m.top1 == pytest.approx(6 / 10)  # two per batch of five
     assert np.isfinite(m.mean_confidence) and np.isfinite(m.ece)
+
+
+def test_report_names_the_weakest_classes():
+    from deploy_ran.evaluate import labelled_arrays
+    from deploy_ran.tables.evaluate import weakest_classes
+
+    rng = np.random.default_rng(4)
+    x = rng.standard_normal((12, 3, 4, 4)).astype(np.float32)
+    weights = rng.standard_normal((3, 10))
+    y = (x.mean(axis=(2, 3)) @ weights).argmax(1)
+    wrong = y.copy()
+    wrong[0] = (y[0] + 1) % 10  # one miss, in the class of y[0]'s neighbour
+    result = evaluate([_LinearRunner.make(weights)], labelled_arrays(x, wrong))
+    (line,) = weakest_classes(result, count=1)
+    c = int(wrong[0])
+    n = int(np.sum(wrong == c))
+    acc = np.sum((wrong == c) & (y == wrong)) / n
+    assert f"{c} {acc * 100:.1f} % ({int(round(acc * n))}/{n})" in line
