@@ -111,8 +111,8 @@ def diagnose(env: Mapping[str, Any]) -> dict[str, Any]:
     """
     providers = set(env.get("onnxruntime_providers") or ())
     cuda = str(env.get("cuda_available")) == "True"
-    trt = str(env.get("tensorrt", ""))
-    trt_ok = bool(trt) and not trt.startswith(("not ", "bindings present"))
+    trt_version = str(env.get("tensorrt", ""))
+    trt_ok = bool(trt_version) and not trt_version.startswith(("not ", "bindings present"))
     works = ["export, FP16 and INT8 Q/DQ ONNX, verify, evaluate, bench, infer on the CPU"]
     steps: list[str] = []
     if env.get("onnxslim") == "not installed":
@@ -124,7 +124,7 @@ def diagnose(env: Mapping[str, Any]) -> dict[str, Any]:
         else:
             steps.append('pip install -e ".[gpu]" (onnxruntime-gpu: ONNX Runtime on the GPU)')
         if trt_ok:
-            works.append(f"TensorRT {trt} engine builds")
+            works.append(f"TensorRT {trt_version} engine builds")
         else:
             steps.append('pip install -e ".[gpu]" (TensorRT bindings: engine builds)')
     else:

@@ -69,37 +69,9 @@ def _stale(pid: str, host: str) -> bool:
     return host == _host_tag() and not pid_alive(int(pid))
 
 
-def clean_stale_temps(path: str | os.PathLike[str]) -> list[Path]:
-    """Remove ``.NAME.<pid>-<host>.*.tmp`` files beside ``path`` whose writer is dead.
-
-    Returns what was removed. Files of live writers, of other hosts and of other names are kept;
-    nothing here raises (cleaning up is best effort).
-    """
-    path = Path(path)
-    parent = path.parent if str(path.parent) else Path(".")
-    pattern = re.compile(rf"^\.{re.escape(path.name)}\.(\d+)-([0-9a-f]{{8}})\.[^/]*\.tmp$")
-    removed: list[Path] = []
-    try:
-        entries = list(os.scandir(parent))
-    except OSError:
-        return removed
-    for entry in entries:
-        found = pattern.match(entry.name)
-        if found and _stale(*found.groups()):
-            with contextlib.suppress(OSError):
-                if entry.is_dir(follow_symlinks=False):
-                    shutil.rmtree(entry.path)
-                else:
-                    os.unlink(entry.path)
-                removed.append(Path(entry.path))
-    return removed
-
-
-def clean_stale_temps_in(folder: str | os.PathLike[str]) -> list[Path]:
-    """Remove every ``.NAME.<pid>-<host>.*.tmp`` file or folder in ``folder`` whose writer is
-    dead, whatever NAME: a repository whose earlier run was killed while staging a model that
-    this run does not write gets its leftovers removed too. Best effort, never raises."""
-    pattern = re.compile(r"^\..+\.(\d+)-([0-9a-f]{8})\.[^/]*\.tmp$")
+def _remove_stale(folder: str | os.PathLike[str], pattern: re.Pattern[str]) -> list[Path]:
+    """Remove the entries of ``folder`` whose name matches ``pattern`` (groups: pid, host) and
+    whose writer is dead; what was removed. Best effort, never raises."""
     removed: list[Path] = []
     try:
         entries = list(os.scandir(folder))
@@ -115,6 +87,26 @@ def clean_stale_temps_in(folder: str | os.PathLike[str]) -> list[Path]:
                     os.unlink(entry.path)
                 removed.append(Path(entry.path))
     return removed
+
+
+def clean_stale_temps(path: str | os.PathLike[str]) -> list[Path]:
+    """Remove ``.NAME.<pid>-<host>.*.tmp`` files beside ``path`` whose writer is dead.
+
+    Returns what was removed. Files of live writers, of other hosts and of other names are kept;
+    nothing here raises (cleaning up is best effort).
+    """
+    path = Path(path)
+    parent = path.parent if str(path.parent) else Path(".")
+    pattern = re.compile(rf"^\.{re.escape(path.name)}\.(\d+)-([0-9a-f]{{8}})\.[^/]*\.tmp$")
+    return _remove_stale(parent, pattern)
+
+
+def clean_stale_temps_in(folder: str | os.PathLike[str]) -> list[Path]:
+    """Remove every ``.NAME.<pid>-<host>.*.tmp`` file or folder in ``folder`` whose writer is
+    dead, whatever NAME: a repository whose earlier run was killed while staging a model that
+    this run does not write gets its leftovers removed too. Best effort, never raises."""
+    pattern = re.compile(r"^\..+\.(\d+)-([0-9a-f]{8})\.[^/]*\.tmp$")
+    return _remove_stale(folder, pattern)
 
 
 def temp_sibling(path: str | os.PathLike[str], suffix: str = "") -> Path:

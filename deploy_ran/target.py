@@ -26,7 +26,7 @@ from pathlib import Path
 from deploy_ran.errors import DeployRanError, UnknownModelError
 
 TARGET_KINDS = ("model", "onnx", "engine", "served")
-#: File suffixes of a serialized TensorRT engine (``trt_compat.ENGINE_SUFFIXES`` re-exports it).
+#: File suffixes of a serialized TensorRT engine (the one list).
 ENGINE_SUFFIXES = (".plan", ".engine")
 _URL = re.compile(r"([a-zA-Z][a-zA-Z0-9+.-]+)://")  # two letters at least: not a drive (C://)
 

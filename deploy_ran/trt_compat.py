@@ -29,7 +29,6 @@ import numpy as np
 from deploy_ran.device import Device
 from deploy_ran.errors import DeployRanError
 from deploy_ran.reading import read_regular_bytes
-from deploy_ran.target import ENGINE_SUFFIXES  # noqa: F401  (the one list; re-exported here)
 
 #: Exit code of commands that stop because TensorRT or a CUDA GPU is missing (documented).
 EXIT_NO_TENSORRT = 3

@@ -7,18 +7,9 @@ every batch: a killed run loses at most the batch in flight. ``resume=True`` rea
 already holds, skips those images and appends the rest, so the finished file is the one an
 uninterrupted run writes. An image that cannot be read becomes a record with its error.
 
-Records (JSON Lines; CSV has the same fields flattened, one column per top-k rank)::
-
-    {"path": "imgs/cat.jpg", "class": 281, "label": "tabby", "prob": 0.912345,
-     "topk": [{"class": 281, "label": "tabby", "prob": 0.912345}, ...]}
-    {"path": "imgs/broken.jpg", "error": "imgs/broken.jpg is not a readable image (...)"}
-    {"path": "imgs/caf\\xe9.jpg", "path_hex": "696d67732f636166e92e6a7067", "class": 3, ...}
-
-``prob`` is the softmax of the logits, rounded to 6 decimals; ``label`` only with a labels file.
-A file name that is not valid UTF-8 is written (JSON Lines) as a printable ``path`` with
-``\\xNN`` escapes plus ``path_hex``, its exact bytes, which a resume matches on; CSV writes
-the name's own bytes. Logits that are NaN or infinite become an error record (``model_errors``;
-``InferResult.ok`` is False), never a bare ``NaN`` in the JSON.
+Each record is one image's prediction or its error (:mod:`deploy_ran.infer.records` shows the
+fields); NaN or infinite logits become an error record (``model_errors``; ``InferResult.ok`` is
+False).
 
 One writer per output, and a resume only of what is ours:
 

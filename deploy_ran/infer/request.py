@@ -20,9 +20,9 @@ from deploy_ran.fileio import (
     exclusive_lock,
     refuse_output_over_inputs,
 )
-from deploy_ran.reading import read_utf8_lines
 from deploy_ran.infer.producer import producer_path
 from deploy_ran.infer.records import output_format
+from deploy_ran.reading import read_utf8_lines
 from deploy_ran.runners import BaseRunner
 
 

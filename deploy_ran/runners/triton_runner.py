@@ -167,12 +167,14 @@ class TritonRunner(BaseRunner):
         self.config = config
         if any(t.get("datatype") == "BYTES" for t in metadata.get("inputs", [])):
             self._close()
+            model = self.target.model
+            behind = model[: -len("_ensemble")] if model.endswith("_ensemble") else "MODEL"
             raise RunnerError(
                 f"{self.target.model!r} on {self.target.url} takes encoded bytes (BYTES input), "
                 "like the --preprocess ensemble of triton-repo; this runner sends preprocessed "
                 "tensors.",
-                hint=f"Point verify/infer/bench at the model behind it (for NAME_ensemble: "
-                f"triton://{self.target.url}/NAME). To call the ensemble yourself, send "
+                hint=f"Point verify/infer/bench at the model behind it: "
+                f"triton://{self.target.url}/{behind}. To call the ensemble yourself, send "
                 "InferInput('IMAGE', [n, 1], 'BYTES') filled with np.array([[file_bytes], ...], "
                 "dtype=np.object_) (np.object is gone in NumPy 2).",
             )

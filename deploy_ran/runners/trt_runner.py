@@ -37,9 +37,8 @@ from deploy_ran.artifacts import ArtifactInfo
 from deploy_ran.device import Device
 from deploy_ran.runners.base import BackendUnavailableError, BaseRunner, RunnerError, TensorSpec
 from deploy_ran.runners.registry import register_backend
-from deploy_ran.target import Target
+from deploy_ran.target import ENGINE_SUFFIXES, Target
 from deploy_ran.trt_compat import (
-    ENGINE_SUFFIXES,
     TensorRTUnavailable,
     compatibility_problems,
     current_gpu,

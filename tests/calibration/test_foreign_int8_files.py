@@ -6,7 +6,8 @@ modelopt.onnx.quantization --quantize_mode int8 --calibration_method max --calib
 ``tests/data/tiny_ran.onnx`` (``tests/calibration/tiny_ran.py``, with deploy-ran metadata, which
 ModelOpt drops), calibrated on 64 seeded normal
 inputs. The ONNX Runtime file is made here with ``quantize_static``. Each goes through ``inspect``
-(with its INT8 coverage), ``verify`` against the FP32 file, ``build-engine`` (validation, then exit 3
+(with its INT8 coverage), ``verify`` against the FP32 file, ``evaluate`` (the library API: no
+``evaluate`` command on main yet), ``build-engine`` (validation, then exit 3
 without TensorRT), ``triton-repo`` and ``infer``.
 """
 
@@ -140,3 +141,26 @@ def test_adopt_refuses_a_file_without_qdq_and_a_different_network(tmp_path):
     with pytest.raises(DeployRanError, match="differ in their inputs"):
         adopt_int8_file(MODELOPT, other_path, tmp_path / "y.onnx")
     assert not (tmp_path / "y.onnx").exists()
+
+
+def test_evaluate_against_fp32_with_the_paired_test(int8_file, tmp_path):
+    from deploy_ran.evaluate import evaluate
+
+    x = images(24, seed=5)
+    labels = _fp32_top1(x)  # labels the FP32 file gets right: the paired test has work to do
+    npz = tmp_path / "labelled.npz"
+    np.savez(npz, x=x, y=labels.astype(np.int64))
+    result = evaluate([str(FP32), str(int8_file)], str(npz))
+    assert [t.precision for t in result.targets] == ["fp32", "int8"]
+    assert result.target(str(FP32)).metrics.top1 == 1.0
+    assert result.target(str(int8_file)).metrics.top1 >= 0.75
+    paired = result.comparisons[str(int8_file)]
+    assert paired.n == 24 and 0.0 <= paired.p_value <= 1.0
+    assert paired.changed == paired.lost + paired.gained  # labels are FP32's: no both-wrong swap
+
+
+def _fp32_top1(x: np.ndarray) -> np.ndarray:
+    import onnxruntime as ort
+
+    session = ort.InferenceSession(str(FP32), providers=["CPUExecutionProvider"])
+    return session.run(None, {"input": x})[0].argmax(1)

@@ -38,3 +38,27 @@ def test_build_engine_refuses_an_export_that_differs_and_says_how(
     assert "weights: checkpoint sha256" in text  # exported from a checkpoint, none given now
     assert (tmp_path / "ran56_cifar.onnx").read_bytes() == before
     assert not (tmp_path / "ran56_cifar.fp16.onnx").exists()
+
+
+def test_build_engine_int8_proceeds_from_a_matching_export(
+    cifar_onnx, cifar_checkpoint, tmp_path, monkeypatch
+):
+    """The issue's sequence: `export` then `build-engine NAME --int8 --calib-data DIR` in the same
+    folder reuses the export, calibrates and stops at exit 3 where TensorRT is missing."""
+    import numpy as np
+    from PIL import Image
+
+    before = _folder_with_export(tmp_path, cifar_onnx, monkeypatch)
+    imgs = tmp_path / "imgs"
+    imgs.mkdir()
+    rng = np.random.default_rng(0)
+    for i in range(8):
+        Image.fromarray(rng.integers(0, 256, (40, 40, 3), dtype=np.uint8)).save(imgs / f"{i}.png")
+    args = ["build-engine", "ran56_cifar", "--checkpoint", str(cifar_checkpoint), "--int8"]
+    args += ["--calib-data", str(imgs), "--calib-images", "8", "--calib-batch", "4"]
+    args += ["--allow-failing"]  # 8 noise images say nothing of accuracy; the flow is the point
+    result = runner.invoke(app, args)
+    assert result.exit_code == 3, result.output
+    assert "using ran56_cifar.onnx (FP32; its metadata matches" in result.output
+    assert (tmp_path / "ran56_cifar.int8.onnx").exists()
+    assert (tmp_path / "ran56_cifar.onnx").read_bytes() == before

@@ -7,8 +7,8 @@ import os
 import time
 
 import pytest
-
 from corpus import loop_folder, png, tiny_onnx
+
 from deploy_ran.artifacts import load_onnx
 from deploy_ran.errors import DeployRanError, OnnxFileError
 from deploy_ran.fileio import check_name_length

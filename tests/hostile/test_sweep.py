@@ -18,13 +18,12 @@ import stat
 import tempfile
 from pathlib import Path
 
-import numpy as np
 import pytest
+from corpus import CASES, Case  # tests/hostile is on sys.path through conftest
+from registry import COMMANDS, TARGETS, Command
 from typer.testing import CliRunner
 
 import cli
-from corpus import CASES, Case, png  # tests/hostile is on sys.path through conftest
-from registry import COMMANDS, TARGETS, Command
 
 BOUND = 90  # seconds; every case here ends in a few
 SLOW_BOUND = 600  # demo and bench run whole pipelines (minutes on two busy cores)
@@ -69,7 +68,7 @@ def system_temp() -> set[str]:
 def build_argv(cmd: Command, values: dict[str, str], case: Case | None) -> list[str]:
     argv = list(cmd.argv)
     if case is not None and case.slot not in TARGETS and case.slot != "output":
-        token = cmd.tokens.get(case.slot, "{%s}" % case.slot)
+        token = cmd.tokens.get(case.slot, "{" + case.slot + "}")
         if not any(token in a for a in argv):
             argv += list(cmd.extra[case.slot])
     if case is not None and case.slot == "output":

@@ -36,7 +36,9 @@ def local_ray():
         ray.init(
             address="local",
             include_dashboard=False,
-            num_cpus=2,
+            # Logical CPUs: two actors reserve one each (their runner threads) and decoding keeps
+            # the rest; the processes still share the two physical cores.
+            num_cpus=4,
             num_gpus=0,
             _node_ip_address="127.0.0.1",
             # Workers import this checkout's deploy_ran (not another install), share two cores.
@@ -182,8 +184,8 @@ def test_ray_refuses_bad_requests(local_ray, cifar_checkpoint, many_images, tmp_
         run_inference_ray(
             "ran56_cifar", many_images, out, device="cuda", gpus_per_worker=1, **model
         )
-    with pytest.raises(DeployRanError, match="take all 2 CPUs"):
-        run_inference_ray("ran56_cifar", many_images, out, workers=2, cpus_per_worker=1, **model)
+    with pytest.raises(DeployRanError, match="take all 4 CPUs"):
+        run_inference_ray("ran56_cifar", many_images, out, workers=2, cpus_per_worker=2, **model)
     # Checked by the probe task on a worker; the error keeps its hint through Ray.
     labels = tmp_path / "labels.txt"
     labels.write_text("cat\ndog\n")

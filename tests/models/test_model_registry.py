@@ -211,7 +211,8 @@ def test_models_package_has_no_import_circle():
 
 
 def test_models_import_nothing_above_them():
-    allowed_base = {"deploy_ran.errors"}
+    # The ground floor below the models: errors, and the regular-file reader (which imports errors).
+    allowed_base = {"deploy_ran.errors", "deploy_ran.reading"}
     for path in MODELS_DIR.glob("*.py"):
         for node in ast.walk(ast.parse(path.read_text())):
             names = (

@@ -6,6 +6,7 @@ import contextlib
 
 from deploy_ran.bench import BenchSettings
 from deploy_ran.bench import run as bench_run
+from deploy_ran.bench.targets import resolve_bench_targets
 from deploy_ran.runners.torch_runner import TorchRunner
 
 
@@ -18,10 +19,8 @@ def test_bench_configs_carry_allow_tf32_only_when_asked(cifar_onnx):
         torch_cfgs = bench_run._torch_configs(settings, 32)
         assert torch_cfgs and all(c.kwargs.get("allow_tf32", False) is expected for c in torch_cfgs)
         with contextlib.ExitStack() as stack:
-            ort_cfgs = bench_run._ort_configs(
-                settings, 32, {cifar_onnx: "ort"}, {cifar_onnx: {"precision": "fp32"}}, stack,
-                [], lambda _m: None,
-            )  # fmt: skip
+            plan = resolve_bench_targets("ran56_cifar", (cifar_onnx,), ("torch", "ort"), 32)
+            ort_cfgs = bench_run._ort_configs(settings, plan, stack, [], lambda _m: None)
         assert ort_cfgs and all(c.kwargs.get("allow_tf32", False) is expected for c in ort_cfgs)
 
 
