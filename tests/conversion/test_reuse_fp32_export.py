@@ -41,7 +41,7 @@ def test_build_engine_refuses_an_export_that_differs_and_says_how(
 
 
 def test_build_engine_int8_proceeds_from_a_matching_export(
-    cifar_onnx, cifar_checkpoint, tmp_path, monkeypatch
+    cli, cifar_onnx, cifar_checkpoint, tmp_path, monkeypatch
 ):
     """The issue's sequence: `export` then `build-engine NAME --int8 --calib-data DIR` in the same
     folder reuses the export, calibrates and stops at exit 3 where TensorRT is missing."""
@@ -57,7 +57,7 @@ def test_build_engine_int8_proceeds_from_a_matching_export(
     args = ["build-engine", "ran56_cifar", "--checkpoint", str(cifar_checkpoint), "--int8"]
     args += ["--calib-data", str(imgs), "--calib-images", "8", "--calib-batch", "4"]
     args += ["--allow-failing"]  # 8 noise images say nothing of accuracy; the flow is the point
-    result = runner.invoke(app, args)
+    result = cli(args)
     assert result.exit_code == 3, result.output
     assert "using ran56_cifar.onnx (FP32; its metadata matches" in result.output
     assert (tmp_path / "ran56_cifar.int8.onnx").exists()
