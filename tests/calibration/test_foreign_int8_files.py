@@ -21,15 +21,12 @@ import numpy as np
 import onnx
 import pytest
 from PIL import Image
-from typer.testing import CliRunner
 
-from cli import app
 from tests.calibration.tiny_ran import images
+from tests.paths import DATA
 
-DATA = Path(__file__).resolve().parents[1] / "data"
 FP32 = DATA / "tiny_ran.onnx"
 MODELOPT = DATA / "modelopt_tiny_ran.int8.onnx"
-runner = CliRunner()
 
 
 def _ort_quantized(path: Path) -> Path:
@@ -73,42 +70,42 @@ def test_modelopt_fixture_is_what_the_docstring_says():
     assert model.graph.input[0].type.tensor_type.elem_type == onnx.TensorProto.FLOAT
 
 
-def test_inspect_reports_coverage(int8_file):
-    result = runner.invoke(app, ["inspect", str(int8_file), "--json"])
+def test_inspect_reports_coverage(cli, int8_file):
+    result = cli(["inspect", str(int8_file), "--json"])
     assert result.exit_code == 0, result.output
     cov = json.loads(result.output)["coverage"]
     assert cov["activation_bytes_per_image"]["int8"] > 0
     assert set(cov["activation_bytes_per_image"]) >= {"int8", "fp16", "fp32"}
-    table = runner.invoke(app, ["inspect", str(int8_file)])
+    table = cli(["inspect", str(int8_file)])
     assert table.exit_code == 0 and "INT8 coverage" in table.output
 
 
-def test_verify_against_fp32(int8_file, tmp_path):
+def test_verify_against_fp32(cli, int8_file, tmp_path):
     npy = tmp_path / "x.npy"
     np.save(npy, images(8, seed=3))
-    result = runner.invoke(app, ["verify", str(FP32), str(int8_file), "--data", str(npy), "--json"])
+    result = cli(["verify", str(FP32), str(int8_file), "--data", str(npy), "--json"])
     assert result.exit_code == 0, result.output  # within verify's INT8 criteria of FP32
     report = json.loads(result.output[result.output.index("{") :])
     assert report["passed"] is True, report
 
 
-def test_build_engine_validates_then_exits_3_without_tensorrt(int8_file, monkeypatch):
+def test_build_engine_validates_then_exits_3_without_tensorrt(cli, int8_file, monkeypatch):
     monkeypatch.setitem(sys.modules, "tensorrt", None)
-    result = runner.invoke(app, ["build-engine", str(int8_file), "--max-batch", "4"])
+    result = cli(["build-engine", str(int8_file), "--max-batch", "4"])
     assert result.exit_code == 3, result.output
     assert "TensorRT is not usable" in result.output
 
 
-def test_triton_repo(int8_file, tmp_path):
+def test_triton_repo(cli, int8_file, tmp_path):
     repo = tmp_path / "repo"
     args = ["triton-repo", str(int8_file), "--output", str(repo), "--kind", "cpu", "--name", "t"]
-    result = runner.invoke(app, [*args, "--max-batch", "4"])
+    result = cli([*args, "--max-batch", "4"])
     assert result.exit_code == 0, result.output
     assert (repo / "t" / "config.pbtxt").is_file()
     assert (repo / "t" / "1" / "model.onnx").read_bytes() == int8_file.read_bytes()
 
 
-def test_infer_after_adopting_the_fp32_metadata(int8_file, tmp_path):
+def test_infer_after_adopting_the_fp32_metadata(cli, int8_file, tmp_path):
     from calibration.foreign import adopt_int8_file
     from deploy_ran.artifacts import read_artifact_info
 
@@ -120,9 +117,7 @@ def test_infer_after_adopting_the_fp32_metadata(int8_file, tmp_path):
     for k in range(3):
         Image.fromarray(rng.integers(0, 255, (20, 24, 3), dtype=np.uint8)).save(folder / f"{k}.png")
     out = tmp_path / "preds.jsonl"
-    result = runner.invoke(
-        app, ["infer", str(int8_file), "--images", str(folder), "--output", str(out)]
-    )
+    result = cli(["infer", str(int8_file), "--images", str(folder), "--output", str(out)])
     assert result.exit_code == 0, result.output
     rows = [json.loads(line) for line in out.read_text().splitlines() if line.strip()]
     assert len(rows) == 3

@@ -3,10 +3,8 @@ that would not fit refused with the batch that would."""
 
 from __future__ import annotations
 
-import numpy as np
 import onnx
 import pytest
-from onnx import helper, numpy_helper
 
 from calibration.memory import (
     DEVICE_FACTOR,
@@ -15,18 +13,12 @@ from calibration.memory import (
     bytes_per_image,
     estimate_memory,
 )
+from tests.tiny_graphs import conv_relu_model
 
 
 def _tiny() -> onnx.ModelProto:
-    w = numpy_helper.from_array(np.ones((4, 3, 3, 3), np.float32), "w")
-    x = helper.make_tensor_value_info("input", onnx.TensorProto.FLOAT, ["batch", 3, 8, 8])
-    y = helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT, ["batch", 4, 8, 8])
-    nodes = [
-        helper.make_node("Conv", ["input", "w"], ["c"], pads=[1, 1, 1, 1]),
-        helper.make_node("Relu", ["c"], ["y"]),
-    ]
-    graph = helper.make_graph(nodes, "g", [x], [y], initializer=[w])
-    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    """input [batch, 3, 8, 8] → Conv 3×3 (4 channels) → Relu → y."""
+    return conv_relu_model(kernel=3, output="y", opset=17)
 
 
 def test_bytes_per_image_from_shape_inference():
@@ -79,7 +71,9 @@ def test_unreadable_free_memory_refuses_nothing():
     est.require_fits()
 
 
-def test_calibrate_says_the_estimate_and_refuses_before_running(export_cache, tmp_path, monkeypatch):
+def test_calibrate_says_the_estimate_and_refuses_before_running(
+    export_cache, tmp_path, monkeypatch
+):
     """quantize_int8 reports the estimate before any forward pass and refuses a batch the
     (here: faked, tiny) free host memory cannot hold, naming the batch that fits; nothing is
     written."""

@@ -12,6 +12,7 @@ from calibration.qdq import build_qdq_model, with_fp16_float_part
 from deploy_ran.errors import DeployRanError
 from exporters.coverage import int8_coverage
 from tests.calibration.tiny_ran import images, tiny_ran
+from tests.paths import DATA
 
 
 def _qdq(placement: str, **kwargs) -> onnx.ModelProto:
@@ -95,30 +96,24 @@ def test_trt_file_with_fp16_float_part_runs_and_stays_close():
     assert int8_coverage(qdq).bytes_by_precision["fp16"] > 0
 
 
-def _calibrate(tmp_path, *extra: str):
-    from pathlib import Path
-
-    from typer.testing import CliRunner
-
-    from cli import app
-
-    source = Path(__file__).resolve().parents[1] / "data" / "tiny_ran.onnx"
+def _calibrate(cli, tmp_path, *extra: str):
+    source = DATA / "tiny_ran.onnx"
     out = tmp_path / f"tiny{len(extra)}.int8.onnx"
     args = ["calibrate", str(source), "--calib-data", "synthetic", "--calib-images", "8"]
     args += ["--eval-images", "8", "--allow-failing", "--json", "--output", str(out), *extra]
-    return CliRunner().invoke(app, args), out
+    return cli(args), out
 
 
-def test_calibrate_reports_placement_float_part_and_coverage(tmp_path):
+def test_calibrate_reports_placement_float_part_and_coverage(cli, tmp_path):
     import json
 
-    result, out = _calibrate(tmp_path)
+    result, out = _calibrate(cli, tmp_path)
     assert result.exit_code == 0, result.output
     report = json.loads(result.output[result.output.index("{") :])
     assert report["placement"] == "trt" and report["float_precision"] == "fp16"
     assert report["coverage"]["bn_maxpool_resize_dq_fed"] == 1.0
     assert report["coverage"]["activation_bytes_per_image"]["fp16"] > 0
-    old, _ = _calibrate(tmp_path, "--placement", "conservative", "--float-precision", "fp32")
+    old, _ = _calibrate(cli, tmp_path, "--placement", "conservative", "--float-precision", "fp32")
     assert old.exit_code == 0, old.output
     old_report = json.loads(old.output[old.output.index("{") :])
     assert old_report["placement"] == "conservative"
@@ -126,8 +121,8 @@ def test_calibrate_reports_placement_float_part_and_coverage(tmp_path):
     assert old_report["coverage"]["bn_maxpool_resize_dq_fed"] == 0.0
 
 
-def test_calibrate_refuses_an_unknown_placement(tmp_path):
-    result, out = _calibrate(tmp_path, "--placement", "fast")
+def test_calibrate_refuses_an_unknown_placement(cli, tmp_path):
+    result, out = _calibrate(cli, tmp_path, "--placement", "fast")
     assert result.exit_code == 2
     assert "trt" in result.output and "conservative" in result.output
     assert not out.exists()

@@ -187,15 +187,12 @@ def test_npz_arrays_evaluate_and_class_count_is_checked(cifar_onnx, tmp_path):
         evaluate([cifar_onnx], tmp_path / "bad.npz")
 
 
-def test_cli_evaluate_writes_json_and_png(cifar_onnx, int8_onnx, labelled, tmp_path):
-    from typer.testing import CliRunner
-
-    from cli import app
+def test_cli_evaluate_writes_json_and_png(cli, cifar_onnx, int8_onnx, labelled, tmp_path):
 
     root, _ = labelled
     out, png = tmp_path / "eval.json", tmp_path / "eval.png"
     args = ["evaluate", str(cifar_onnx), str(int8_onnx), "--data", str(root), "--batch", "7"]
-    result = CliRunner().invoke(app, [*args, "-o", str(out), "--plot", str(png)])
+    result = cli([*args, "-o", str(out), "--plot", str(png)])
     assert result.exit_code == 0, result.output
     report = json.loads(out.read_text())
     assert report["targets"][0]["top1"] == pytest.approx(0.5)
@@ -203,9 +200,9 @@ def test_cli_evaluate_writes_json_and_png(cifar_onnx, int8_onnx, labelled, tmp_p
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert "vs" in result.output and "broken.jpg" in result.output
 
-    bad = CliRunner().invoke(app, ["evaluate", str(cifar_onnx), "--data", str(tmp_path / "nope")])
+    bad = cli(["evaluate", str(cifar_onnx), "--data", str(tmp_path / "nope")])
     assert bad.exit_code == 2 and "--data" in bad.output and "does not exist" in bad.output
-    wrong = CliRunner().invoke(app, [*args, "--plot", str(tmp_path / "x.jpg")])
+    wrong = cli([*args, "--plot", str(tmp_path / "x.jpg")])
     assert wrong.exit_code == 2 and "--plot" in wrong.output
 
 

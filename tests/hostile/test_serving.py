@@ -20,7 +20,7 @@ from deploy_ran.errors import DeployRanError  # noqa: E402
 from deploy_ran.runners.triton_runner import TritonRunner  # noqa: E402
 from exporters.triton import RepoOptions, write_repository  # noqa: E402
 from tests import triton_server  # noqa: E402
-from tests.test_triton import served_copy  # noqa: E402
+from tests.triton.test_triton_server import served_copy  # noqa: E402
 
 pytestmark = pytest.mark.slow  # starts its own server (tens of seconds)
 

@@ -5,7 +5,8 @@ input, 0 where a command records a bad image and carries on) with a message and 
 traceback, every input unchanged (hashes before and after), nothing written outside the output
 folder (the working folder, the inputs' folders and the system temp folder are compared too),
 no temporary or staging file left, and an end within ``BOUND`` seconds (a FIFO or a symlink loop
-used to hang forever). Runs in-process with typer's ``CliRunner``; the bound is a ``SIGALRM``.
+used to hang forever). Runs in-process through the tests' one CLI invoker
+(``tests/cli_invoker.py``); the bound is a ``SIGALRM``.
 """
 
 from __future__ import annotations
@@ -21,9 +22,11 @@ from pathlib import Path
 import pytest
 from corpus import CASES, Case  # tests/hostile is on sys.path through conftest
 from registry import COMMANDS, TARGETS, Command
-from typer.testing import CliRunner
 
 import cli
+from tests.cli_invoker import CliInvoker
+
+CLI = CliInvoker()
 
 BOUND = 90  # seconds; every case here ends in a few
 SLOW_BOUND = 600  # demo and bench run whole pipelines (minutes on two busy cores)
@@ -86,7 +89,7 @@ def run(cmd: Command, values: dict[str, str], case: Case | None, work: Path):
     cwd = os.getcwd()
     os.chdir(work)
     try:
-        result = CliRunner().invoke(cli.app, argv, catch_exceptions=True)
+        result = CLI(argv, catch_exceptions=True)
     except Hang:
         pytest.fail(f"{' '.join(argv)} did not end within {bound} s")
     finally:

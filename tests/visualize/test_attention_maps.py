@@ -303,7 +303,7 @@ def test_vector_formats_and_unknown_suffixes(tmp_path, good):
 
 
 def test_unreadable_images_are_skipped_with_a_note(images, good, tmp_path):
-    from tests.test_hostile_images import png_header_only
+    from tests.hostile.test_hostile_images import png_header_only
 
     bomb = png_header_only(tmp_path / "bomb.png", 100_000, 100_000)
     result = visualize("ran56_cifar", [good[0], images / "fake.jpg", bomb], tmp_path / "v.jpg")

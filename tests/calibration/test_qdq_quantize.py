@@ -10,19 +10,16 @@ import numpy as np
 import onnx
 import pytest
 from onnx import numpy_helper
-from typer.testing import CliRunner
 
 from calibration.placement import GraphIndex, plan_quantization, quantizable_groups
 from calibration.quantize import cache_path_for, quantize_int8
 from calibration.ranges import CalibrationError, MethodConfig, cache_key, check_cache
 from calibration.sensitivity import AutoStep, GroupSensitivity, SensitivityReport, auto_exclude
-from cli import app
 from deploy_ran.artifacts import read_artifact_info
 from deploy_ran.compare.runner_checks import RunnerChecks
 from deploy_ran.errors import DeployRanError, OnnxFileError
 from exporters.graph_checks import check_graph
 
-runner = CliRunner()
 # run_model: calibration sits below the runners; the check and sensitivity run an OrtRunner.
 FAST = dict(
     data="synthetic",
@@ -306,30 +303,28 @@ def test_unwritable_output_folder(fp32, tmp_path):
         locked.chmod(stat.S_IRWXU)
 
 
-def test_cli_calibrate(fp32, tmp_path):
+def test_cli_calibrate(cli, fp32, tmp_path):
     out = tmp_path / "cli.int8.onnx"
     args = ["calibrate", str(fp32.path), "--data", "synthetic", "--num-images", "16"]
     args += ["--method", "minmax", "--eval-images", "8", "--output", str(out)]
-    first = runner.invoke(app, args)
+    first = cli(args)
     assert first.exit_code == 0, first.output
     assert "synthetic noise" in first.output and "NVIDIA recommends" in first.output
     assert "top-1 agreement" in first.output and out.exists()
-    second = runner.invoke(app, [*args, "--json"])
+    second = cli([*args, "--json"])
     assert second.exit_code == 0, second.output
     report = json.loads(second.stdout)
     assert report["from_cache"] is True and "reused" in report["cache_note"]
     assert any("calibrated on 16 images" in w for w in report["warnings"])
     assert report["kept_float"] and report["agreement_vs_fp32"][0]["output"] == "logits"
 
-    bad = runner.invoke(app, ["calibrate", str(out), "--data", "synthetic"])
+    bad = cli(["calibrate", str(out), "--data", "synthetic"])
     assert bad.exit_code == 2 and "already a INT8" in bad.output
-    zero = runner.invoke(app, [*args[:-2], "--num-images", "0", "--output", str(tmp_path / "z")])
+    zero = cli([*args[:-2], "--num-images", "0", "--output", str(tmp_path / "z")])
     assert zero.exit_code == 2 and "1,000,000" in zero.output  # the allowed range
-    missing = runner.invoke(app, ["calibrate", str(fp32.path), "--data", str(tmp_path / "none")])
+    missing = cli(["calibrate", str(fp32.path), "--data", str(tmp_path / "none")])
     assert missing.exit_code == 2 and "does not exist" in missing.output
-    unwritable = runner.invoke(
-        app, [*args[:-2], "--output", str(tmp_path / "no" / "such" / "dir" / "m.onnx")]
-    )
+    unwritable = cli([*args[:-2], "--output", str(tmp_path / "no" / "such" / "dir" / "m.onnx")])
     assert unwritable.exit_code == 2 and "does not exist" in unwritable.output
     assert not (tmp_path / "z").exists()
 

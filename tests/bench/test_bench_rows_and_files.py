@@ -7,9 +7,7 @@ import json
 from pathlib import Path
 
 import pytest
-from typer.testing import CliRunner
 
-from cli import app
 from deploy_ran.bench import (
     CSV_FIELDS,
     STAT_FIELDS,
@@ -22,8 +20,6 @@ from deploy_ran.bench import (
 )
 from deploy_ran.environment import collect_environment
 from deploy_ran.errors import DeployRanError
-
-cli = CliRunner()
 
 
 def test_bench_writes_documented_json_csv_png(cifar_checkpoint, cifar_onnx, tmp_path):
@@ -80,10 +76,9 @@ def test_bench_writes_documented_json_csv_png(cifar_checkpoint, cifar_onnx, tmp_
     assert (out / f"{stem}.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
-def test_bench_cli_prints_table_environment_and_files(cifar_onnx, tmp_path):
+def test_bench_cli_prints_table_environment_and_files(cli, cifar_onnx, tmp_path):
     target = tmp_path / "mine.json"
-    result = cli.invoke(
-        app,
+    result = cli(
         [
             "bench",
             "ran56_cifar",
@@ -111,7 +106,7 @@ def test_bench_cli_prints_table_environment_and_files(cifar_onnx, tmp_path):
     assert not (tmp_path / "mine.png").exists()
 
 
-def test_bench_rejects_bad_requests(cifar_onnx, tmp_path):
+def test_bench_rejects_bad_requests(cli, cifar_onnx, tmp_path):
     with pytest.raises(DeployRanError, match="artifact of ran56_cifar, not ran92_cifar") as info:
         run_benchmark(BenchSettings("ran92_cifar", artifacts=[cifar_onnx], iterations=1))
     assert info.value.param == "artifacts"
@@ -128,9 +123,9 @@ def test_bench_rejects_bad_requests(cifar_onnx, tmp_path):
         run_benchmark(BenchSettings("ran56_cifar", backends=["tensorflow"], iterations=1))
     with pytest.raises(DeployRanError, match="CUDA graphs need a GPU"):
         run_benchmark(BenchSettings("ran56_cifar", cuda_graphs=True, iterations=1))
-    bad = cli.invoke(app, ["bench", "ran56_cifar", "--batch-sizes", "1,x"])
+    bad = cli(["bench", "ran56_cifar", "--batch-sizes", "1,x"])
     assert bad.exit_code == 2 and "comma-separated integers" in bad.output
-    bad = cli.invoke(app, ["bench", "ran56_cifar", "--batch-sizes", "0"])
+    bad = cli(["bench", "ran56_cifar", "--batch-sizes", "0"])
     assert bad.exit_code == 2 and "positive" in bad.output
 
 

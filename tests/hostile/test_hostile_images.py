@@ -28,8 +28,8 @@ from deploy_ran.images import (
     load_rgb,
     preprocess,
 )
+from tests.paths import ROOT
 
-ROOT = Path(__file__).resolve().parents[1]
 PRE = {"resize_size": 36, "crop_size": 32, "mean": [0.5] * 3, "std": [0.25] * 3}
 
 
