@@ -46,12 +46,27 @@ def print_error(exc: DeployRanError, extra_flags: dict[str, str] | None = None) 
     where = ""
     if param:
         spelled = names.get(param)
-        where = f" ({spelled.flag if spelled else '--' + param.replace('_', '-')})"
+        where = f" ({spelled.flag})" if spelled else _argument_or_nothing(param)
     message = render(exc.message, names)
     err_console.print(f"[bold red]Error{escape(where)}:[/] {escape(message)}", highlight=False)
     if exc.hint:
         hint = render(exc.hint, names)
         err_console.print(f"[yellow]Hint:[/] {escape(hint)}", highlight=False)
+
+
+def _argument_or_nothing(param: str) -> str:
+    """`` (TARGET)`` when ``param`` is a positional argument of the running command; nothing when
+    the command has no such parameter (a flag that does not exist must not be suggested)."""
+    from cli_options.group import current_context
+
+    ctx = current_context.get()
+    command = getattr(ctx, "command", None)
+    for p in getattr(command, "params", ()):
+        if p.name == param:
+            if getattr(p, "param_type_name", "") == "argument":
+                return f" ({param.upper()})"
+            return f" ({p.opts[0]})" if getattr(p, "opts", None) else ""
+    return ""
 
 
 def _stop_on_signal(exc: BaseException) -> None:

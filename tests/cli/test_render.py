@@ -35,3 +35,13 @@ def test_doctor_prints_the_verdict_after_the_table(monkeypatch):
     cli_render.doctor("TABLE", diagnosis)
     text = out.getvalue()
     assert text.index("TABLE") < text.index("Ready.") < text.index("next: install X")
+
+
+def test_an_error_names_only_flags_and_arguments_the_command_has(cli, tmp_path):
+    """A library error about a parameter the command has no flag for names no invented flag
+    (verify has REFERENCE/CANDIDATE, not --target); one about a positional argument names it."""
+    missing = tmp_path / "x.plan"
+    result = cli(["verify", str(missing), "ran56_cifar"])
+    assert result.exit_code == 2
+    assert "Error:" in result.output and "--target" not in result.output
+    assert "x.plan does not exist" in " ".join(result.output.split())
